@@ -1,0 +1,82 @@
+"""``embedkit loss``: a contrastive-learning loss over an embedding file."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from cli import options as opt
+from cli.errors import reported_errors
+from cli.inputs import load_inputs, parse_floats, read_item_table
+from cli.render import loss as render
+from cli.render import progress_bar
+from embedkit.losses.compute import LossKind, LossSpec, compute_loss
+from embedkit.losses.contrastive import ContrastiveForm
+from embedkit.losses.result import Reduction
+
+EPILOG = (
+    "Examples:  embedkit loss --kind contrastive --margin 1.0 emb.npy  ·  "
+    "embedkit loss --kind triplet --triplets t.csv emb.parquet --json  ·  "
+    "embedkit mine emb.npy -o - | embedkit loss --kind triplet --triplets - emb.npy"
+)
+
+
+def loss(
+    embeddings: opt.EmbeddingsArg = None,
+    kind: Annotated[LossKind, typer.Option("--kind", "-k", help=(
+        "contrastive: y·D² + (1−y)·max(m−D,0)², D Euclidean, y=1 similar. "
+        "triplet: max(‖a−p‖² − ‖a−n‖² + α, 0) (FaceNet; --no-squared: torch.nn's unsquared form). "
+        "npair: log(1 + Σ_{j≠i} exp(f_i·f_j⁺ − f_i·f_i⁺)), Sohn 2016. "
+        "infonce: −log(e^{s_ap/τ} / (e^{s_ap/τ} + Σ_n e^{s_an/τ})), cosine, mean over positive pairs (NT-Xent). "
+        "supcon: Khosla 2020 L_out, cosine. "
+        "bce: BCE of σ(scale·cos + bias) against y."))] = "contrastive",
+    margin: Annotated[float, typer.Option("--margin", "-m", help="Margin m (contrastive) or α (triplet).")] = 1.0,
+    margins: Annotated[Optional[str], typer.Option(
+        "--margins", help="Margin sweep, e.g. 0.5,1.0,1.5,2.0: loss and active items at each (distances computed once).")] = None,
+    form: Annotated[ContrastiveForm, typer.Option(
+        "--form", help="Contrastive form: squared = y·D² + (1−y)·max(m−D,0)² (TF-Addons); "
+        "halved = ½ of that (Hadsell 2006); linear = ½y·D² + (1−y)·max(m−D,0).")] = "squared",
+    squared: Annotated[bool, typer.Option(
+        "--squared/--no-squared", help="Triplet: squared distances (FaceNet) or unsquared (torch.nn.TripletMarginLoss).")] = True,
+    temperature: Annotated[Optional[float], typer.Option(
+        "--temperature", "-t", help="τ for infonce (default 0.07) and supcon (default 0.1).")] = None,
+    scale: Annotated[float, typer.Option("--scale", help="bce: logit scale (SigLIP init 10).")] = 10.0,
+    bias: Annotated[float, typer.Option("--bias", help="bce: logit bias (SigLIP init −10).")] = -10.0,
+    l2_reg: Annotated[float, typer.Option("--l2-reg", help="npair: λ of the λ·(‖f‖² + ‖f⁺‖²) term.")] = 0.0,
+    pairs: Annotated[Optional[str], typer.Option(
+        "--pairs", help="Pairs table (CSV, JSONL or Parquet; columns i, j, y with y=1 similar). Default: all label pairs.")] = None,
+    triplets: Annotated[Optional[str], typer.Option(
+        "--triplets", help="Triplets table (columns anchor, positive, negative), e.g. from `embedkit mine`. '-' = stdin.")] = None,
+    labels: opt.LabelsOpt = None,
+    column: opt.ColumnOpt = None,
+    label_column: opt.LabelColumnOpt = None,
+    id_column: opt.IdColumnOpt = None,
+    normalize: opt.NormalizeOpt = False,
+    reduction: Annotated[Reduction, typer.Option(
+        "--reduction", "-r", help="mean (over items), sum, mean-nonzero (over items with loss > 0), none (per item).")] = "mean",
+    trace: Annotated[int, typer.Option("--trace", min=0, help="Trace rows to show: the first N items and the top N.")] = 5,
+    output: opt.OutputOpt = None,
+    json: opt.JsonOpt = False,
+    quiet: opt.QuietOpt = False,
+    workers: opt.WorkersOpt = None,
+) -> None:
+    """Compute a contrastive-learning loss over an embedding file, with a trace table."""
+    with reported_errors():
+        sweep = parse_floats(margins, "--margins")
+        spec = LossSpec(kind=kind, margin=margin, form=form, squared=squared, temperature=temperature,
+                        scale=scale, bias=bias, l2_reg=l2_reg, normalize=normalize, reduction=reduction,
+                        margins=sweep).validated()
+        dataset = load_inputs(embeddings, labels=labels, column=column, label_column=label_column,
+                              id_column=id_column, tables=(pairs, triplets), output=output)
+        pair_table = read_item_table(pairs, ("i", "j")) if pairs else None
+        triplet_table = read_item_table(triplets, ("anchor", "positive", "negative")) if triplets else None
+        with progress_bar(f"{kind} loss", enabled=not quiet) as progress:
+            result = compute_loss(
+                dataset, spec, pairs=pair_table, triplets=triplet_table,
+                pairs_source=pairs or "pairs", triplets_source=triplets or "triplets",
+                trace=trace, top=trace, keep_items=output is not None, workers=workers, progress=progress,
+            )
+        if output is not None:
+            render.write_items(result, dataset, output)
+    render.loss(result, dataset, as_json=json, to_stderr=output == "-")

@@ -1,0 +1,70 @@
+"""The ``embedkit`` root app: commands, ``--version``, and the process-level error boundary."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from types import FrameType
+from typing import Annotated, Optional
+
+import typer
+
+import embedkit
+from cli import loss as loss_command
+from cli.errors import EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, ClickException
+
+app = typer.Typer(
+    name="embedkit",
+    help="Ask your embeddings a question: contrastive-learning losses, hard-negative mining, CI checks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"embedkit {embedkit.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
+    """embedkit: contrastive losses, hard-negative mining and CI gates on exported embeddings."""
+
+
+app.command(name="loss", epilog=loss_command.EPILOG, no_args_is_help=False)(loss_command.loss)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # SystemExit unwinds through every finally: partial outputs are removed on the way out.
+    raise SystemExit(EXIT_SIGTERM)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry: one-line usage errors, 130 on Ctrl-C, 143 on SIGTERM."""
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        result = app(args=argv, prog_name="embedkit", standalone_mode=False)
+    except ClickException as exc:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)  # type: ignore[attr-defined]
+        print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
+    except (typer.Abort, KeyboardInterrupt):
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(EXIT_SIGINT)
+    except BrokenPipeError:
+        # The reader of our stdout went away (e.g. `| head`): not an error of ours.
+        sys.stderr.close()
+        sys.exit(0)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Option types shared by the commands (one definition each)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+EmbeddingsArg = Annotated[
+    Optional[str],
+    typer.Argument(
+        help="Embeddings: .npy (memory-mapped), .npz or Parquet; '-' or nothing reads stdin.",
+        show_default=False,
+    ),
+]
+LabelsOpt = Annotated[
+    Optional[str],
+    typer.Option("--labels", "-l", help="Labels: .npy, .txt/.csv (one per line) or Parquet. "
+                 "Default: Parquet column 'label', NPZ 'labels', or the sidecar EMB.labels.{npy,txt,csv}."),
+]
+ColumnOpt = Annotated[
+    Optional[str], typer.Option("--column", help="Parquet embedding column (default: the only list-of-float column).")
+]
+LabelColumnOpt = Annotated[
+    Optional[str], typer.Option("--label-column", help="Parquet label column (default: 'label' when present).")
+]
+IdColumnOpt = Annotated[
+    Optional[str], typer.Option("--id-column", help="Parquet column of row ids, shown in traces and written to outputs.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
+OutputOpt = Annotated[
+    Optional[str],
+    typer.Option("--output", "-o", help="Write per-item rows to FILE (.parquet, .csv, .jsonl; '-' = CSV on stdout)."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+WorkersOpt = Annotated[
+    Optional[int], typer.Option("--workers", min=1, help="Worker threads (default: all cores).")
+]
+NormalizeOpt = Annotated[bool, typer.Option("--normalize", help="L2-normalise rows first.")]

@@ -1,0 +1,95 @@
+"""Rendering shared by every command: consoles, number formats, JSON, progress bars.
+
+Command-specific tables live in the sibling modules (``cli.render.loss``, ...). The
+result of a command goes to stdout; progress and, when stdout carries data, summaries
+go to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from embedkit.engine import Progress as ProgressCallback
+
+
+def stdout_console() -> Console:
+    return Console(file=sys.stdout, highlight=False, soft_wrap=False)
+
+
+def stderr_console() -> Console:
+    return Console(file=sys.stderr, highlight=False, soft_wrap=False)
+
+
+def number(value: float | int | None, digits: int = 4) -> str:
+    """A table cell: ``digits`` decimals, scientific for tiny non-zero values.
+
+    >>> number(0.0229437), number(0.000101), number(0.0), number(3)
+    ('0.0229', '1.010e-04', '0', '3')
+    """
+    if value is None:
+        return "-"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    v = float(value)
+    if v == 0:
+        return "0"
+    if math.isinf(v) or math.isnan(v):
+        return str(v)
+    if abs(v) < 10 ** (-digits + 1) or abs(v) >= 1e9:
+        return f"{v:.3e}"
+    return f"{v:.{digits}f}"
+
+
+def to_jsonable(value: Any) -> Any:
+    """numpy scalars and arrays, tuples and dataclass-like dicts, as plain JSON values."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [to_jsonable(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return to_jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def print_json(payload: dict[str, Any]) -> None:
+    """One JSON object on stdout."""
+    sys.stdout.write(json.dumps(to_jsonable(payload), ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def rows_of(table: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """A column table as a list of row dicts."""
+    if not table:
+        return []
+    names = list(table)
+    return [dict(zip(names, values)) for values in zip(*(table[n].tolist() for n in names))]
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, *, enabled: bool) -> Iterator[ProgressCallback | None]:
+    """A Rich progress bar on stderr when it is a terminal and ``enabled``; else no callback."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=stderr_console(), transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

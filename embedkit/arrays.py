@@ -1,0 +1,91 @@
+"""Validation and dtype handling of embedding matrices and label vectors."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from embedkit.chunking import blocks, rows_per_block
+from embedkit.errors import InputError
+
+FloatArray = npt.NDArray[np.floating]
+IntArray = npt.NDArray[np.integer]
+BoolArray = npt.NDArray[np.bool_]
+
+FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def work_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype arithmetic runs in: float64 stays float64, float16/32 become float32."""
+    return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
+
+
+def validate_embeddings(embeddings: np.ndarray, source: str) -> np.ndarray:
+    """Check an embedding matrix is 2-D, non-empty, floating point and finite.
+
+    Memory-mapped input is scanned in blocks, never loaded whole. Returns the array
+    unchanged.
+    """
+    if embeddings.dtype == object:
+        raise InputError(f"{source}: embeddings are an object array; expected a float matrix")
+    if embeddings.ndim != 2:
+        raise InputError(
+            f"{source}: embeddings must be a 2-D (rows, dim) matrix; found {embeddings.ndim}-D "
+            f"with shape {tuple(embeddings.shape)}"
+        )
+    rows, dim = embeddings.shape
+    if rows == 0 or dim == 0:
+        raise InputError(f"{source}: embeddings are empty (shape {rows}x{dim})")
+    if embeddings.dtype not in FLOAT_DTYPES:
+        raise InputError(
+            f"{source}: embeddings must be float16, float32 or float64; found {embeddings.dtype}"
+        )
+    step = rows_per_block(dim * embeddings.dtype.itemsize, budget_mib=32.0)
+    for start, stop in blocks(rows, step):
+        finite = np.isfinite(embeddings[start:stop]).all(axis=1)
+        if not finite.all():
+            bad = start + int(np.flatnonzero(~finite)[0])
+            count = int((~finite).sum())
+            raise InputError(
+                f"{source}: row {bad} has NaN or Inf values ({count} such rows in rows "
+                f"{start}..{stop - 1}); embeddings must be finite"
+            )
+    return embeddings
+
+
+def as_work_array(embeddings: np.ndarray) -> np.ndarray:
+    """A C-contiguous array in the work dtype; no copy when it already is one."""
+    return np.ascontiguousarray(embeddings, dtype=work_dtype(embeddings.dtype))
+
+
+def l2_normalized(embeddings: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm, as a new work-dtype array; zero rows stay zero."""
+    out = np.array(embeddings, dtype=work_dtype(embeddings.dtype), order="C", copy=True)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    np.divide(out, norms, out=out, where=norms > 0)
+    return out
+
+
+def encode_labels(values: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Factorise labels into int64 codes.
+
+    Returns ``(codes, names)`` with ``names[codes] == values``. Integer and string
+    labels are accepted; floats only when every value is integral.
+    """
+    values = np.asarray(values)
+    if values.ndim != 1:
+        raise InputError(f"{source}: labels must be 1-D; found shape {tuple(values.shape)}")
+    if values.dtype.kind == "f":
+        if not np.isfinite(values).all() or not np.all(values == np.round(values)):
+            raise InputError(f"{source}: float labels must be whole numbers (class ids)")
+        values = values.astype(np.int64)
+    elif values.dtype.kind == "b":
+        values = values.astype(np.int64)
+    elif values.dtype.kind == "O":
+        if any(v is None for v in values):
+            raise InputError(f"{source}: labels contain missing values")
+        values = values.astype(str)
+    elif values.dtype.kind not in "iuUS":
+        raise InputError(f"{source}: labels must be integers or strings; found {values.dtype}")
+    names, codes = np.unique(values, return_inverse=True)
+    return codes.astype(np.int64).reshape(-1), names

@@ -1,0 +1,31 @@
+"""Memory-bounded blocking: how many rows fit a MiB budget, and the blocks themselves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+#: Default working-memory budget for one block of pairwise work, per worker.
+DEFAULT_BUDGET_MIB = 64.0
+
+
+def rows_per_block(bytes_per_row: int, budget_mib: float = DEFAULT_BUDGET_MIB) -> int:
+    """Rows whose working set fits ``budget_mib`` MiB, at least one.
+
+    >>> rows_per_block(1024, budget_mib=1.0)
+    1024
+    >>> rows_per_block(10**9, budget_mib=1.0)
+    1
+    """
+    budget = int(budget_mib * 1024 * 1024)
+    return max(1, budget // max(1, bytes_per_row))
+
+
+def blocks(n: int, size: int) -> Iterator[tuple[int, int]]:
+    """Half-open ``(start, stop)`` ranges covering ``range(n)`` in steps of ``size``.
+
+    >>> list(blocks(5, 2))
+    [(0, 2), (2, 4), (4, 5)]
+    """
+    size = max(1, size)
+    for start in range(0, n, size):
+        yield start, min(n, start + size)

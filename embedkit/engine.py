@@ -1,0 +1,63 @@
+"""Where blocked work runs: the executor seam shared by the algorithms.
+
+Algorithms submit independent tasks (a stripe of rows, a shard of anchors) to a
+``concurrent.futures.Executor`` and merge results in submission order, so the answer
+does not depend on which worker ran what or when.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import TypeVar
+
+from threadpoolctl import threadpool_limits
+
+T = TypeVar("T")
+R = TypeVar("R")
+Progress = Callable[[int, int], None]
+
+
+def available_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def local_threads(workers: int | None = None) -> Iterator[Executor]:
+    """A thread pool of ``workers`` (default: all cores) with BLAS pinned to one thread each.
+
+    numpy's BLAS calls and the numba kernels release the GIL, so threads scale; one BLAS
+    thread per worker keeps them from oversubscribing the cores.
+    """
+    count = workers or available_cores()
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=count) as pool:
+        yield pool
+
+
+def ordered_map(
+    executor: Executor,
+    task: Callable[[T], R],
+    items: Iterable[T],
+    *,
+    weights: list[int] | None = None,
+    progress: Progress | None = None,
+) -> Iterator[R]:
+    """Run ``task`` over ``items`` on ``executor``; yield results in input order.
+
+    ``progress(done, total)`` is called as results arrive, ``weights`` giving each item's share.
+    """
+    futures: list[Future[R]] = [executor.submit(task, item) for item in items]
+    total = sum(weights) if weights is not None else len(futures)
+    done = 0
+    for index, future in enumerate(futures):
+        result = future.result()
+        done += weights[index] if weights is not None else 1
+        if progress is not None:
+            progress(done, total)
+        yield result

@@ -1,0 +1,453 @@
+"""Reading embeddings, labels and pair/triplet tables from NPY, NPZ, Parquet, text or stdin.
+
+Formats are told by their magic bytes, not by the file name: NPY (``\\x93NUMPY``),
+NPZ (a zip archive) and Parquet (``PAR1``). NPY files are memory-mapped; Parquet is
+read one row group at a time, straight from Arrow buffers into one preallocated matrix.
+
+Labels are found, in order of precedence, from ``labels_path`` (``--labels``), the
+Parquet label column (``label_column``, default ``label`` when present), the NPZ
+member ``labels``, then the *sidecar* files next to the embeddings: for ``emb.npy``
+(or ``emb.parquet``, ``emb.npz``) the first of ``emb.labels.npy``, ``emb.labels.txt``
+and ``emb.labels.csv`` that exists.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from embedkit.arrays import encode_labels, validate_embeddings
+from embedkit.errors import InputError
+
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = b"PK\x03\x04"
+PARQUET_MAGIC = b"PAR1"
+STDIN = "-"
+SIDECAR_SUFFIXES = (".labels.npy", ".labels.txt", ".labels.csv")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Embeddings with optional labels and row ids.
+
+    ``labels`` are int64 codes (``label_names[labels]`` gives the original values);
+    ``embeddings`` may be a read-only memory map.
+    """
+
+    embeddings: np.ndarray
+    source: str
+    labels: np.ndarray | None = None
+    label_names: np.ndarray | None = None
+    label_source: str | None = None
+    ids: np.ndarray | None = None
+    labels_searched: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def rows(self) -> int:
+        return int(self.embeddings.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.embeddings.shape[1])
+
+    def require_labels(self, purpose: str) -> np.ndarray:
+        """The label codes, or an :class:`InputError` saying where labels were looked for."""
+        if self.labels is None:
+            where = ", ".join(self.labels_searched) if self.labels_searched else "nowhere"
+            raise InputError(
+                f"{purpose} needs labels, and none were found for {self.source} "
+                f"(looked in: {where}); pass --labels FILE"
+            )
+        return self.labels
+
+
+def read_stdin_bytes(stream: BinaryIO | None = None) -> bytes:
+    """All of stdin (or ``stream``) as bytes; an empty stream is an error."""
+    data = (stream if stream is not None else sys.stdin.buffer).read()
+    if not data:
+        raise InputError("stdin: no data (expected an NPY, NPZ or Parquet stream)")
+    return bytes(data)
+
+
+def sniff_format(head: bytes) -> str | None:
+    """``"npy"``, ``"npz"`` or ``"parquet"`` from the first bytes, else ``None``."""
+    if head.startswith(NPY_MAGIC):
+        return "npy"
+    if head.startswith(ZIP_MAGIC):
+        return "npz"
+    if head.startswith(PARQUET_MAGIC):
+        return "parquet"
+    return None
+
+
+def _read_head(path: str, size: int = 8) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(size)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, expected a file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def load_dataset(
+    path: str | None,
+    *,
+    column: str | None = None,
+    label_column: str | None = None,
+    labels_path: str | None = None,
+    id_column: str | None = None,
+    stdin: BinaryIO | None = None,
+) -> Dataset:
+    """Load embeddings (and labels, ids) from ``path``, or stdin when it is ``None`` or ``-``."""
+    from_stdin = path is None or path == STDIN
+    source = "stdin" if from_stdin else str(path)
+    if from_stdin:
+        payload: bytes | None = read_stdin_bytes(stdin)
+        fmt = sniff_format(payload[:8])
+    else:
+        payload = None
+        fmt = sniff_format(_read_head(str(path)))
+    if fmt is None:
+        head = payload[:8] if payload is not None else _read_head(str(path))
+        raise InputError(
+            f"{source}: not an NPY, NPZ or Parquet file (starts with {head[:8]!r})"
+        )
+    if fmt != "parquet":
+        for name, value in (("--column", column), ("--id-column", id_column)):
+            if value is not None:
+                raise InputError(f"{source}: {name} applies to Parquet input, not {fmt.upper()}")
+
+    labels_raw: np.ndarray | None = None
+    label_source: str | None = None
+    ids: np.ndarray | None = None
+    searched: list[str] = []
+    if fmt == "npy":
+        embeddings = _load_npy(path if payload is None else payload, source)
+    elif fmt == "npz":
+        embeddings, labels_raw = _load_npz(path if payload is None else payload, source)
+        searched.append(f"{source}[labels]")
+        label_source = f"{source}[labels]" if labels_raw is not None else None
+    else:
+        parquet = ParquetSource(pa.BufferReader(payload) if payload is not None else str(path), source)
+        embeddings = parquet.embeddings(column)
+        want = label_column or ("label" if "label" in parquet.column_names else None)
+        searched.append(f"{source} column '{label_column or 'label'}'")
+        if labels_path is None and want is not None:
+            labels_raw = parquet.column(want)
+            label_source = f"{source} column '{want}'"
+        elif label_column is not None and labels_path is None:
+            raise InputError(f"{source}: no column '{label_column}' for labels")
+        if id_column is not None:
+            ids = parquet.column(id_column)
+
+    validate_embeddings(embeddings, source)
+
+    if labels_path is not None:
+        labels_raw = load_labels(labels_path, column=label_column, stdin_used=from_stdin)
+        label_source = labels_path
+    elif labels_raw is None and not from_stdin:
+        for candidate in sidecar_candidates(str(path)):
+            searched.append(candidate)
+            if os.path.exists(candidate):
+                labels_raw = load_labels(candidate)
+                label_source = candidate
+                break
+
+    codes = names = None
+    if labels_raw is not None:
+        if len(labels_raw) != embeddings.shape[0]:
+            raise InputError(
+                f"{label_source}: labels has {len(labels_raw)} rows but embeddings has "
+                f"{embeddings.shape[0]}"
+            )
+        codes, names = encode_labels(labels_raw, str(label_source))
+    if ids is not None and len(ids) != embeddings.shape[0]:
+        raise InputError(f"{source}: id column has {len(ids)} rows but embeddings has {embeddings.shape[0]}")
+    return Dataset(
+        embeddings=embeddings,
+        source=source,
+        labels=codes,
+        label_names=names,
+        label_source=label_source,
+        ids=ids,
+        labels_searched=tuple(searched),
+    )
+
+
+def sidecar_candidates(path: str) -> list[str]:
+    """Sidecar label files for ``path``: ``emb.npy`` -> ``emb.labels.npy``, ``.txt``, ``.csv``."""
+    stem = str(Path(path).with_suffix("")) if Path(path).suffix else path
+    return [stem + suffix for suffix in SIDECAR_SUFFIXES]
+
+
+def _load_npy(source_or_bytes: str | bytes, source: str) -> np.ndarray:
+    try:
+        if isinstance(source_or_bytes, bytes):
+            array = np.load(io.BytesIO(source_or_bytes), allow_pickle=False)
+        else:
+            array = np.load(source_or_bytes, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        text = str(exc)
+        if "allow_pickle" in text or "Object arrays" in text:
+            raise InputError(f"{source}: holds a pickled object array; expected a float matrix") from None
+        raise InputError(f"{source}: not a valid NPY file ({text.splitlines()[0]})") from None
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{source}: not a valid NPY file ({exc})") from None
+    if not isinstance(array, np.ndarray):
+        raise InputError(f"{source}: not a single NPY array")
+    return array
+
+
+def _load_npz(source_or_bytes: str | bytes, source: str) -> tuple[np.ndarray, np.ndarray | None]:
+    target = io.BytesIO(source_or_bytes) if isinstance(source_or_bytes, bytes) else source_or_bytes
+    try:
+        with np.load(target, allow_pickle=False) as archive:
+            if "embeddings" not in archive.files:
+                raise InputError(
+                    f"{source}: NPZ archive has no 'embeddings' array (has: {', '.join(archive.files) or 'nothing'})"
+                )
+            embeddings = archive["embeddings"]
+            labels = archive["labels"] if "labels" in archive.files else None
+    except InputError:
+        raise
+    except Exception as exc:  # zipfile/np errors come in many types; all mean "unreadable"
+        raise InputError(f"{source}: not a readable NPZ archive ({exc})") from None
+    return embeddings, labels
+
+
+def _is_vector_type(dtype: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_fixed_size_list(dtype) or pa.types.is_list(dtype) or pa.types.is_large_list(dtype)
+    )
+
+
+class ParquetSource:
+    """A Parquet file read one row group at a time."""
+
+    def __init__(self, target: str | pa.BufferReader, source: str) -> None:
+        self.source = source
+        try:
+            self.file = pq.ParquetFile(target)
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{source}: not a readable Parquet file ({exc})") from None
+        self.schema = self.file.schema_arrow
+        self.column_names = list(self.schema.names)
+
+    def _field(self, name: str) -> pa.Field:
+        if name not in self.column_names:
+            raise InputError(
+                f"{self.source}: no column '{name}' (columns: {', '.join(self.column_names)})"
+            )
+        return self.schema.field(name)
+
+    def embedding_column(self, column: str | None) -> str:
+        """The vector column: ``column`` if given, else the only list-of-float column."""
+        if column is not None:
+            field_ = self._field(column)
+            if not _is_vector_type(field_.type) or not pa.types.is_floating(field_.type.value_type):
+                raise InputError(
+                    f"{self.source}: column '{column}' is {field_.type}; expected a list of floats"
+                )
+            return column
+        vectors = [f.name for f in self.schema if _is_vector_type(f.type)]
+        floats = [n for n in vectors if pa.types.is_floating(self.schema.field(n).type.value_type)]
+        if len(floats) == 1:
+            return floats[0]
+        if not floats:
+            found = ", ".join(f"{f.name}: {f.type}" for f in self.schema)
+            raise InputError(
+                f"{self.source}: no list-of-float embedding column (columns: {found})"
+            )
+        raise InputError(
+            f"{self.source}: several embedding columns ({', '.join(floats)}); choose one with --column"
+        )
+
+    def embeddings(self, column: str | None) -> np.ndarray:
+        name = self.embedding_column(column)
+        value_type = self.schema.field(name).type.value_type
+        dtype = np.dtype(value_type.to_pandas_dtype())
+        rows = self.file.metadata.num_rows
+        out: np.ndarray | None = None
+        start = 0
+        for group in range(self.file.num_row_groups):
+            try:
+                chunk = self.file.read_row_group(group, columns=[name]).column(0)
+            except (pa.ArrowException, OSError) as exc:
+                raise InputError(f"{self.source}: row group {group} is unreadable ({exc})") from None
+            for array in chunk.chunks:
+                block = self._vectors(array, name, start)
+                if out is None:
+                    out = np.empty((rows, block.shape[1]), dtype=dtype)
+                elif block.shape[1] != out.shape[1]:
+                    raise InputError(
+                        f"{self.source}: column '{name}' row {start} has {block.shape[1]} values; "
+                        f"earlier rows have {out.shape[1]}"
+                    )
+                out[start : start + len(block)] = block
+                start += len(block)
+        if out is None:
+            raise InputError(f"{self.source}: Parquet file has no rows")
+        return out
+
+    def _vectors(self, array: pa.Array, name: str, first_row: int) -> np.ndarray:
+        if array.null_count:
+            bad = first_row + int(np.flatnonzero(array.is_null().to_numpy(zero_copy_only=False))[0])
+            raise InputError(f"{self.source}: column '{name}' row {bad} is null")
+        if pa.types.is_fixed_size_list(array.type):
+            dim = array.type.list_size
+        else:
+            lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False)
+            dim = int(lengths[0]) if len(lengths) else 0
+            ragged = np.flatnonzero(lengths != dim)
+            if len(ragged):
+                row = first_row + int(ragged[0])
+                raise InputError(
+                    f"{self.source}: column '{name}' is ragged: row {row} has {int(lengths[ragged[0]])} "
+                    f"values, row {first_row} has {dim}"
+                )
+        values = array.flatten()
+        if values.null_count:
+            raise InputError(f"{self.source}: column '{name}' has null values inside vectors")
+        flat = values.to_numpy(zero_copy_only=False)
+        return flat.reshape(len(array), dim) if dim else np.empty((len(array), 0), flat.dtype)
+
+    def column(self, name: str) -> np.ndarray:
+        """A scalar column (labels, ids) as a numpy array."""
+        field_ = self._field(name)
+        if _is_vector_type(field_.type):
+            raise InputError(f"{self.source}: column '{name}' holds lists, expected one value per row")
+        parts = []
+        for group in range(self.file.num_row_groups):
+            chunk = self.file.read_row_group(group, columns=[name]).column(0)
+            if chunk.null_count:
+                raise InputError(f"{self.source}: column '{name}' has null values")
+            parts.append(chunk.to_numpy())
+        values = np.concatenate(parts) if parts else np.empty(0)
+        return values.astype(str) if values.dtype == object else values
+
+
+def load_labels(path: str, *, column: str | None = None, stdin_used: bool = False) -> np.ndarray:
+    """Labels from .npy, Parquet (``column``, ``label`` or the only column) or text (one per line).
+
+    Text and CSV files may start with a header line ``label``. Values that all parse as
+    integers become int64; anything else stays a string.
+    """
+    if path == STDIN:
+        if stdin_used:
+            raise InputError("--labels -: stdin already carries the embeddings")
+        data = read_stdin_bytes()
+        fmt = sniff_format(data[:8])
+        if fmt == "npy":
+            return _labels_npy(_load_npy(data, "stdin"), "stdin")
+        if fmt == "parquet":
+            return _labels_parquet(ParquetSource(pa.BufferReader(data), "stdin"), column)
+        return _labels_text(data.decode("utf-8", errors="replace"), "stdin")
+    fmt = sniff_format(_read_head(path))
+    if fmt == "npy":
+        return _labels_npy(_load_npy(path, path), path)
+    if fmt == "parquet":
+        return _labels_parquet(ParquetSource(path, path), column)
+    if fmt == "npz":
+        raise InputError(f"{path}: labels as NPZ are not supported; use .npy, .txt, .csv or Parquet")
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: labels file is neither NPY, Parquet nor UTF-8 text") from None
+    return _labels_text(text, path)
+
+
+def _labels_npy(array: np.ndarray, source: str) -> np.ndarray:
+    array = np.asarray(array)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise InputError(f"{source}: labels must be 1-D; found shape {tuple(array.shape)}")
+    return array
+
+
+def _labels_parquet(parquet: ParquetSource, column: str | None) -> np.ndarray:
+    if column is None:
+        scalar = [n for n in parquet.column_names if not _is_vector_type(parquet.schema.field(n).type)]
+        column = "label" if "label" in scalar else (scalar[0] if len(scalar) == 1 else None)
+        if column is None:
+            raise InputError(f"{parquet.source}: cannot tell the label column; pass --label-column")
+    return parquet.column(column)
+
+
+def _labels_text(text: str, source: str) -> np.ndarray:
+    lines = [line.strip() for line in text.splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    if lines and lines[0].lower() in ("label", "labels", '"label"'):
+        lines = lines[1:]
+    if not lines:
+        raise InputError(f"{source}: labels file is empty")
+    if any(not line for line in lines):
+        row = lines.index("")
+        raise InputError(f"{source}: line {row + 1} is empty; expected one label per line")
+    if any("," in line for line in lines):
+        raise InputError(f"{source}: expected one label per line, found commas")
+    array = np.array(lines)
+    try:
+        return array.astype(np.int64)
+    except ValueError:
+        return array
+
+
+def read_table(path: str, required: tuple[str, ...], *, stdin: BinaryIO | None = None) -> dict[str, np.ndarray]:
+    """Read a pairs/triplets table (Parquet, CSV or JSON lines) with integer ``required`` columns."""
+    source = "stdin" if path == STDIN else path
+    if path == STDIN:
+        data = read_stdin_bytes(stdin)
+        fmt = "parquet" if data.startswith(PARQUET_MAGIC) else ("jsonl" if data.lstrip()[:1] == b"{" else "csv")
+        target: object = pa.BufferReader(data)
+    else:
+        head = _read_head(path)
+        suffix = Path(path).suffix.lower()
+        fmt = "parquet" if head.startswith(PARQUET_MAGIC) else ("jsonl" if suffix in (".jsonl", ".ndjson", ".json") else "csv")
+        if sniff_format(head) in ("npy", "npz"):
+            raise InputError(f"{source}: is an NPY/NPZ file; expected a CSV, JSON-lines or Parquet table")
+        target = path
+    try:
+        if fmt == "parquet":
+            table = pq.read_table(target, columns=None)
+        elif fmt == "jsonl":
+            table = pajson.read_json(target)
+        else:
+            table = pacsv.read_csv(target)
+    except (pa.ArrowException, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{source}: not a readable {fmt.upper()} table ({first})") from None
+    missing = [c for c in required if c not in table.column_names]
+    if missing:
+        raise InputError(
+            f"{source}: missing column(s) {', '.join(missing)} (has: {', '.join(table.column_names)})"
+        )
+    out: dict[str, np.ndarray] = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if name in required:
+            if col.null_count:
+                raise InputError(f"{source}: column '{name}' has empty values")
+            if not (pa.types.is_integer(col.type)):
+                raise InputError(f"{source}: column '{name}' must hold integers; found {col.type}")
+            out[name] = col.to_numpy().astype(np.int64)
+        elif pa.types.is_floating(col.type) or pa.types.is_integer(col.type):
+            out[name] = col.to_numpy(zero_copy_only=False)
+    if table.num_rows == 0:
+        raise InputError(f"{source}: table has no rows")
+    return out

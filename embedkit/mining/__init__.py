@@ -1,0 +1,1 @@
+"""Nearest-neighbour search and hard-negative mining."""

@@ -1,0 +1,104 @@
+"""Writing result tables (Parquet, CSV, JSON lines) atomically.
+
+An output is written to a hidden temporary file in the target folder and renamed into
+place only when complete, so an interrupted or failed run never leaves a partial file.
+An output path that names one of the inputs is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from embedkit.errors import OptionError
+
+TABLE_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+def table_format(path: str) -> str:
+    """``parquet``, ``csv`` or ``jsonl`` from the extension; ``-`` means CSV on stdout."""
+    if path == "-":
+        return "csv"
+    fmt = TABLE_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise OptionError(f"{path}: unknown output format; use .parquet, .csv or .jsonl (or - for CSV on stdout)")
+    return fmt
+
+
+def check_output_path(path: str, inputs: Sequence[str | None]) -> None:
+    """Refuse an output that is one of the inputs or lies in a missing folder."""
+    if path == "-":
+        return
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise OptionError(f"{path}: output folder {folder} does not exist")
+    if target.is_dir():
+        raise OptionError(f"{path}: is a directory; expected an output file name")
+    for item in inputs:
+        if item is None or item == "-":
+            continue
+        if os.path.realpath(item) == os.path.realpath(path) or (
+            target.exists() and os.path.exists(item) and os.path.samefile(item, path)
+        ):
+            raise OptionError(f"{path}: output path is also an input; refusing to overwrite it")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; rename it into place on success only."""
+    target = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent or ".")
+    os.close(handle)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def write_table(
+    columns: Mapping[str, np.ndarray],
+    path: str,
+    *,
+    inputs: Sequence[str | None] = (),
+    stdout: BinaryIO | None = None,
+) -> None:
+    """Write equal-length columns to ``path`` (format from its extension) atomically."""
+    fmt = table_format(path)
+    check_output_path(path, inputs)
+    table = pa.table({name: np.asarray(values) for name, values in columns.items()})
+    if path == "-":
+        sink = stdout if stdout is not None else sys.stdout.buffer
+        _write(table, fmt, sink)
+        sink.flush()
+        return
+    with atomic_output(path) as temporary:
+        with open(temporary, "wb") as sink:
+            _write(table, fmt, sink)
+
+
+def _write(table: pa.Table, fmt: str, sink: BinaryIO) -> None:
+    if fmt == "parquet":
+        pq.write_table(table, sink)
+    elif fmt == "csv":
+        pacsv.write_csv(table, sink, pacsv.WriteOptions(quoting_style="needed"))
+    else:
+        names = table.column_names
+        for batch in table.to_batches(max_chunksize=65536):
+            columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
+            lines = (json.dumps(dict(zip(names, row))) for row in zip(*columns))
+            sink.write(("\n".join(lines) + "\n").encode())
