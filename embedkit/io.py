@@ -202,7 +202,7 @@ def _load_npy(source_or_bytes: str | bytes, source: str) -> np.ndarray:
             array = np.load(source_or_bytes, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:
         text = str(exc)
-        if "allow_pickle" in text or "Object arrays" in text:
+        if "allow_pickle" in text or "Object arrays" in text or "Python objects" in text:
             raise InputError(f"{source}: holds a pickled object array; expected a float matrix") from None
         raise InputError(f"{source}: not a valid NPY file ({text.splitlines()[0]})") from None
     except (OSError, EOFError) as exc:

@@ -22,11 +22,24 @@ from embedkit.engine import Progress as ProgressCallback
 
 
 def stdout_console() -> Console:
-    return Console(file=sys.stdout, highlight=False, soft_wrap=False)
+    """Console for a command's result. Long lines are not wrapped (grep-able output)."""
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
 
 
 def stderr_console() -> Console:
-    return Console(file=sys.stderr, highlight=False, soft_wrap=False)
+    """Console for summaries and progress that must not mix with data on stdout."""
+    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+
+def percent(part: float, whole: float) -> str:
+    """``part`` as a percentage of ``whole`` with 3 significant digits.
+
+    >>> percent(1, 3), percent(3.3741, 304354709.4)
+    ('33.3%', '1.11e-06%')
+    """
+    if whole == 0:
+        return "-"
+    return f"{100.0 * part / whole:.3g}%"
 
 
 def number(value: float | int | None, digits: int = 4) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from cli.render import number, print_json, rows_of, stderr_console, stdout_console
+from cli.render import number, percent, print_json, rows_of, stderr_console, stdout_console
 from embedkit.io import Dataset
 from embedkit.losses.result import LossResult
 from embedkit.output import write_table
@@ -63,8 +63,8 @@ def _item_headings(result: LossResult) -> list[str]:
     return heads + [HEADINGS.get(c, c) for c in cols if c not in INDEX_COLUMNS]
 
 
-def _items_table(title: str, result: LossResult, table: dict[str, np.ndarray], dataset: Dataset) -> Table:
-    out = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+def _items_table(result: LossResult, table: dict[str, np.ndarray], dataset: Dataset) -> Table:
+    out = Table(show_edge=False, pad_edge=False)
     for k, heading in enumerate(_item_headings(result)):
         out.add_column(heading, justify="left" if k == 0 else "right")
     for row in rows_of(table):
@@ -91,16 +91,20 @@ def loss(result: LossResult, dataset: Dataset, *, as_json: bool, to_stderr: bool
     console.print(f"  params     {_params_text(result)}")
     console.print(f"  items      {result.source}")
     console.print(f"  reduction  {result.reduction}")
+    if "similar_pairs" in result.details:
+        similar, dissimilar = result.details["similar_pairs"], result.details["dissimilar_pairs"]
+        ratio = f"{similar / (similar + dissimilar):.2%} similar" if similar + dissimilar else ""
+        console.print(f"  pairs      {similar:,} similar, {dissimilar:,} dissimilar ({ratio})")
     if result.count == 0:
         console.print(f"\nNo {items}: the loss is 0 by definition.")
         return
     if len(result.head.get("loss", ())):
         shown = len(result.head["loss"])
-        console.print()
-        console.print(_items_table(f"Trace: first {shown} of {result.count:,} {items}", result, result.head, dataset))
+        console.print(f"\nTrace: first {shown} of {result.count:,} {items}")
+        console.print(_items_table(result, result.head, dataset))
     if len(result.top.get("loss", ())) and not _same_rows(result.head, result.top, result.count):
-        console.print()
-        console.print(_items_table(f"Top {len(result.top['loss'])} contributors", result, result.top, dataset))
+        console.print(f"\nTop {len(result.top['loss'])} contributors")
+        console.print(_items_table(result, result.top, dataset))
     console.print()
     console.print(
         f"Total loss = {number(result.total)} over {result.count:,} {items}, "
@@ -111,17 +115,17 @@ def loss(result: LossResult, dataset: Dataset, *, as_json: bool, to_stderr: bool
         cells = _item_cells(result, top, dataset)
         console.print(
             f"Largest contributor: {cells[0]} with {number(top['loss'])} "
-            f"({100 * top['loss'] / result.total:.1f}% of the total)"
+            f"({percent(top['loss'], result.total)} of the total)"
         )
     value = "per item (see --output)" if result.loss is None else number(result.loss)
     console.print(f"[bold]loss ({result.reduction}) = {value}[/bold]")
     if result.sweep:
-        table = Table(title="Margin sensitivity", title_justify="left", show_edge=False, pad_edge=False)
+        table = Table(show_edge=False, pad_edge=False)
         for heading in ("margin", f"loss ({result.reduction})", "active", "total"):
             table.add_column(heading, justify="right")
         for point in result.sweep:
             table.add_row(number(point.margin, 2), number(point.loss), f"{point.active:,}", number(point.total))
-        console.print()
+        console.print("\nMargin sensitivity")
         console.print(table)
 
 

@@ -5,7 +5,7 @@ Item sources:
 - pair losses (``contrastive``, ``bce``): the rows of a pairs table (``i, j, y``), else
   every pair ``i < j`` of the labels (``y = 1`` when the labels match), scanned in tiles;
 - ``triplet``: the rows of a triplets table (``anchor, positive, negative``), else every
-  valid triplet of the labels while there are at most :data:`MAX_LABEL_TRIPLETS`;
+  valid triplet of the labels (totalled per anchor with sorted prefix sums, O(n² log n));
 - ``npair``: the ``y = 1`` rows of a pairs table as (anchor, positive), else the first two
   rows of each class;
 - ``infonce``, ``supcon``: the labels (every row is an anchor against all others).
@@ -16,6 +16,7 @@ Nothing n×n is ever held: all work runs in blocks under ``budget_mib``.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -67,8 +68,8 @@ DEFAULT_TEMPERATURES = {"infonce": 0.07, "supcon": 0.1}
 
 #: Label pairs up to this count are enumerated exactly; beyond, the tiled kernel scans them.
 ENUMERATE_PAIRS_BELOW = 200_000
-#: Triplets enumerated from labels, at most (beyond: mine them with ``embedkit mine``).
-MAX_LABEL_TRIPLETS = 50_000_000
+#: Label triplets up to this count are enumerated; beyond, sorted prefix sums total them.
+ENUMERATE_TRIPLETS_BELOW = 200_000
 #: Per-item output (``--reduction none`` or ``-o``), at most this many items.
 MAX_OUTPUT_ITEMS = 20_000_000
 
@@ -180,7 +181,8 @@ class _Context:
         if self.keep and count > MAX_OUTPUT_ITEMS:
             raise OptionError(
                 f"{what}: {count:,} items are too many to list (limit {MAX_OUTPUT_ITEMS:,}); "
-                "use --reduction mean/sum without -o, or mine a subset with `embedkit mine`"
+                "use --reduction mean/sum without -o, or mine the informative ones with "
+                "`embedkit mine --strategy semi-hard -o t.csv` and pass --triplets t.csv"
             )
 
     def finish(self, aggregate: Aggregate, columns: tuple[str, ...], source: str, **details: object) -> LossResult:
@@ -331,36 +333,77 @@ class _Context:
     def label_triplets(self) -> LossResult:
         labels = self.labels("triplet loss over all triplets")
         count = count_label_triplets(labels)
-        if count > MAX_LABEL_TRIPLETS:
-            raise InputError(
-                f"{self.dataset.source}: the labels give {count:,} triplets (limit {MAX_LABEL_TRIPLETS:,}); "
-                "mine the informative ones with `embedkit mine --strategy semi-hard -o t.csv` "
-                "and pass them with --triplets t.csv"
-            )
         self.check_item_count(count, "label triplets")
-        acc = self.accumulator()
+        source = f"all {count:,} label triplets"
+        columns = ("anchor", "positive", "negative", "d_ap", "d_an", "loss")
+        if self.keep or count <= ENUMERATE_TRIPLETS_BELOW:
+            acc = self.accumulator()
+            for anchor, positives, negatives, row in self.anchor_rows(labels):
+                p = np.repeat(positives, len(negatives))
+                n = np.tile(negatives, len(positives))
+                a = np.full(len(p), anchor, dtype=np.int64)
+                acc.add(*self.triplet_block(a, p, n, row[p], row[n]))
+            return self.finish(acc.finish(), columns, source, method="enumerated")
+        return self.finish(self.sorted_triplet_sums(labels), columns, source, method="sorted prefix sums")
+
+    def anchor_rows(self, labels: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+        """``(anchor, positives, negatives, distances to every row)`` for anchors having both."""
         members = members_by_label(labels)
         n_rows = len(labels)
         x64 = np.asarray(self.x, dtype=np.float64)
         sq = np.einsum("ij,ij->i", x64, x64)
-        step = rows_per_block(n_rows * 8 * 2, self.budget_mib)
-        for start, stop in blocks(n_rows, step):
+        for start, stop in blocks(n_rows, rows_per_block(n_rows * 8 * 2, self.budget_mib)):
             dist = block_distances(x64[start:stop], x64, rows_sq=sq[start:stop], columns_sq=sq)
             for row, anchor in enumerate(range(start, stop)):
-                dist[row, anchor] = 0.0  # the expansion leaves ~1e-8 on the diagonal
                 same = members[labels[anchor]]
-                positives = same[same != anchor]
-                if len(positives) == 0 or len(same) == n_rows:
+                if len(same) < 2 or len(same) == n_rows:
                     continue
-                negative_mask = np.ones(n_rows, dtype=bool)
-                negative_mask[same] = False
-                negatives = np.flatnonzero(negative_mask)
-                p = np.repeat(positives, len(negatives))
-                n = np.tile(negatives, len(positives))
-                a = np.full(len(p), anchor, dtype=np.int64)
-                acc.add(*self.triplet_block(a, p, n, dist[row, p], dist[row, n]))
-        return self.finish(acc.finish(), ("anchor", "positive", "negative", "d_ap", "d_an", "loss"),
-                           f"all {count:,} label triplets")
+                dist[row, anchor] = 0.0  # the expansion leaves ~1e-8 on the diagonal
+                negative = np.ones(n_rows, dtype=bool)
+                negative[same] = False
+                yield anchor, same[same != anchor], np.flatnonzero(negative), dist[row]
+
+    def sorted_triplet_sums(self, labels: np.ndarray) -> Aggregate:
+        """All label triplets without enumerating them: per anchor, negatives sorted once, then
+        ``Σ_n max(c − v_n, 0) = K·c − Σ_{k<K} v_(k)`` with ``c = v_ap + α`` and ``K`` the
+        number of negatives with ``v_n < c`` (v = squared or plain distance). O(n² log n).
+        The top items come from each anchor's ``top`` largest-v_ap positives × ``top``
+        nearest negatives, which must contain that anchor's share of the global top."""
+        spec = self.spec
+        margins = (spec.margin, *spec.margins)
+        totals = np.zeros(len(margins))
+        actives = np.zeros(len(margins), dtype=np.int64)
+        count = 0
+        head = ItemAccumulator(head=self.trace, top=0, keep_items=False)
+        top = ItemAccumulator(head=0, top=self.top, keep_items=False)
+        for anchor, positives, negatives, row in self.anchor_rows(labels):
+            v = row * row if spec.squared else row
+            order = np.argsort(v[negatives], kind="stable")
+            v_neg = v[negatives][order]
+            prefix = np.concatenate([[0.0], np.cumsum(v_neg)])
+            v_pos = v[positives]
+            for k, margin in enumerate(margins):
+                c = v_pos + margin
+                below = np.searchsorted(v_neg, c, side="left")
+                totals[k] += float(np.sum(below * c - prefix[below]))
+                actives[k] += int(below.sum())
+            count += len(positives) * len(negatives)
+            if head.count < self.trace:
+                need = self.trace - head.count
+                p = np.repeat(positives, len(negatives))[:need]
+                n = np.tile(negatives, len(positives))[:need]
+                head.add(self.triplet_block(np.full(len(p), anchor), p, n, row[p], row[n])[0])
+            if self.top:
+                best_p = np.sort(positives[np.lexsort((positives, -v_pos))[: self.top]])
+                best_n = np.sort(negatives[order[: self.top]])
+                p = np.repeat(best_p, len(best_n))
+                n = np.tile(best_n, len(best_p))
+                top.add(self.triplet_block(np.full(len(p), anchor), p, n, row[p], row[n])[0])
+        return Aggregate(
+            total=float(totals[0]), count=count, active=int(actives[0]),
+            head=head.finish().head, top=top.finish().top, margins=spec.margins,
+            sweep_totals=tuple(float(t) for t in totals[1:]), sweep_active=tuple(int(a) for a in actives[1:]),
+        )
 
     # -- softmax losses ------------------------------------------------------------------
     def npair(self, table: dict[str, np.ndarray] | None, source: str) -> LossResult:
