@@ -38,11 +38,11 @@ def load_inputs(
     if len(from_stdin) > 1:
         raise OptionError(f"only one input can be read from stdin ('-'); got {' and '.join(from_stdin)}")
     if output is not None:
-        table_format(output)
         inputs = [p for p in named.values() if p]
         if path != STDIN:
             inputs += sidecar_candidates(path)
         check_output_path(output, inputs)
+        table_format(output)
     return load_dataset(path, column=column, label_column=label_column, labels_path=labels, id_column=id_column)
 
 

@@ -172,7 +172,7 @@ def load_dataset(
         if len(labels_raw) != embeddings.shape[0]:
             raise InputError(
                 f"{label_source}: labels has {len(labels_raw)} rows but embeddings has "
-                f"{embeddings.shape[0]}"
+                f"{embeddings.shape[0]} ({source})"
             )
         codes, names = encode_labels(labels_raw, str(label_source))
     if ids is not None and len(ids) != embeddings.shape[0]:
@@ -205,8 +205,9 @@ def _load_npy(source_or_bytes: str | bytes, source: str) -> np.ndarray:
         if "allow_pickle" in text or "Object arrays" in text or "Python objects" in text:
             raise InputError(f"{source}: holds a pickled object array; expected a float matrix") from None
         raise InputError(f"{source}: not a valid NPY file ({text.splitlines()[0]})") from None
-    except (OSError, EOFError) as exc:
-        raise InputError(f"{source}: not a valid NPY file ({exc})") from None
+    except Exception as exc:  # numpy's header parser fails in many ways on untrusted bytes
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{source}: not a valid NPY file ({detail})") from None
     if not isinstance(array, np.ndarray):
         raise InputError(f"{source}: not a single NPY array")
     return array
@@ -432,6 +433,8 @@ def read_table(path: str, required: tuple[str, ...], *, stdin: BinaryIO | None =
     except (pa.ArrowException, OSError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{source}: not a readable {fmt.upper()} table ({first})") from None
+    if table.num_rows == 0:
+        raise InputError(f"{source}: table has no rows")
     missing = [c for c in required if c not in table.column_names]
     if missing:
         raise InputError(
@@ -448,6 +451,4 @@ def read_table(path: str, required: tuple[str, ...], *, stdin: BinaryIO | None =
             out[name] = col.to_numpy().astype(np.int64)
         elif pa.types.is_floating(col.type) or pa.types.is_integer(col.type):
             out[name] = col.to_numpy(zero_copy_only=False)
-    if table.num_rows == 0:
-        raise InputError(f"{source}: table has no rows")
     return out
