@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import numpy.typing as npt
 
@@ -41,8 +43,8 @@ def validate_embeddings(embeddings: np.ndarray, source: str) -> np.ndarray:
             f"{source}: embeddings must be float16, float32 or float64; found {embeddings.dtype}"
         )
     step = rows_per_block(dim * embeddings.dtype.itemsize, budget_mib=32.0)
-    for start, stop in blocks(rows, step):
-        finite = np.isfinite(embeddings[start:stop]).all(axis=1)
+    for start, stop, block in _row_blocks(embeddings, step):
+        finite = np.isfinite(block).all(axis=1)
         if not finite.all():
             bad = start + int(np.flatnonzero(~finite)[0])
             count = int((~finite).sum())
@@ -51,6 +53,24 @@ def validate_embeddings(embeddings: np.ndarray, source: str) -> np.ndarray:
                 f"{start}..{stop - 1}); embeddings must be finite"
             )
     return embeddings
+
+
+def _row_blocks(embeddings: np.ndarray, step: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Blocks of rows. A C-ordered memory map is read with plain file reads into one reused
+    buffer, so scanning a file far larger than memory leaves no mapped pages resident."""
+    rows, dim = embeddings.shape
+    path = getattr(embeddings, "filename", None)
+    if isinstance(embeddings, np.memmap) and path and embeddings.flags.c_contiguous:
+        with open(path, "rb") as handle:
+            handle.seek(int(embeddings.offset))
+            for start, stop in blocks(rows, step):
+                block = np.fromfile(handle, dtype=embeddings.dtype, count=(stop - start) * dim)
+                if block.size != (stop - start) * dim:
+                    raise InputError(f"{path}: file ends inside row {start + block.size // dim} (truncated)")
+                yield start, stop, block.reshape(stop - start, dim)
+        return
+    for start, stop in blocks(rows, step):
+        yield start, stop, np.asarray(embeddings[start:stop])
 
 
 def as_work_array(embeddings: np.ndarray) -> np.ndarray:

@@ -175,3 +175,28 @@ def test_write_table_is_atomic_and_refuses_inputs(tmp_path: Path) -> None:
     write_table({"a": np.arange(3)}, str(tmp_path / "out.parquet"))
     assert pq.read_table(tmp_path / "out.parquet").num_rows == 3
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+
+
+def test_a_4_gib_npy_is_memory_mapped_not_loaded(tmp_path: Path) -> None:
+    """A sparse 4 GiB file: validating it and using three of its rows stays far below its size."""
+    import json
+    import subprocess
+    import sys
+
+    rows, dim = 8 * 1024 * 1024, 128
+    big = np.lib.format.open_memmap(tmp_path / "big.npy", mode="w+", dtype=np.float32, shape=(rows, dim))
+    big[[0, 1, rows - 1]] = 1.0
+    big.flush()
+    del big
+    (tmp_path / "pairs.csv").write_text(f"i,j,y\n0,1,1\n0,{rows - 1},0\n1,2,0\n")
+    code = (
+        "import resource, sys, json; from cli.main import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+        "    print(json.dumps({'code': e.code, 'peak_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, "loss", "--pairs", str(tmp_path / "pairs.csv"),
+                           str(tmp_path / "big.npy"), "--json", "--reduction", "sum"], capture_output=True, text=True)
+    status = json.loads(done.stderr.strip().splitlines()[-1])
+    assert status["code"] == 0, done.stderr
+    assert json.loads(done.stdout)["embeddings"]["rows"] == rows
+    assert status["peak_mib"] < 600, status
