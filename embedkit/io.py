@@ -115,17 +115,12 @@ def load_dataset(
     """Load embeddings (and labels, ids) from ``path``, or stdin when it is ``None`` or ``-``."""
     from_stdin = path is None or path == STDIN
     source = "stdin" if from_stdin else str(path)
-    if from_stdin:
-        payload: bytes | None = read_stdin_bytes(stdin)
-        fmt = sniff_format(payload[:8])
-    else:
-        payload = None
-        fmt = sniff_format(_read_head(str(path)))
+    # What the format readers get: the bytes of stdin, or the path of a file.
+    target: str | bytes = read_stdin_bytes(stdin) if from_stdin else str(path)
+    head = target[:8] if isinstance(target, bytes) else _read_head(target)
+    fmt = sniff_format(head)
     if fmt is None:
-        head = payload[:8] if payload is not None else _read_head(str(path))
-        raise InputError(
-            f"{source}: not an NPY, NPZ or Parquet file (starts with {head[:8]!r})"
-        )
+        raise InputError(f"{source}: not an NPY, NPZ or Parquet file (starts with {head[:8]!r})")
     if fmt != "parquet":
         for name, value in (("--column", column), ("--id-column", id_column)):
             if value is not None:
@@ -136,13 +131,13 @@ def load_dataset(
     ids: np.ndarray | None = None
     searched: list[str] = []
     if fmt == "npy":
-        embeddings = _load_npy(path if payload is None else payload, source)
+        embeddings = _load_npy(target, source)
     elif fmt == "npz":
-        embeddings, labels_raw = _load_npz(path if payload is None else payload, source)
+        embeddings, labels_raw = _load_npz(target, source)
         searched.append(f"{source}[labels]")
         label_source = f"{source}[labels]" if labels_raw is not None else None
     else:
-        parquet = ParquetSource(pa.BufferReader(payload) if payload is not None else str(path), source)
+        parquet = ParquetSource(pa.BufferReader(target) if isinstance(target, bytes) else target, source)
         embeddings = parquet.embeddings(column)
         want = label_column or ("label" if "label" in parquet.column_names else None)
         searched.append(f"{source} column '{label_column or 'label'}'")
