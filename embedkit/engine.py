@@ -8,10 +8,11 @@ does not depend on which worker ran what or when.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from threadpoolctl import threadpool_limits
 
@@ -61,3 +62,59 @@ def ordered_map(
         if progress is not None:
             progress(done, total)
         yield result
+
+
+class Engine:
+    """Runs independent tasks ``task(shared, item)`` and yields their results in item order.
+
+    ``shared`` is one large read-only value (embeddings, labels) that :meth:`share` makes
+    available to every worker once, instead of with every task. Implementations: the
+    in-process :class:`LocalEngine` and :class:`embedkit.dask_engine.DaskEngine`.
+    """
+
+    name = "engine"
+
+    def share(self, value: Any) -> Any:
+        """A handle on ``value`` that :meth:`map` passes to tasks."""
+        return value
+
+    def map(
+        self,
+        task: Callable[[Any, T], R],
+        shared: Any,
+        items: Sequence[T],
+        *,
+        weights: list[int] | None = None,
+        progress: Progress | None = None,
+    ) -> Iterator[R]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release workers and clusters the engine started."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LocalEngine(Engine):
+    """Threads in this process (BLAS pinned to one thread each); ``shared`` is passed as is."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers
+
+    def map(
+        self,
+        task: Callable[[Any, T], R],
+        shared: Any,
+        items: Sequence[T],
+        *,
+        weights: list[int] | None = None,
+        progress: Progress | None = None,
+    ) -> Iterator[R]:
+        with local_threads(self.workers) as pool:
+            yield from ordered_map(pool, functools.partial(task, shared), items, weights=weights, progress=progress)

@@ -16,7 +16,7 @@ import numpy as np
 
 from embedkit.arrays import as_work_array
 from embedkit.distances import inverse_norms, squared_norms
-from embedkit.engine import Progress, local_threads, ordered_map
+from embedkit.engine import Engine, LocalEngine, Progress
 from embedkit.kernels import FORM_BCE, scan_pair_tile
 
 TILE_ROWS = 512
@@ -35,6 +35,22 @@ class PairScan:
     top: dict[str, np.ndarray]
 
 
+@dataclass(frozen=True)
+class _ScanInputs:
+    """What every stripe task reads: shared once per worker, never sent per task."""
+
+    x: np.ndarray
+    terms: np.ndarray
+    codes: np.ndarray
+    form: int
+    margins: np.ndarray
+    scale: float
+    bias: float
+    top: int
+    tile_rows: int
+    tile_cols: int
+
+
 def scan_label_pairs(
     embeddings: np.ndarray,
     labels: np.ndarray,
@@ -45,6 +61,7 @@ def scan_label_pairs(
     bias: float = -10.0,
     top: int = 10,
     workers: int | None = None,
+    engine: Engine | None = None,
     progress: Progress | None = None,
     tile_rows: int = TILE_ROWS,
     tile_cols: int = TILE_COLS,
@@ -52,58 +69,74 @@ def scan_label_pairs(
     """Scan every pair ``i < j`` with ``y = [labels[i] == labels[j]]``.
 
     ``form`` is one of :mod:`embedkit.kernels`' ``FORM_*``; ``margins[0]`` is the main margin.
+    Stripes run on ``engine`` (default: a :class:`LocalEngine` of ``workers`` threads) and
+    are merged in stripe order, so every engine gives the same float64 totals.
     """
     x = as_work_array(embeddings)
     n = x.shape[0]
-    codes = np.ascontiguousarray(labels, dtype=np.int64)
-    terms = inverse_norms(x) if form == FORM_BCE else squared_norms(x)
-    margin_array = np.asarray(margins if margins else (1.0,), dtype=np.float64)
+    inputs = _ScanInputs(
+        x=x,
+        terms=inverse_norms(x) if form == FORM_BCE else squared_norms(x),
+        codes=np.ascontiguousarray(labels, dtype=np.int64),
+        form=form,
+        margins=np.asarray(margins if margins else (1.0,), dtype=np.float64),
+        scale=scale,
+        bias=bias,
+        top=top,
+        tile_rows=tile_rows,
+        tile_cols=tile_cols,
+    )
     stripes = list(range(0, n, tile_rows))
     weights = [(n - s) * min(tile_rows, n - s) for s in stripes]
-
-    def stripe(first: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
-        last = min(n, first + tile_rows)
-        rows = x[first:last]
-        sums = np.zeros(len(margin_array), dtype=np.float64)
-        actives = np.zeros(len(margin_array), dtype=np.int64)
-        counts = np.zeros(3, dtype=np.int64)
-        best = (
-            np.full(top, -np.inf, dtype=np.float64),
-            np.full(top, np.iinfo(np.int64).max, dtype=np.int64),
-            np.full(top, np.iinfo(np.int64).max, dtype=np.int64),
-            np.zeros(top, dtype=np.float64),
-        )
-        buffer = np.empty((last - first, tile_cols), dtype=x.dtype)
-        for col0 in range(first - first % tile_cols, n, tile_cols):
-            col1 = min(n, col0 + tile_cols)
-            if col1 <= first + 1:
-                continue
-            tile = buffer[:, : col1 - col0]
-            np.matmul(rows, x[col0:col1].T, out=tile)
-            scan_pair_tile(
-                tile, terms[first:last], terms[col0:col1], codes[first:last], codes[col0:col1],
-                first, col0, form, margin_array, scale, bias, sums, actives, counts, *best,
-            )
-        return sums, actives, counts, best
-
-    totals = np.zeros(len(margin_array), dtype=np.float64)
-    actives = np.zeros(len(margin_array), dtype=np.int64)
+    totals = np.zeros(len(inputs.margins), dtype=np.float64)
+    actives = np.zeros(len(inputs.margins), dtype=np.int64)
     counts = np.zeros(3, dtype=np.int64)
     tops: list[tuple[np.ndarray, ...]] = []
-    with local_threads(workers) as pool:
-        for sums, act, cnt, best in ordered_map(pool, stripe, stripes, weights=weights, progress=progress):
-            totals += sums
-            actives += act
-            counts += cnt
-            tops.append(best)
+    runner = engine if engine is not None else LocalEngine(workers)
+    shared = runner.share(inputs)
+    for sums, act, cnt, best in runner.map(scan_stripe, shared, stripes, weights=weights, progress=progress):
+        totals += sums
+        actives += act
+        counts += cnt
+        tops.append(best)
     return PairScan(
         totals=totals,
         actives=actives,
         count=int(counts[0]),
         similar=int(counts[1]),
         similar_active=int(counts[2]),
-        top=_merge_top(tops, codes, top),
+        top=_merge_top(tops, inputs.codes, top),
     )
+
+
+def scan_stripe(inputs: _ScanInputs, first: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+    """Rows ``first .. first + tile_rows`` against every later row: sums, actives, counts, top."""
+    x, n, top = inputs.x, inputs.x.shape[0], inputs.top
+    last = min(n, first + inputs.tile_rows)
+    rows = x[first:last]
+    sums = np.zeros(len(inputs.margins), dtype=np.float64)
+    actives = np.zeros(len(inputs.margins), dtype=np.int64)
+    counts = np.zeros(3, dtype=np.int64)
+    best = (
+        np.full(top, -np.inf, dtype=np.float64),
+        np.full(top, np.iinfo(np.int64).max, dtype=np.int64),
+        np.full(top, np.iinfo(np.int64).max, dtype=np.int64),
+        np.zeros(top, dtype=np.float64),
+    )
+    tile_cols = inputs.tile_cols
+    buffer = np.empty((last - first, tile_cols), dtype=x.dtype)
+    for col0 in range(first - first % tile_cols, n, tile_cols):
+        col1 = min(n, col0 + tile_cols)
+        if col1 <= first + 1:
+            continue
+        tile = buffer[:, : col1 - col0]
+        np.matmul(rows, x[col0:col1].T, out=tile)
+        scan_pair_tile(
+            tile, inputs.terms[first:last], inputs.terms[col0:col1], inputs.codes[first:last],
+            inputs.codes[col0:col1], first, col0, inputs.form, inputs.margins, inputs.scale, inputs.bias,
+            sums, actives, counts, *best,
+        )
+    return sums, actives, counts, best
 
 
 def _merge_top(parts: list[tuple[np.ndarray, ...]], codes: np.ndarray, size: int) -> dict[str, np.ndarray]:

@@ -25,7 +25,7 @@ import numpy as np
 from embedkit.arrays import l2_normalized
 from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
 from embedkit.distances import block_distances, paired_cosines, paired_distances
-from embedkit.engine import Progress
+from embedkit.engine import Engine, Progress
 from embedkit.errors import InputError, OptionError
 from embedkit.io import Dataset
 from embedkit.kernels import FORM_BCE, FORM_HALVED, FORM_LINEAR, FORM_SQUARED
@@ -131,12 +131,14 @@ def compute_loss(
     keep_items: bool = False,
     budget_mib: float = DEFAULT_BUDGET_MIB,
     workers: int | None = None,
+    engine: Engine | None = None,
     progress: Progress | None = None,
 ) -> LossResult:
     """Compute ``spec``'s loss over ``dataset`` (see the module docstring for item sources).
 
     ``trace`` first items and ``top`` largest items are kept for display; every item is
-    kept when ``keep_items`` or the reduction is ``none``.
+    kept when ``keep_items`` or the reduction is ``none``. ``engine`` runs the tiled
+    all-pairs scan (default: local threads, ``workers`` of them).
     """
     spec = spec.validated()
     keep = keep_items or spec.reduction == "none"
@@ -147,7 +149,7 @@ def compute_loss(
     if pairs is not None and spec.kind not in ("contrastive", "bce", "npair"):
         raise OptionError(f"--pairs applies to contrastive, bce and npair losses, not {spec.kind}")
     x = l2_normalized(dataset.embeddings) if spec.normalize else dataset.embeddings
-    context = _Context(dataset, x, spec, trace, top, keep, budget_mib, workers, progress)
+    context = _Context(dataset, x, spec, trace, top, keep, budget_mib, workers, engine, progress)
     if spec.kind in ("contrastive", "bce"):
         if pairs is not None:
             return context.explicit_pairs(pairs, pairs_source)
@@ -171,6 +173,7 @@ class _Context:
     keep: bool
     budget_mib: float
     workers: int | None
+    engine: Engine | None
     progress: Progress | None
 
     # -- shared ---------------------------------------------------------------------------
@@ -284,7 +287,7 @@ class _Context:
         margins = (spec.margin, *spec.margins)
         scan = scan_label_pairs(
             self.x, labels, form=form, margins=margins, scale=spec.scale, bias=spec.bias,
-            top=self.top, workers=self.workers, progress=self.progress,
+            top=self.top, workers=self.workers, engine=self.engine, progress=self.progress,
         )
         head_i, head_j = first_upper_pairs(n, self.trace)
         head, _ = self.pair_block(head_i, head_j, labels[head_i] == labels[head_j])

@@ -1,0 +1,119 @@
+"""The Dask engine: the same tasks as :class:`embedkit.engine.LocalEngine`, on a Dask cluster.
+
+Install with ``pip install 'embedkit[dask]'``. ``scheduler`` (``tcp://HOST:PORT``) joins a
+running cluster; without one, a ``LocalCluster`` is started here and shut down on
+:meth:`close`. The shared input is scattered once to every worker (``broadcast=True``), so
+tasks carry only their item. Results are yielded in item order, whatever order workers
+finish in, so outputs and float64 sums are identical to the local engine's. A task whose
+worker dies is re-run elsewhere by the scheduler; its result is used exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from embedkit.engine import Engine, Progress, available_cores
+from embedkit.errors import OptionError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+SCHEDULER_ENV = "EMBEDKIT_SCHEDULER"
+INSTALL_HINT = "pip install 'embedkit[dask]'"
+
+
+def dask_available() -> bool:
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class DaskEngine(Engine):
+    """Tasks on a Dask cluster: an existing one at ``scheduler``, or a local one of ``workers``
+    single-threaded worker processes (default: one per core)."""
+
+    name = "dask"
+
+    def __init__(self, scheduler: str | None = None, *, workers: int | None = None, retries: int = 3) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise OptionError(f"--engine dask needs Dask: {INSTALL_HINT}") from None
+        self.retries = retries
+        self.cluster: Any = None
+        address = scheduler or os.environ.get(SCHEDULER_ENV) or None
+        if address:
+            try:
+                self.client = Client(address, timeout="15s")
+            except (OSError, TimeoutError) as exc:
+                raise OptionError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+        else:
+            self.cluster = LocalCluster(
+                n_workers=workers or available_cores(),
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
+            self.client = Client(self.cluster)
+        self.address = self.client.scheduler.address
+
+    def share(self, value: Any) -> Any:
+        return self.client.scatter(value, broadcast=True, hash=False)
+
+    def map(
+        self,
+        task: Callable[[Any, T], R],
+        shared: Any,
+        items: Sequence[T],
+        *,
+        weights: list[int] | None = None,
+        progress: Progress | None = None,
+    ) -> Iterator[R]:
+        from distributed import as_completed
+
+        futures = [
+            self.client.submit(task, shared, item, pure=False, retries=self.retries, key=f"embedkit-{task.__name__}-{k}-{id(items)}")
+            for k, item in enumerate(items)
+        ]
+        position = {future.key: k for k, future in enumerate(futures)}
+        total = sum(weights) if weights is not None else len(futures)
+        done = 0
+        ready: dict[int, R] = {}
+        emitted = 0
+        try:
+            for future in as_completed(futures):
+                k = position[future.key]
+                ready[k] = future.result()
+                done += weights[k] if weights is not None else 1
+                if progress is not None:
+                    progress(done, total)
+                while emitted in ready:
+                    yield ready.pop(emitted)
+                    emitted += 1
+        finally:
+            for future in futures:
+                future.release()
+
+    def close(self) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def make_engine(name: str, *, workers: int | None = None, scheduler: str | None = None) -> Engine:
+    """``local`` or ``dask`` by name."""
+    from embedkit.engine import LocalEngine
+
+    if name == "local":
+        if scheduler:
+            raise OptionError("--scheduler applies to --engine dask")
+        return LocalEngine(workers)
+    if name == "dask":
+        return DaskEngine(scheduler, workers=workers)
+    raise OptionError(f"unknown engine {name!r}; expected local or dask")
