@@ -56,12 +56,18 @@ def ordered_map(
     futures: list[Future[R]] = [executor.submit(task, item) for item in items]
     total = sum(weights) if weights is not None else len(futures)
     done = 0
-    for index, future in enumerate(futures):
-        result = future.result()
-        done += weights[index] if weights is not None else 1
-        if progress is not None:
-            progress(done, total)
-        yield result
+    try:
+        for index, future in enumerate(futures):
+            result = future.result()
+            done += weights[index] if weights is not None else 1
+            if progress is not None:
+                progress(done, total)
+            yield result
+    finally:
+        # On Ctrl-C, an error or an abandoned generator, queued tasks must not run on:
+        # only the tasks already running are waited for.
+        for future in futures:
+            future.cancel()
 
 
 class Engine:
