@@ -117,6 +117,8 @@ def assert_clean_failure(result, fragment: str, folder: Path, before: dict[str, 
 @pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize("case", CASES)
 def test_bad_embeddings(run_cli, tmp_path: Path, command: str, case: str) -> None:
+    if case in ("nan", "inf") and command in ("inspect", "check"):
+        pytest.skip("inspect reports non-finite rows and check gates on them: see test_non_finite_rows_*")
     path, fragment = make_case(tmp_path, case)
     before = digest(tmp_path)
     result = run_cli(command, *COMMAND_ARGS[command], path)
