@@ -10,6 +10,9 @@ from typing import Annotated, Optional
 import typer
 
 import embedkit
+from cli import check as check_command
+from cli import eval as eval_command
+from cli import inspect as inspect_command
 from cli import loss as loss_command
 from cli.errors import EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, ClickException
 
@@ -40,6 +43,9 @@ def root(
 
 
 app.command(name="loss", epilog=loss_command.EPILOG, no_args_is_help=False)(loss_command.loss)
+app.command(name="eval", epilog=eval_command.EPILOG, no_args_is_help=False)(eval_command.eval_)
+app.command(name="check", epilog=check_command.EPILOG, no_args_is_help=False)(check_command.check)
+app.command(name="inspect", epilog=inspect_command.EPILOG, no_args_is_help=False)(inspect_command.inspect)
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:

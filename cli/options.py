@@ -37,3 +37,18 @@ WorkersOpt = Annotated[
     Optional[int], typer.Option("--workers", min=1, help="Worker threads (default: all cores).")
 ]
 NormalizeOpt = Annotated[bool, typer.Option("--normalize", help="L2-normalise rows first.")]
+# Aliases for eval, check and inspect (appended; the import stays with them).
+from embedkit.distances import Metric  # noqa: E402
+
+MetricOpt = Annotated[
+    Metric,
+    typer.Option("--metric", help="euclidean: rank by ascending ‖q − r‖₂; cosine: by descending cosine "
+                 "(FAISS inner product on L2-normalised copies)."),
+]
+SampleOpt = Annotated[
+    int, typer.Option("--sample", min=1, help="Beyond --exact-pairs: positive and negative pairs sampled, of each kind.")
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the pair sample.")]
+ExactPairsOpt = Annotated[
+    int, typer.Option("--exact-pairs", min=0, help="Measure every pair i < j exactly up to this many pairs; sample beyond.")
+]

@@ -1,0 +1,61 @@
+"""``embedkit inspect``: shape, norms, bad and duplicate rows, labels, pair distances and a suggested margin."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from cli import options as opt
+from cli.errors import reported_errors
+from cli.inputs import resolve_embeddings
+from cli.render import inspect as render
+from embedkit.inspection import (
+    DEFAULT_BINS,
+    DEFAULT_EXACT_PAIRS,
+    DEFAULT_SAMPLE,
+    DEFAULT_SEED,
+    inspect_embeddings,
+)
+from embedkit.output import check_output_path
+from embedkit.rawinput import load_allowing_nonfinite
+
+EPILOG = (
+    "Examples:  embedkit inspect emb.npy  ·  embedkit inspect emb.parquet --json | jq .distances.margin  ·  "
+    "embedkit inspect emb.npy --plot distances.png"
+)
+
+
+def inspect(
+    embeddings: opt.EmbeddingsArg = None,
+    plot: Annotated[Optional[str], typer.Option(
+        "--plot", help="Write the distance histograms and the margin curve to FILE.png (needs matplotlib: "
+        "pip install 'embedkit[plot]').")] = None,
+    bins: Annotated[int, typer.Option("--bins", min=2, max=200, help="Histogram bins.")] = DEFAULT_BINS,
+    exact_pairs: opt.ExactPairsOpt = DEFAULT_EXACT_PAIRS,
+    sample: opt.SampleOpt = DEFAULT_SAMPLE,
+    seed: opt.SeedOpt = DEFAULT_SEED,
+    normalize: opt.NormalizeOpt = False,
+    labels: opt.LabelsOpt = None,
+    column: opt.ColumnOpt = None,
+    label_column: opt.LabelColumnOpt = None,
+    json: opt.JsonOpt = False,
+) -> None:
+    """Describe an embedding export and suggest a contrastive margin from its pair distances.
+
+    Distances are Euclidean (the D of the contrastive loss). The suggested margin minimises
+    (fraction of negative pairs inside it) + (fraction of positive pairs beyond it).
+    NaN/Inf rows are counted and left out of the other figures.
+    """
+    with reported_errors():
+        if plot is not None:
+            render.require_matplotlib()
+        path = resolve_embeddings(embeddings)
+        if plot is not None:
+            check_output_path(plot, [path, labels])
+        loaded = load_allowing_nonfinite(path, column=column, label_column=label_column, labels_path=labels)
+        result = inspect_embeddings(loaded, normalize=normalize, exact_pairs=exact_pairs, sample=sample,
+                                    seed=seed, bins=bins)
+        if plot is not None:
+            render.write_plot(result, plot)
+    render.inspection(result, as_json=json)
