@@ -22,8 +22,9 @@ def work_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
 
 
-def validate_embeddings(embeddings: np.ndarray, source: str) -> np.ndarray:
-    """Check an embedding matrix is 2-D, non-empty, floating point and finite.
+def validate_embeddings(embeddings: np.ndarray, source: str, *, require_finite: bool = True) -> np.ndarray:
+    """Check an embedding matrix is 2-D, non-empty, floating point and (unless
+    ``require_finite`` is False) finite.
 
     Memory-mapped input is scanned in blocks, never loaded whole. Returns the array
     unchanged.
@@ -42,8 +43,10 @@ def validate_embeddings(embeddings: np.ndarray, source: str) -> np.ndarray:
         raise InputError(
             f"{source}: embeddings must be float16, float32 or float64; found {embeddings.dtype}"
         )
+    if not require_finite:
+        return embeddings
     step = rows_per_block(dim * embeddings.dtype.itemsize, budget_mib=32.0)
-    for start, stop, block in _row_blocks(embeddings, step):
+    for start, stop, block in row_blocks(embeddings, step):
         finite = np.isfinite(block).all(axis=1)
         if not finite.all():
             bad = start + int(np.flatnonzero(~finite)[0])
@@ -55,7 +58,7 @@ def validate_embeddings(embeddings: np.ndarray, source: str) -> np.ndarray:
     return embeddings
 
 
-def _row_blocks(embeddings: np.ndarray, step: int) -> Iterator[tuple[int, int, np.ndarray]]:
+def row_blocks(embeddings: np.ndarray, step: int) -> Iterator[tuple[int, int, np.ndarray]]:
     """Blocks of rows. A C-ordered memory map is read with plain file reads into one reused
     buffer, so scanning a file far larger than memory leaves no mapped pages resident."""
     rows, dim = embeddings.shape

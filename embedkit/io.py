@@ -111,8 +111,11 @@ def load_dataset(
     labels_path: str | None = None,
     id_column: str | None = None,
     stdin: BinaryIO | None = None,
+    require_finite: bool = True,
 ) -> Dataset:
-    """Load embeddings (and labels, ids) from ``path``, or stdin when it is ``None`` or ``-``."""
+    """Load embeddings (and labels, ids) from ``path``, or stdin when it is ``None`` or ``-``.
+
+    ``require_finite=False`` accepts NaN/Inf rows (for commands that report them)."""
     from_stdin = path is None or path == STDIN
     source = "stdin" if from_stdin else str(path)
     # What the format readers get: the bytes of stdin, or the path of a file.
@@ -149,7 +152,7 @@ def load_dataset(
         if id_column is not None:
             ids = parquet.column(id_column)
 
-    validate_embeddings(embeddings, source)
+    validate_embeddings(embeddings, source, require_finite=require_finite)
 
     if labels_path is not None:
         labels_raw = load_labels(labels_path, column=label_column, stdin_used=from_stdin)

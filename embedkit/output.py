@@ -63,6 +63,10 @@ def atomic_output(path: str) -> Iterator[str]:
     os.close(handle)
     try:
         yield temporary
+        # mkstemp creates 0600; give the output the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
