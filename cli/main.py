@@ -14,6 +14,7 @@ from cli import check as check_command
 from cli import eval as eval_command
 from cli import inspect as inspect_command
 from cli import loss as loss_command
+from cli import mine as mine_command
 from cli.errors import EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, ClickException
 
 app = typer.Typer(
@@ -46,6 +47,7 @@ app.command(name="loss", epilog=loss_command.EPILOG, no_args_is_help=False)(loss
 app.command(name="eval", epilog=eval_command.EPILOG, no_args_is_help=False)(eval_command.eval_)
 app.command(name="check", epilog=check_command.EPILOG, no_args_is_help=False)(check_command.check)
 app.command(name="inspect", epilog=inspect_command.EPILOG, no_args_is_help=False)(inspect_command.inspect)
+app.command(name="mine", epilog=mine_command.EPILOG, no_args_is_help=False)(mine_command.mine)
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:

@@ -122,3 +122,159 @@ def scan_pair_tile(  # type: ignore[no-untyped-def]
     counts[0] += pairs
     counts[1] += similar
     counts[2] += similar_active
+
+
+# -- mining kernels --------------------------------------------------------------------------
+# Every mining kernel works on a tile ``g = X[rows] · X[cols]ᵀ`` and a *key*
+# ``v = max(row_terms[r] + col_terms[c] − 2·g[r, c], 0)``, the squared Euclidean distance
+# (row/col terms ``‖x‖²``), or ``2·(1 − cos)`` on L2-normalised rows (terms all 1). The key
+# is monotone in the reported distance, so thresholds are converted once, outside, and no
+# square root is taken per element. Only pairs with different labels (negatives) are seen.
+# No fastmath here: thresholds may be ±inf, which fastmath is allowed to assume away.
+
+
+@njit(nogil=True, cache=True)
+def nearest_negatives_tile(  # type: ignore[no-untyped-def]
+    g, row_terms, col_terms, row_labels, col_labels, col0, near_v, near_j, far_v, far_j, track_far,
+):
+    """Keep each row's ``K = near_v.shape[1]`` smallest negative keys (ascending, ties to the
+    smaller column, as columns arrive in ascending order) and, with ``track_far``, its
+    largest negative key (ties to the smaller column)."""
+    n_rows, n_cols = g.shape
+    k = near_v.shape[1]
+    for r in range(n_rows):
+        a_term = row_terms[r]
+        a_label = row_labels[r]
+        worst = near_v[r, k - 1]
+        far = far_v[r]
+        for c in range(n_cols):
+            if col_labels[c] == a_label:
+                continue
+            v = a_term + col_terms[c] - 2.0 * g[r, c]
+            if v < 0.0:
+                v = 0.0
+            if track_far and v > far:
+                far = v
+                far_v[r] = v
+                far_j[r] = col0 + c
+            if v < worst:
+                pos = k - 1
+                while pos > 0 and near_v[r, pos - 1] > v:
+                    near_v[r, pos] = near_v[r, pos - 1]
+                    near_j[r, pos] = near_j[r, pos - 1]
+                    pos -= 1
+                near_v[r, pos] = v
+                near_j[r, pos] = col0 + c
+                worst = near_v[r, k - 1]
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _lower_bound(values, lo, hi, v):  # type: ignore[no-untyped-def]
+    """First index in ``values[lo:hi]`` (ascending) with ``values[i] >= v``."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if values[mid] < v:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(nogil=True, cache=True)
+def band_closest_tile(  # type: ignore[no-untyped-def]
+    g, row_terms, col_terms, row_labels, col_labels, col0, ptr, low, high, best_v, best_j,
+):
+    """For every slot ``s`` (an anchor-positive pair; row r owns ``ptr[r]:ptr[r+1]``, sorted
+    by ``low`` with ``high`` ascending too) keep the smallest negative key ``v`` with
+    ``low[s] < v <= high[s]`` (ties to the smaller column)."""
+    n_rows, n_cols = g.shape
+    for r in range(n_rows):
+        first = ptr[r]
+        last = ptr[r + 1]
+        if first == last:
+            continue
+        a_term = row_terms[r]
+        a_label = row_labels[r]
+        min_low = low[first]
+        max_high = high[last - 1]
+        for c in range(n_cols):
+            if col_labels[c] == a_label:
+                continue
+            v = a_term + col_terms[c] - 2.0 * g[r, c]
+            if v < 0.0:
+                v = 0.0
+            if v <= min_low or v > max_high:
+                continue
+            # Slots with high >= v start at s0; slots with low < v end before s1.
+            s0 = _lower_bound(high, first, last, v)
+            s1 = _lower_bound(low, first, last, v)
+            for s in range(s0, s1):
+                if v < best_v[s]:
+                    best_v[s] = v
+                    best_j[s] = col0 + c
+
+
+@njit(nogil=True, cache=True)
+def band_all_tile(  # type: ignore[no-untyped-def]
+    g, row_terms, col_terms, row_labels, col_labels, col0, ptr, low, high,
+    out_slot, out_j, out_v, count,
+):
+    """Emit every (slot, column, key) with ``low[slot] < v <= high[slot]`` (slots as in
+    :func:`band_closest_tile`). Writes while there is room; returns the new total count,
+    which exceeds the buffers' length when the caller must grow them and rerun the tile."""
+    n_rows, n_cols = g.shape
+    capacity = out_slot.shape[0]
+    for r in range(n_rows):
+        first = ptr[r]
+        last = ptr[r + 1]
+        if first == last:
+            continue
+        a_term = row_terms[r]
+        a_label = row_labels[r]
+        min_low = low[first]
+        max_high = high[last - 1]
+        for c in range(n_cols):
+            if col_labels[c] == a_label:
+                continue
+            v = a_term + col_terms[c] - 2.0 * g[r, c]
+            if v < 0.0:
+                v = 0.0
+            if v <= min_low or v > max_high:
+                continue
+            s0 = _lower_bound(high, first, last, v)
+            s1 = _lower_bound(low, first, last, v)
+            for s in range(s0, s1):
+                if count < capacity:
+                    out_slot[count] = s
+                    out_j[count] = col0 + c
+                    out_v[count] = v
+                count += 1
+    return count
+
+
+@njit(nogil=True, cache=True)
+def pairs_below_tile(  # type: ignore[no-untyped-def]
+    g, row_terms, col_terms, row_labels, col_labels, row0, col0, limit, out_i, out_j, out_v, count,
+):
+    """Emit every negative pair ``(i, j)``, ``i < j``, with key ``v < limit``; returns the new
+    count (growing past the buffers' length means: grow and rerun, as :func:`band_all_tile`)."""
+    n_rows, n_cols = g.shape
+    capacity = out_i.shape[0]
+    for r in range(n_rows):
+        i = row0 + r
+        start = i - col0 + 1 if i >= col0 else 0
+        a_term = row_terms[r]
+        a_label = row_labels[r]
+        for c in range(start, n_cols):
+            if col_labels[c] == a_label:
+                continue
+            v = a_term + col_terms[c] - 2.0 * g[r, c]
+            if v < 0.0:
+                v = 0.0
+            if v < limit:
+                if count < capacity:
+                    out_i[count] = i
+                    out_j[count] = col0 + c
+                    out_v[count] = v
+                count += 1
+    return count

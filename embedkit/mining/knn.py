@@ -10,7 +10,9 @@ ties cannot remove the wrong neighbour.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Literal
 
 import faiss
 import numpy as np
@@ -130,3 +132,177 @@ def exact_knn(
         return search_index(index, reference, k, metric=metric, query_ids=ids, budget_mib=budget_mib, progress=progress)
     return search_index(index, faiss_ready(queries, metric=metric), k, metric=metric,
                         budget_mib=budget_mib, progress=progress)
+
+
+# -- approximate indexes ---------------------------------------------------------------------
+
+IndexKind = Literal["exact", "hnsw", "ivf", "auto"]
+INDEX_KINDS: tuple[IndexKind, ...] = ("exact", "hnsw", "ivf", "auto")
+#: ``auto`` searches exactly up to this many rows (exact work grows as n², ~20 s at 10⁵ on 2 cores).
+AUTO_EXACT_MAX_ROWS = 200_000
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 40
+DEFAULT_EF_SEARCH = 64
+IVF_TRAIN_PER_LIST = 39  # FAISS's own minimum training points per centroid
+IVF_KMEANS_ITERATIONS = 10
+
+
+def ivf_lists(rows: int) -> int:
+    """Default IVF list count: about ``4·√n``, at least 1 and at most ``n / 39``.
+
+    >>> ivf_lists(1_000_000)
+    4000
+    """
+    return int(max(1, min(round(4 * math.sqrt(rows)), rows // IVF_TRAIN_PER_LIST)))
+
+
+def default_nprobe(nlist: int) -> int:
+    """Lists probed by default: 1/200 of them, at least 20 (recall >= 0.9 on low-dimensional data)."""
+    return int(min(nlist, max(20, nlist // 200)))
+
+
+@dataclass(frozen=True)
+class ApproxIndex:
+    """A built FAISS index and how it was made (for the summary)."""
+
+    index: faiss.Index
+    kind: str
+    description: str
+
+
+def _ready_block(block: np.ndarray, metric: Metric) -> np.ndarray:
+    return faiss_ready(block, metric=metric)
+
+
+def build_index(
+    embeddings: np.ndarray,
+    kind: str,
+    *,
+    metric: Metric = "euclidean",
+    nlist: int | None = None,
+    nprobe: int | None = None,
+    ef_search: int | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+    budget_mib: float = 64.0,
+    progress: Progress | None = None,
+) -> ApproxIndex:
+    """An HNSW (``HNSW{M},Flat``) or IVF (``IVF{nlist},SQ8``) index over ``embeddings``.
+
+    The IVF index stores 8-bit scalar-quantised codes (a quarter of the float32 matrix, and
+    faster to scan); callers re-rank its candidates by exact distance.
+
+    Rows are converted and added in blocks (no float32 copy of the whole matrix besides the
+    index's own storage). IVF trains on ``39·nlist`` rows (FAISS's minimum) sampled with ``seed``.
+    """
+    set_threads(threads)
+    n, dim = embeddings.shape
+    faiss_metric = faiss.METRIC_INNER_PRODUCT if is_similarity(metric) else faiss.METRIC_L2
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss_metric)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.hnsw.efSearch = ef_search or DEFAULT_EF_SEARCH
+        description = f"HNSW{HNSW_M},Flat efConstruction={HNSW_EF_CONSTRUCTION} efSearch={index.hnsw.efSearch}"
+    elif kind == "ivf":
+        lists = nlist or ivf_lists(n)
+        quantizer = faiss.IndexFlatIP(dim) if is_similarity(metric) else faiss.IndexFlatL2(dim)
+        index = faiss.IndexIVFScalarQuantizer(quantizer, dim, lists, faiss.ScalarQuantizer.QT_8bit, faiss_metric)
+        index.cp.niter = IVF_KMEANS_ITERATIONS
+        sample = min(n, lists * IVF_TRAIN_PER_LIST)
+        rows = np.sort(np.random.default_rng(seed).choice(n, sample, replace=False))
+        index.train(_ready_block(embeddings[rows], metric))
+        index.nprobe = nprobe or default_nprobe(lists)
+        description = f"IVF{lists},SQ8 nprobe={index.nprobe}"
+    else:
+        raise OptionError(f"unknown approximate index {kind!r}; expected hnsw or ivf")
+    step = rows_per_block(dim * 4 * 2, budget_mib)
+    for start, stop in blocks(n, step):
+        index.add(_ready_block(embeddings[start:stop], metric))
+        if progress is not None:
+            progress(stop, 2 * n)
+    return ApproxIndex(index, kind, description)
+
+
+def _search_params(index: ApproxIndex, k: int, selector: faiss.IDSelector | None) -> faiss.SearchParameters:
+    """Search parameters carrying the index's own width (and at least ``k``) and a selector."""
+    if index.kind == "hnsw":
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=max(index.index.hnsw.efSearch, k))
+    return faiss.SearchParametersIVF(sel=selector, nprobe=index.index.nprobe)
+
+
+#: Widest unfiltered search: anchors whose class has at most this many rows (less the
+#: candidates) are searched in bulk; larger classes go through an ID selector.
+BULK_WIDTH = 256
+
+
+def approximate_nearest_negatives(
+    index: ApproxIndex,
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    anchors: np.ndarray,
+    k: int,
+    *,
+    metric: Metric = "euclidean",
+    candidates: int | None = None,
+    budget_mib: float = 64.0,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest negatives (other label, never the anchor itself) that the index finds.
+
+    A negative can lie past the anchor's whole class, so a plain k-NN list may hold none.
+    Anchors of small classes (``class size + candidates <= BULK_WIDTH``) are searched in bulk
+    with enough neighbours to reach past their class; the others (and bulk anchors whose
+    list still held too few negatives) are searched
+    class by class with an ``IDSelectorNot(IDSelectorBatch(class rows))`` so the index only
+    returns rows of other labels (the anchor itself included in the excluded class).
+    Returns ``(rows, complete)``: ``rows[m, r]``, up to ``candidates`` (default ``k``)
+    negatives in the index's order (``-1`` = not found; re-rank them by exact distance and
+    keep ``k``), and per anchor whether ``k`` were found; settle incomplete anchors exactly.
+    """
+    want = max(k, candidates or k)
+    anchors = np.asarray(anchors, dtype=np.int64)
+    codes = np.asarray(labels, dtype=np.int64)
+    out = np.full((len(anchors), want), -1, dtype=np.int64)
+    sizes = np.bincount(codes)
+    anchor_codes = codes[anchors]
+    # Wide enough to reach past the anchor's class: its own rows, itself, and the candidates.
+    width = int(min(BULK_WIDTH, sizes[anchor_codes].max() + want, index.index.ntotal)) if len(anchors) else 1
+    bulk = np.flatnonzero(sizes[anchor_codes] + want <= width)
+    total = len(anchors)
+    finished = 0
+    step = rows_per_block(width * 12 + embeddings.shape[1] * 4, budget_mib)
+    params = _search_params(index, width, None)
+    for start, stop in blocks(len(bulk), step):
+        local = bulk[start:stop]
+        ids = anchors[local]
+        _, found = index.index.search(_ready_block(embeddings[ids], metric), width, params=params)
+        safe = np.where(found >= 0, found, 0)
+        valid = (found >= 0) & (codes[safe] != anchor_codes[local][:, None])
+        rank = np.cumsum(valid, axis=1)
+        for r in range(want):  # the r-th valid entry of each row, if any
+            hit = valid & (rank == r + 1)
+            has = hit.any(axis=1)
+            out[local[has], r] = found[has, np.argmax(hit[has], axis=1)]
+        finished += len(local)
+        if progress is not None:
+            progress(finished, total)
+    # Anchors of large classes, and bulk anchors whose list held fewer than k negatives.
+    rest = np.union1d(np.setdiff1d(np.arange(len(anchors)), bulk), np.flatnonzero((out[:, :k] < 0).any(axis=1)))
+    order = rest[np.argsort(anchor_codes[rest], kind="stable")]
+    groups = np.split(order, np.flatnonzero(np.diff(anchor_codes[order])) + 1) if len(order) else []
+    members = np.argsort(codes, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    for group in groups:
+        code = int(anchor_codes[group[0]])
+        inside = faiss.IDSelectorBatch(np.ascontiguousarray(members[bounds[code]:bounds[code + 1]]))
+        selector = faiss.IDSelectorNot(inside)
+        params = _search_params(index, want, selector)
+        for start, stop in blocks(len(group), step):
+            local = group[start:stop]
+            _, found = index.index.search(_ready_block(embeddings[anchors[local]], metric), want, params=params)
+            out[local] = found
+        del selector, inside
+        finished += len(group)
+        if progress is not None:
+            progress(min(finished, total), total)
+    return out, (out[:, :k] >= 0).all(axis=1)

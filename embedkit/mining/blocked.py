@@ -1,0 +1,305 @@
+"""Exact blocked mining: GEMM tiles of anchors × all rows, masked by label and band, reduced
+per anchor by the numba kernels in :mod:`embedkit.kernels`. Nothing n×n is ever held.
+
+Anchors are cut into stripes of ``tile_rows``; each stripe is an independent task on the
+:mod:`embedkit.engine` executor (results merged in stripe order, so the answer does not
+depend on scheduling). A stripe multiplies its rows with column tiles of at most
+``tile_cols`` rows (BLAS, one thread per worker) and hands each tile to a kernel. Working
+memory per worker: one ``tile_rows × tile_cols`` tile plus the stripe's state.
+
+Keys. Kernels compare a *key* monotone in the distance: ``v = ‖a‖² + ‖b‖² − 2a·b``
+(clipped at 0), the squared Euclidean distance; for cosine the rows are L2-normalised
+copies and the terms are 1, so ``v = 2·(1 − cos)``. :class:`Prepared` converts between
+keys and reported distances (Euclidean ``‖a − b‖₂``, cosine distance ``1 − cos``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from embedkit.arrays import as_work_array, l2_normalized
+from embedkit.chunking import DEFAULT_BUDGET_MIB, rows_per_block
+from embedkit.distances import Metric, is_similarity, squared_norms
+from embedkit.engine import Progress, local_threads, ordered_map
+from embedkit.kernels import (
+    band_all_tile,
+    band_closest_tile,
+    nearest_negatives_tile,
+    pairs_below_tile,
+)
+
+TILE_ROWS = 256
+TILE_COLS = 2048
+NO_ROW = -1
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Embeddings in the work dtype (normalised for cosine) with the key terms, float64."""
+
+    x: np.ndarray
+    terms: np.ndarray
+    metric: Metric
+
+    def to_distance(self, keys: np.ndarray) -> np.ndarray:
+        """Keys to reported distances (Euclidean, or cosine distance ``1 − cos``)."""
+        keys = np.asarray(keys, dtype=np.float64)
+        return keys / 2.0 if is_similarity(self.metric) else np.sqrt(np.maximum(keys, 0.0))
+
+    def to_key(self, distances: np.ndarray | float) -> np.ndarray:
+        """Reported distances to keys (``inf`` stays ``inf``)."""
+        d = np.asarray(distances, dtype=np.float64)
+        return 2.0 * d if is_similarity(self.metric) else np.where(np.isinf(d), np.inf, d * d)
+
+    def pair_keys(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Keys of pairs ``(first[k], second[k])`` computed as the kernels do (same expansion)."""
+        out = np.empty(len(first), dtype=np.float64)
+        step = rows_per_block(self.x.shape[1] * self.x.itemsize * 2, DEFAULT_BUDGET_MIB)
+        for start in range(0, len(first), step):
+            a, b = first[start:start + step], second[start:start + step]
+            dots = np.einsum("ij,ij->i", self.x[a], self.x[b]).astype(np.float64)
+            out[start:start + step] = self.terms[a] + self.terms[b] - 2.0 * dots
+        np.maximum(out, 0.0, out=out)
+        out[first == second] = 0.0  # a row is at distance 0 from itself, whatever the rounding
+        return out
+
+
+def prepare(embeddings: np.ndarray, metric: Metric) -> Prepared:
+    """A :class:`Prepared` view: no copy for C-contiguous float32/float64 Euclidean input."""
+    if is_similarity(metric):
+        x = l2_normalized(embeddings)
+        return Prepared(x, np.ones(len(x), dtype=np.float64), metric)
+    x = as_work_array(embeddings)
+    return Prepared(x, squared_norms(x).astype(np.float64), metric)
+
+
+def tile_shape(prep: Prepared, budget_mib: float, tile_rows: int = TILE_ROWS,
+               tile_cols: int = TILE_COLS) -> tuple[int, int]:
+    """``(rows, cols)`` of one GEMM tile, within ``budget_mib`` and cache-friendly."""
+    rows = max(1, tile_rows)
+    cols = min(tile_cols, rows_per_block(rows * prep.x.itemsize, budget_mib), max(1, len(prep.x)))
+    return rows, max(1, cols)
+
+
+def _stripes(count: int, size: int) -> list[tuple[int, int]]:
+    return [(s, min(count, s + size)) for s in range(0, count, size)]
+
+
+def _run(stripes: list[tuple[int, int]], task: Callable[[tuple[int, int]], object], n_cols: int,
+         workers: int | None, progress: Progress | None) -> list[object]:
+    weights = [(b - a) * max(1, n_cols) for a, b in stripes]
+    with local_threads(workers) as pool:
+        return list(ordered_map(pool, task, stripes, weights=weights, progress=progress))
+
+
+def nearest_negatives(
+    prep: Prepared, labels: np.ndarray, anchors: np.ndarray, k: int, *, track_far: bool = False,
+    budget_mib: float = DEFAULT_BUDGET_MIB, workers: int | None = None, progress: Progress | None = None,
+    tile_rows: int = TILE_ROWS, tile_cols: int = TILE_COLS,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Exact ``k`` nearest negatives (other label) of each anchor, and optionally the farthest.
+
+    Returns ``(near_keys, near_rows, far_keys, far_rows)``: shapes ``(m, k)``, ``(m, k)``,
+    ``(m,)``, ``(m,)``; keys ascending, ties to the smaller row; missing entries have key
+    ``inf`` (``-inf`` for far) and row ``-1``.
+    """
+    x, terms, codes = prep.x, prep.terms, np.ascontiguousarray(labels, dtype=np.int64)
+    n = len(x)
+    rows_t, cols_t = tile_shape(prep, budget_mib, tile_rows, tile_cols)
+    anchors = np.asarray(anchors, dtype=np.int64)
+
+    def stripe(bounds: tuple[int, int]) -> tuple[np.ndarray, ...]:
+        ids = anchors[bounds[0]:bounds[1]]
+        rows = np.ascontiguousarray(x[ids])
+        near_v = np.full((len(ids), k), np.inf)
+        near_j = np.full((len(ids), k), NO_ROW, dtype=np.int64)
+        far_v = np.full(len(ids), -np.inf)
+        far_j = np.full(len(ids), NO_ROW, dtype=np.int64)
+        buffer = np.empty((len(ids), cols_t), dtype=x.dtype)
+        for col0 in range(0, n, cols_t):
+            col1 = min(n, col0 + cols_t)
+            tile = buffer[:, : col1 - col0]
+            np.matmul(rows, x[col0:col1].T, out=tile)
+            nearest_negatives_tile(tile, terms[ids], terms[col0:col1], codes[ids], codes[col0:col1],
+                                   col0, near_v, near_j, far_v, far_j, track_far)
+        return near_v, near_j, far_v, far_j
+
+    parts = _run(_stripes(len(anchors), rows_t), stripe, n, workers, progress)
+    if not parts:
+        return (np.empty((0, k)), np.empty((0, k), np.int64), np.empty(0), np.empty(0, np.int64))
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))  # type: ignore[return-value,index]
+
+
+@dataclass(frozen=True)
+class Slots:
+    """Anchor-positive pairs grouped by anchor: anchor ``rows[r]`` owns ``ptr[r]:ptr[r+1]``,
+    sorted by ``low``; a negative with key ``low < v <= high`` is in the slot's band."""
+
+    rows: np.ndarray
+    ptr: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+
+def make_slots(anchors: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[Slots, np.ndarray]:
+    """Group slot arrays by anchor and sort by ``low``; also return the permutation applied.
+
+    ``high`` must be a non-decreasing function of ``low`` (true for every band used here),
+    so within an anchor the slots in band for a key ``v`` are contiguous.
+    """
+    order = np.lexsort((high, low, anchors))
+    a = anchors[order]
+    rows, starts = np.unique(a, return_index=True)
+    ptr = np.append(starts, len(a)).astype(np.int64)
+    return Slots(rows.astype(np.int64), ptr, np.ascontiguousarray(low[order], dtype=np.float64),
+                 np.ascontiguousarray(high[order], dtype=np.float64)), order
+
+
+def band_closest(
+    prep: Prepared, labels: np.ndarray, slots: Slots, *, budget_mib: float = DEFAULT_BUDGET_MIB,
+    workers: int | None = None, progress: Progress | None = None,
+    tile_rows: int = TILE_ROWS, tile_cols: int = TILE_COLS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per slot, the smallest negative key in its band ``(low, high]`` and its row
+    (``inf``/``-1`` when the band holds no negative); exact, ties to the smaller row."""
+    x, terms, codes = prep.x, prep.terms, np.ascontiguousarray(labels, dtype=np.int64)
+    n = len(x)
+    rows_t, cols_t = tile_shape(prep, budget_mib, tile_rows, tile_cols)
+
+    def stripe(bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        ids = slots.rows[bounds[0]:bounds[1]]
+        s0, s1 = slots.ptr[bounds[0]], slots.ptr[bounds[1]]
+        ptr = slots.ptr[bounds[0]:bounds[1] + 1] - s0
+        low, high = slots.low[s0:s1], slots.high[s0:s1]
+        best_v = np.full(s1 - s0, np.inf)
+        best_j = np.full(s1 - s0, NO_ROW, dtype=np.int64)
+        rows = np.ascontiguousarray(x[ids])
+        buffer = np.empty((len(ids), cols_t), dtype=x.dtype)
+        for col0 in range(0, n, cols_t):
+            col1 = min(n, col0 + cols_t)
+            tile = buffer[:, : col1 - col0]
+            np.matmul(rows, x[col0:col1].T, out=tile)
+            band_closest_tile(tile, terms[ids], terms[col0:col1], codes[ids], codes[col0:col1],
+                              col0, ptr, low, high, best_v, best_j)
+        return best_v, best_j
+
+    parts = _run(_stripes(len(slots.rows), rows_t), stripe, n, workers, progress)
+    if not parts:
+        return np.empty(0), np.empty(0, np.int64)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def band_all(
+    prep: Prepared, labels: np.ndarray, slots: Slots, *, max_items: int,
+    budget_mib: float = DEFAULT_BUDGET_MIB, workers: int | None = None, progress: Progress | None = None,
+    tile_rows: int = TILE_ROWS, tile_cols: int = TILE_COLS,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (slot, negative row, key) with the key in the slot's band; at most ``max_items``
+    (else :class:`TooMany`). Sorted by slot, then row."""
+    x, terms, codes = prep.x, prep.terms, np.ascontiguousarray(labels, dtype=np.int64)
+    n = len(x)
+    rows_t, cols_t = tile_shape(prep, budget_mib, tile_rows, tile_cols)
+
+    def stripe(bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ids = slots.rows[bounds[0]:bounds[1]]
+        s0, s1 = slots.ptr[bounds[0]], slots.ptr[bounds[1]]
+        ptr = slots.ptr[bounds[0]:bounds[1] + 1] - s0
+        low, high = slots.low[s0:s1], slots.high[s0:s1]
+        rows = np.ascontiguousarray(x[ids])
+        buffer = np.empty((len(ids), cols_t), dtype=x.dtype)
+        out = _Emitted(4096)
+        for col0 in range(0, n, cols_t):
+            col1 = min(n, col0 + cols_t)
+            tile = buffer[:, : col1 - col0]
+            np.matmul(rows, x[col0:col1].T, out=tile)
+            while True:
+                count = band_all_tile(tile, terms[ids], terms[col0:col1], codes[ids], codes[col0:col1],
+                                      col0, ptr, low, high, out.a, out.b, out.v, out.count)
+                if out.fits(count, max_items):
+                    break
+        return out.a[: out.count] + s0, out.b[: out.count], out.v[: out.count]
+
+    parts = _run(_stripes(len(slots.rows), rows_t), stripe, n, workers, progress)
+    slot = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
+    if len(slot) > max_items:
+        raise TooMany(len(slot))
+    row = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.int64)
+    key = np.concatenate([p[2] for p in parts]) if parts else np.empty(0)
+    order = np.lexsort((row, slot))
+    return slot[order], row[order], key[order]
+
+
+def pairs_below(
+    prep: Prepared, labels: np.ndarray, limit_key: float, *, max_items: int,
+    budget_mib: float = DEFAULT_BUDGET_MIB, workers: int | None = None, progress: Progress | None = None,
+    tile_rows: int = TILE_ROWS, tile_cols: int = TILE_COLS,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every negative pair ``i < j`` with key ``< limit_key``, sorted by ``(i, j)``."""
+    x, terms, codes = prep.x, prep.terms, np.ascontiguousarray(labels, dtype=np.int64)
+    n = len(x)
+    rows_t, cols_t = tile_shape(prep, budget_mib, tile_rows, tile_cols)
+
+    def stripe(bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        first, last = bounds
+        rows = x[first:last]
+        buffer = np.empty((last - first, cols_t), dtype=x.dtype)
+        out = _Emitted(4096)
+        for col0 in range(first - first % cols_t, n, cols_t):
+            col1 = min(n, col0 + cols_t)
+            if col1 <= first + 1:
+                continue
+            tile = buffer[:, : col1 - col0]
+            np.matmul(rows, x[col0:col1].T, out=tile)
+            while True:
+                count = pairs_below_tile(tile, terms[first:last], terms[col0:col1], codes[first:last],
+                                         codes[col0:col1], first, col0, limit_key, out.a, out.b, out.v, out.count)
+                if out.fits(count, max_items):
+                    break
+        return out.a[: out.count], out.b[: out.count], out.v[: out.count]
+
+    stripes = _stripes(n, rows_t)
+    weights_cols = n  # upper triangle: the engine's weights are only for the progress bar
+    parts = _run(stripes, stripe, weights_cols, workers, progress)
+    i = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
+    if len(i) > max_items:
+        raise TooMany(len(i))
+    j = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.int64)
+    key = np.concatenate([p[2] for p in parts]) if parts else np.empty(0)
+    order = np.lexsort((j, i))
+    return i[order], j[order], key[order]
+
+
+class TooMany(Exception):
+    """More items than the caller allowed (converted to an OptionError by the strategies)."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.count = count
+
+
+class _Emitted:
+    """Growable output buffers for the emitting kernels (a tile is rerun after growing)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.a = np.empty(capacity, dtype=np.int64)
+        self.b = np.empty(capacity, dtype=np.int64)
+        self.v = np.empty(capacity, dtype=np.float64)
+        self.count = 0
+
+    def fits(self, count: int, max_items: int) -> bool:
+        """Accept ``count`` if it fits; else grow (the caller reruns the tile) or give up."""
+        if count <= len(self.a):
+            self.count = count
+            return True
+        if count > max_items:
+            raise TooMany(count)
+        size = max(count, 2 * len(self.a))
+        for name in ("a", "b", "v"):
+            old = getattr(self, name)
+            new = np.empty(size, dtype=old.dtype)
+            new[: self.count] = old[: self.count]
+            setattr(self, name, new)
+        return False
