@@ -11,6 +11,7 @@ from cli.errors import reported_errors
 from cli.inputs import load_inputs, parse_ints
 from cli.render import eval as render
 from cli.render import progress_bar
+from embedkit.engine import make_engine
 from embedkit.errors import OptionError
 from embedkit.io import Dataset
 from embedkit.metrics import evaluate_retrieval
@@ -66,6 +67,8 @@ def eval_(
     json: opt.JsonOpt = False,
     quiet: opt.QuietOpt = False,
     workers: opt.WorkersOpt = None,
+    engine: opt.EngineOpt = "local",
+    scheduler: opt.SchedulerOpt = None,
 ) -> None:
     """Retrieval metrics: every row a query against all others (self excluded by id), exact FAISS k-NN.
 
@@ -77,7 +80,8 @@ def eval_(
         ks = parse_ints(k, "--k")
         reference_set, query_set = load_split(embeddings, queries, reference, query_labels,
                                               labels=labels, column=column, label_column=label_column)
-        with progress_bar("eval", enabled=not quiet) as progress:
+        with make_engine(engine, workers=workers, scheduler=scheduler) as runner, \
+                progress_bar("eval", enabled=not quiet) as progress:
             result = evaluate_retrieval(reference_set, query_set, ks=ks, metric=metric, per_class=per_class,
-                                        threads=workers, progress=progress)
+                                        threads=workers, engine=runner, progress=progress)
     render.evaluation(result, reference_set, query_set, as_json=json)

@@ -11,6 +11,7 @@ from cli.errors import reported_errors
 from cli.inputs import load_inputs, parse_floats, read_item_table
 from cli.render import loss as render
 from cli.render import progress_bar
+from embedkit.engine import make_engine
 from embedkit.losses.compute import LossKind, LossSpec, compute_loss
 from embedkit.losses.contrastive import ContrastiveForm
 from embedkit.losses.result import Reduction
@@ -60,6 +61,8 @@ def loss(
     json: opt.JsonOpt = False,
     quiet: opt.QuietOpt = False,
     workers: opt.WorkersOpt = None,
+    engine: opt.EngineOpt = "local",
+    scheduler: opt.SchedulerOpt = None,
 ) -> None:
     """Compute a contrastive-learning loss over an embedding file, with a trace table."""
     with reported_errors():
@@ -71,11 +74,13 @@ def loss(
                               id_column=id_column, tables=(pairs, triplets), output=output)
         pair_table = read_item_table(pairs, ("i", "j")) if pairs else None
         triplet_table = read_item_table(triplets, ("anchor", "positive", "negative")) if triplets else None
-        with progress_bar(f"{kind} loss", enabled=not quiet) as progress:
+        with make_engine(engine, workers=workers, scheduler=scheduler) as runner, \
+                progress_bar(f"{kind} loss", enabled=not quiet) as progress:
             result = compute_loss(
                 dataset, spec, pairs=pair_table, triplets=triplet_table,
                 pairs_source=pairs or "pairs", triplets_source=triplets or "triplets",
-                trace=trace, top=trace, keep_items=output is not None, workers=workers, progress=progress,
+                trace=trace, top=trace, keep_items=output is not None, workers=workers, engine=runner,
+                progress=progress,
             )
         if output is not None:
             render.write_items(result, dataset, output)

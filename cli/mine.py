@@ -12,6 +12,7 @@ from cli.inputs import load_inputs
 from cli.render import mine as render
 from cli.render import progress_bar
 from embedkit.distances import Metric
+from embedkit.engine import make_engine
 from embedkit.errors import OptionError
 from embedkit.mining.knn import IndexKind
 from embedkit.mining.strategies import (
@@ -79,6 +80,8 @@ def mine(
     json: opt.JsonOpt = False,
     quiet: opt.QuietOpt = False,
     workers: opt.WorkersOpt = None,
+    engine: opt.EngineOpt = "local",
+    scheduler: opt.SchedulerOpt = None,
 ) -> None:
     """Mine triplets or negative pairs from an embedding file, exactly by default.
 
@@ -98,8 +101,10 @@ def mine(
         ).validated()
         dataset = load_inputs(embeddings, labels=labels, column=column, label_column=label_column,
                               id_column=id_column, output=output)
-        with progress_bar(f"mining {strategy}", enabled=not quiet) as progress:
-            result = mine_dataset(dataset, spec, workers=workers, budget_mib=budget_mib, progress=progress)
+        with make_engine(engine, workers=workers, scheduler=scheduler) as runner, \
+                progress_bar(f"mining {strategy}", enabled=not quiet) as progress:
+            result = mine_dataset(dataset, spec, workers=workers, engine=runner, budget_mib=budget_mib,
+                                  progress=progress)
         if output is not None:
             render.write_items(result, dataset, output)
     render.summary(result, dataset, output=output, as_json=json)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
+
+from embedkit.distances import Metric
 
 EmbeddingsArg = Annotated[
     Optional[str],
@@ -37,9 +39,6 @@ WorkersOpt = Annotated[
     Optional[int], typer.Option("--workers", min=1, help="Worker threads (default: all cores).")
 ]
 NormalizeOpt = Annotated[bool, typer.Option("--normalize", help="L2-normalise rows first.")]
-# Aliases for eval, check and inspect (appended; the import stays with them).
-from embedkit.distances import Metric  # noqa: E402
-
 MetricOpt = Annotated[
     Metric,
     typer.Option("--metric", help="euclidean: rank by ascending ‖q − r‖₂; cosine: by descending cosine "
@@ -51,4 +50,15 @@ SampleOpt = Annotated[
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the pair sample.")]
 ExactPairsOpt = Annotated[
     int, typer.Option("--exact-pairs", min=0, help="Measure every pair i < j exactly up to this many pairs; sample beyond.")
+]
+EngineOpt = Annotated[
+    Literal["local", "dask"],
+    typer.Option("--engine", help="Where the blocked work runs: local (threads here) or dask (a Dask cluster; "
+                 "needs pip install 'embedkit[dask]'). Results are identical."),
+]
+SchedulerOpt = Annotated[
+    Optional[str],
+    typer.Option("--scheduler", envvar="EMBEDKIT_SCHEDULER", show_envvar=True,
+                 help="With --engine dask: the scheduler to join (tcp://HOST:PORT). Default: a LocalCluster "
+                 "of one single-threaded worker per core, started and stopped by the command."),
 ]

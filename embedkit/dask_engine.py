@@ -22,6 +22,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 SCHEDULER_ENV = "EMBEDKIT_SCHEDULER"
+_DASK_LOG = logging.getLogger("distributed")
 INSTALL_HINT = "pip install 'embedkit[dask]'"
 
 
@@ -38,6 +39,7 @@ class DaskEngine(Engine):
     single-threaded worker processes (default: one per core)."""
 
     name = "dask"
+    distributed = True
 
     def __init__(self, scheduler: str | None = None, *, workers: int | None = None, retries: int = 3) -> None:
         try:
@@ -53,11 +55,14 @@ class DaskEngine(Engine):
             except (OSError, TimeoutError) as exc:
                 raise OptionError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
         else:
+            # The scheduler runs in this process: keep its INFO chatter off the command's stderr.
+            self._log_level = _DASK_LOG.level
+            _DASK_LOG.setLevel(logging.ERROR)
             self.cluster = LocalCluster(
                 n_workers=workers or available_cores(),
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # any free port: never collide with a running cluster
                 silence_logs=logging.ERROR,
             )
             self.client = Client(self.cluster)
@@ -104,16 +109,4 @@ class DaskEngine(Engine):
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
-
-
-def make_engine(name: str, *, workers: int | None = None, scheduler: str | None = None) -> Engine:
-    """``local`` or ``dask`` by name."""
-    from embedkit.engine import LocalEngine
-
-    if name == "local":
-        if scheduler:
-            raise OptionError("--scheduler applies to --engine dask")
-        return LocalEngine(workers)
-    if name == "dask":
-        return DaskEngine(scheduler, workers=workers)
-    raise OptionError(f"unknown engine {name!r}; expected local or dask")
+            _DASK_LOG.setLevel(self._log_level)

@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 from threadpoolctl import threadpool_limits
 
+from embedkit.errors import OptionError
+
 T = TypeVar("T")
 R = TypeVar("R")
 Progress = Callable[[int, int], None]
@@ -79,6 +81,9 @@ class Engine:
     """
 
     name = "engine"
+    #: True when tasks run in other processes or hosts (they cannot share this process's
+    #: FAISS indexes or thread pools).
+    distributed = False
 
     def share(self, value: Any) -> Any:
         """A handle on ``value`` that :meth:`map` passes to tasks."""
@@ -124,3 +129,16 @@ class LocalEngine(Engine):
     ) -> Iterator[R]:
         with local_threads(self.workers) as pool:
             yield from ordered_map(pool, functools.partial(task, shared), items, weights=weights, progress=progress)
+
+
+def make_engine(name: str, *, workers: int | None = None, scheduler: str | None = None) -> Engine:
+    """``local`` (threads here) or ``dask`` (imported only when asked for) by name."""
+    if name == "local":
+        if scheduler:
+            raise OptionError("--scheduler applies to --engine dask")
+        return LocalEngine(workers)
+    if name == "dask":
+        from embedkit.dask_engine import DaskEngine
+
+        return DaskEngine(scheduler, workers=workers)
+    raise OptionError(f"unknown engine {name!r}; expected local or dask")

@@ -24,13 +24,16 @@ Queries are processed in blocks under a memory budget; nothing n×n is ever held
 
 from __future__ import annotations
 
+import threading
+import uuid
 from dataclasses import dataclass, field, replace
 
+import faiss
 import numpy as np
 
 from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
 from embedkit.distances import Metric
-from embedkit.engine import Progress
+from embedkit.engine import Engine, LocalEngine, Progress
 from embedkit.errors import InputError, OptionError
 from embedkit.io import Dataset
 from embedkit.mining.knn import faiss_ready, flat_index, search_index, set_threads
@@ -110,6 +113,7 @@ def retrieval_metrics(
     metric: Metric = "euclidean",
     per_class: bool = False,
     threads: int | None = None,
+    engine: Engine | None = None,
     budget_mib: float = DEFAULT_BUDGET_MIB,
     progress: Progress | None = None,
 ) -> RetrievalMetrics:
@@ -154,33 +158,32 @@ def retrieval_metrics(
             + "; retrieval metrics are undefined"
         )
 
-    set_threads(threads)
     reference = faiss_ready(embeddings, metric=metric)
-    index = flat_index(reference, metric=metric)
     names = (*METRIC_NAMES, *(f"recall_at_{k}" for k in ks))
-    sums = dict.fromkeys(names, 0.0)
-    class_sums = {name: np.zeros(classes) for name in names} if per_class else {}
     source = embeddings if same_source else queries
     assert source is not None
     n_queries = len(source)
+    job = _ScoreJob(
+        token=uuid.uuid4().hex, reference=reference, queries=None if same_source else faiss_ready(source, metric=metric),
+        labels=labels, query_labels=query_labels, relevant=relevant_all, evaluated=evaluated_mask,
+        search_k=search_k, ks=ks, names=names, metric=metric, classes=classes if per_class else 0,
+        budget_mib=budget_mib,
+    )
     step = rows_per_block(search_k * 48 + reference.shape[1] * 8, budget_mib)
-    for start, stop in blocks(n_queries, step):
-        keep = np.flatnonzero(evaluated_mask[start:stop])
-        if len(keep) == 0:
-            continue
-        rows = start + keep
-        block = reference[rows] if same_source else faiss_ready(source[rows], metric=metric)
-        ids = rows.astype(np.int64) if same_source else None
-        found = search_index(index, block, search_k, metric=metric, query_ids=ids, budget_mib=budget_mib)
-        valid = found.indices >= 0
-        hits = (labels[np.where(valid, found.indices, 0)] == query_labels[rows][:, None]) & valid
-        scores = query_scores(hits, relevant_all[rows], ks)
-        for name in names:
-            sums[name] += float(scores[name].sum())
+    query_blocks = list(blocks(n_queries, step))
+    # Blocks are tasks (threads here, or Dask workers), each searching with one BLAS/FAISS
+    # thread: the neighbours then do not depend on the engine (BLAS's thread count changes
+    # the rounding of the distances, and so the order of near-ties).
+    runner = engine if engine is not None else LocalEngine(threads)
+    sums = dict.fromkeys(names, 0.0)
+    class_sums = {name: np.zeros(classes) for name in names} if per_class else {}
+    for block_sums, block_class_sums in runner.map(_score_block, runner.share(job), query_blocks,
+                                                   weights=[b - a for a, b in query_blocks], progress=progress):
+        for k, name in enumerate(names):
+            sums[name] += float(block_sums[k])
             if per_class:
-                class_sums[name] += np.bincount(query_labels[rows], weights=scores[name], minlength=classes)
-        if progress is not None:
-            progress(stop, n_queries)
+                class_sums[name] += block_class_sums[k]
+    _INDEXES.pop(job.token, None)  # this process's copy (workers drop theirs on the next job)
 
     means = {name: sums[name] / evaluated for name in names}
     table = None
@@ -198,6 +201,58 @@ def retrieval_metrics(
         precision_at_1=means["precision_at_1"], r_precision=means["r_precision"], map_at_r=means["map_at_r"],
         recall_at_k={k: means[f"recall_at_{k}"] for k in ks}, per_class=table,
     )
+
+
+@dataclass(frozen=True)
+class _ScoreJob:
+    """What every block of queries needs; shared with the workers once."""
+
+    token: str
+    reference: np.ndarray
+    queries: np.ndarray | None
+    labels: np.ndarray
+    query_labels: np.ndarray
+    relevant: np.ndarray
+    evaluated: np.ndarray
+    search_k: int
+    ks: tuple[int, ...]
+    names: tuple[str, ...]
+    metric: Metric
+    classes: int
+    budget_mib: float
+
+
+#: Exact indexes, one per shared job and process (the blocks of one job reuse it).
+_INDEXES: dict[str, faiss.Index] = {}
+_INDEX_LOCK = threading.Lock()
+
+
+def _score_block(job: _ScoreJob, bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-metric sums (and per-class sums) over the evaluated queries of one block."""
+    with _INDEX_LOCK:
+        index = _INDEXES.get(job.token)
+        if index is None:
+            _INDEXES.clear()
+            index = _INDEXES[job.token] = flat_index(job.reference, metric=job.metric)
+    set_threads(1)  # the engine runs one task per core
+    start, stop = bounds
+    sums = np.zeros(len(job.names))
+    class_sums = np.zeros((len(job.names), job.classes)) if job.classes else None
+    keep = np.flatnonzero(job.evaluated[start:stop])
+    if len(keep) == 0:
+        return sums, class_sums
+    rows = start + keep
+    block = job.reference[rows] if job.queries is None else job.queries[rows]
+    ids = rows.astype(np.int64) if job.queries is None else None
+    found = search_index(index, block, job.search_k, metric=job.metric, query_ids=ids, budget_mib=job.budget_mib)
+    valid = found.indices >= 0
+    hits = (job.labels[np.where(valid, found.indices, 0)] == job.query_labels[rows][:, None]) & valid
+    scores = query_scores(hits, job.relevant[rows], job.ks)
+    for k, name in enumerate(job.names):
+        sums[k] = float(scores[name].sum())
+        if class_sums is not None:
+            class_sums[k] = np.bincount(job.query_labels[rows], weights=scores[name], minlength=job.classes)
+    return sums, class_sums
 
 
 def shared_label_codes(reference: Dataset, queries: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -225,6 +280,7 @@ def evaluate_retrieval(
     metric: Metric = "euclidean",
     per_class: bool = False,
     threads: int | None = None,
+    engine: Engine | None = None,
     budget_mib: float = DEFAULT_BUDGET_MIB,
     progress: Progress | None = None,
 ) -> RetrievalMetrics:
@@ -233,7 +289,7 @@ def evaluate_retrieval(
     if queries is None:
         labels = reference.require_labels("eval")
         result = retrieval_metrics(reference.embeddings, labels, ks=ks, metric=metric, per_class=per_class,
-                                   threads=threads, budget_mib=budget_mib, progress=progress)
+                                   threads=threads, engine=engine, budget_mib=budget_mib, progress=progress)
         names = reference.label_names
     else:
         if queries.dim != reference.dim:
@@ -244,5 +300,5 @@ def evaluate_retrieval(
         ref_codes, query_codes, names = shared_label_codes(reference, queries)
         result = retrieval_metrics(reference.embeddings, ref_codes, queries=queries.embeddings,
                                    query_labels=query_codes, ks=ks, metric=metric, per_class=per_class,
-                                   threads=threads, budget_mib=budget_mib, progress=progress)
+                                   threads=threads, engine=engine, budget_mib=budget_mib, progress=progress)
     return replace(result, label_names=names)

@@ -77,3 +77,95 @@ def test_missing_dask_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(builtins, "__import__", no_distributed)
     with pytest.raises(OptionError, match=r"pip install 'embedkit\[dask\]'"):
         DaskEngine()
+
+
+# -- mine and eval on Dask --------------------------------------------------------------------
+
+MINE_CASES = [
+    {"strategy": "hard", "negatives": 2},
+    {"strategy": "semi-hard", "margin": 0.8},
+    {"strategy": "semi-hard", "margin": 0.8, "select": "all"},
+    {"strategy": "semi-hard", "margin": 0.3, "fallback": "tf-addons"},
+    {"strategy": "batch-hard"},
+    {"strategy": "easy", "margin": 0.5},
+    {"strategy": "within-margin", "margin": 3.0},
+    {"strategy": "hard", "batch_size": 300},
+    {"strategy": "semi-hard", "margin": 0.8, "batch_size": 300},
+]
+
+
+@pytest.mark.parametrize("case", MINE_CASES, ids=lambda c: "-".join(f"{v}" for v in c.values()))
+def test_mine_is_identical_on_dask(dask_engine, case: dict) -> None:
+    from embedkit.mining.strategies import MineSpec, mine
+
+    x, labels = clustered(1200, 12, 15, seed=8, spread=0.7)
+    spec = MineSpec(index="exact", **case)
+    local = mine(x, labels, spec, engine=LocalEngine(2), budget_mib=1.0)
+    remote = mine(x, labels, spec, engine=dask_engine, budget_mib=1.0)
+    assert local.items.keys() == remote.items.keys() and len(local.items[next(iter(local.items))]) > 0
+    for key in local.items:
+        np.testing.assert_array_equal(remote.items[key], local.items[key])
+    assert (remote.anchors, remote.anchors_with_none, remote.slots_with_none) == (
+        local.anchors, local.anchors_with_none, local.slots_with_none)
+
+
+def test_approximate_mining_shards_anchors_over_the_cluster(dask_engine) -> None:
+    from embedkit.mining.knn import approximate_nearest_negatives, build_index, sharded_approximate_nearest_negatives
+
+    x, labels = clustered(3000, 8, 30, seed=9, spread=0.5)
+    built = build_index(x, "ivf", nlist=16, nprobe=4)
+    anchors = np.arange(0, 3000, 2)
+    whole, complete = approximate_nearest_negatives(built, x, labels, anchors, 3, candidates=5)
+    sharded, sharded_complete = sharded_approximate_nearest_negatives(dask_engine, built, x, labels, anchors, 3,
+                                                                      candidates=5)
+    agree = (sharded == whole).all(axis=1).mean()
+    assert agree >= 0.99, agree  # BLAS thread counts may reorder exact near-ties, nothing more
+    assert (sharded_complete == complete).mean() >= 0.99
+
+
+def test_eval_is_identical_on_dask(dask_engine) -> None:
+    from embedkit.metrics import retrieval_metrics
+
+    x, labels = clustered(2500, 16, 25, seed=10, spread=1.2)
+    local = retrieval_metrics(x, labels, ks=(1, 5, 20), per_class=True, engine=LocalEngine(2), budget_mib=0.5)
+    remote = retrieval_metrics(x, labels, ks=(1, 5, 20), per_class=True, engine=dask_engine, budget_mib=0.5)
+    assert (remote.precision_at_1, remote.r_precision, remote.map_at_r) == (
+        local.precision_at_1, local.r_precision, local.map_at_r)
+    assert remote.recall_at_k == local.recall_at_k
+    np.testing.assert_array_equal(remote.per_class["map_at_r"], local.per_class["map_at_r"])
+
+
+def test_mine_survives_a_killed_worker(dask_engine) -> None:
+    from embedkit.mining.strategies import MineSpec, mine
+
+    x, labels = clustered(4000, 16, 20, seed=11, spread=0.7)
+    spec = MineSpec("semi-hard", margin=0.8, index="exact")
+    local = mine(x, labels, spec, engine=LocalEngine(2), budget_mib=0.25)
+    pids = dask_engine.client.run(os.getpid)
+    victims: list[int] = []
+
+    def kill_one_worker(done: int, total: int) -> None:
+        if not victims:
+            victims.append(pids[sorted(pids)[-1]])
+            os.kill(victims[0], signal.SIGKILL)
+
+    remote = mine(x, labels, spec, engine=dask_engine, budget_mib=0.25, progress=kill_one_worker)
+    assert victims
+    for key in local.items:
+        np.testing.assert_array_equal(remote.items[key], local.items[key])
+    dask_engine.client.wait_for_workers(2, timeout=60)
+
+
+def test_cli_engine_dask_matches_local(run_cli, tmp_path) -> None:
+    from tests.conftest import SAMPLE
+
+    outputs = {}
+    for engine in ("local", "dask"):
+        out = tmp_path / f"{engine}.csv"
+        result = run_cli("mine", SAMPLE / "emb.npy", "--strategy", "hard", "--engine", engine, "--workers", "2",
+                         "-o", out, "--quiet")
+        assert result.exit_code == 0, result.stderr
+        outputs[engine] = out.read_bytes()
+    assert outputs["local"] == outputs["dask"]
+    result = run_cli("loss", SAMPLE / "emb.npy", "--engine", "local", "--scheduler", "tcp://127.0.0.1:1")
+    assert result.exit_code == 2 and "--scheduler applies to --engine dask" in result.stderr

@@ -2,8 +2,8 @@
 per anchor by the numba kernels in :mod:`embedkit.kernels`. Nothing n×n is ever held.
 
 Anchors are cut into stripes of ``tile_rows``; each stripe is an independent task on the
-:mod:`embedkit.engine` executor (results merged in stripe order, so the answer does not
-depend on scheduling). A stripe multiplies its rows with column tiles of at most
+:mod:`embedkit.engine` engine (local threads or Dask workers; results merged in stripe
+order, so the answer does not depend on scheduling or engine). A stripe multiplies its rows with column tiles of at most
 ``tile_cols`` rows (BLAS, one thread per worker) and hands each tile to a kernel. Working
 memory per worker: one ``tile_rows × tile_cols`` tile plus the stripe's state.
 
@@ -17,19 +17,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from embedkit.arrays import as_work_array, l2_normalized
 from embedkit.chunking import DEFAULT_BUDGET_MIB, rows_per_block
 from embedkit.distances import Metric, is_similarity, squared_norms
-from embedkit.engine import Progress, local_threads, ordered_map
+from embedkit.engine import Engine, LocalEngine, Progress
 from embedkit.kernels import (
     band_all_tile,
     band_closest_tile,
     nearest_negatives_tile,
     pairs_below_tile,
 )
+
+R = TypeVar("R")
 
 TILE_ROWS = 256
 TILE_COLS = 2048
@@ -88,17 +91,41 @@ def _stripes(count: int, size: int) -> list[tuple[int, int]]:
     return [(s, min(count, s + size)) for s in range(0, count, size)]
 
 
-def _run(stripes: list[tuple[int, int]], task: Callable[[tuple[int, int]], object], n_cols: int,
-         workers: int | None, progress: Progress | None) -> list[object]:
-    weights = [(b - a) * max(1, n_cols) for a, b in stripes]
-    with local_threads(workers) as pool:
-        return list(ordered_map(pool, task, stripes, weights=weights, progress=progress))
+@dataclass(frozen=True)
+class _Job:
+    """What every stripe of one scan reads; shared with the workers once, never per task."""
+
+    prep: Prepared
+    codes: np.ndarray
+    rows_t: int
+    cols_t: int
+    anchors: np.ndarray | None = None
+    k: int = 0
+    track_far: bool = False
+    slots: Slots | None = None
+    max_items: int = 0
+    limit_key: float = 0.0
+
+
+def _job(prep: Prepared, labels: np.ndarray, budget_mib: float, tile_rows: int, tile_cols: int,
+         **fields: object) -> _Job:
+    rows_t, cols_t = tile_shape(prep, budget_mib, tile_rows, tile_cols)
+    return _Job(prep, np.ascontiguousarray(labels, dtype=np.int64), rows_t, cols_t, **fields)  # type: ignore[arg-type]
+
+
+def _run(task: Callable[[_Job, tuple[int, int]], R], job: _Job, count: int, engine: Engine | None,
+         workers: int | None, progress: Progress | None) -> list[R]:
+    """Stripes of ``count`` anchors (or slots) on ``engine`` (default: local threads), in order."""
+    stripes = _stripes(count, job.rows_t)
+    weights = [(b - a) * max(1, len(job.prep.x)) for a, b in stripes]
+    runner = engine if engine is not None else LocalEngine(workers)
+    return list(runner.map(task, runner.share(job), stripes, weights=weights, progress=progress))
 
 
 def nearest_negatives(
     prep: Prepared, labels: np.ndarray, anchors: np.ndarray, k: int, *, track_far: bool = False,
-    budget_mib: float = DEFAULT_BUDGET_MIB, workers: int | None = None, progress: Progress | None = None,
-    tile_rows: int = TILE_ROWS, tile_cols: int = TILE_COLS,
+    budget_mib: float = DEFAULT_BUDGET_MIB, workers: int | None = None, engine: Engine | None = None,
+    progress: Progress | None = None, tile_rows: int = TILE_ROWS, tile_cols: int = TILE_COLS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Exact ``k`` nearest negatives (other label) of each anchor, and optionally the farthest.
 
@@ -106,31 +133,32 @@ def nearest_negatives(
     ``(m,)``, ``(m,)``; keys ascending, ties to the smaller row; missing entries have key
     ``inf`` (``-inf`` for far) and row ``-1``.
     """
-    x, terms, codes = prep.x, prep.terms, np.ascontiguousarray(labels, dtype=np.int64)
-    n = len(x)
-    rows_t, cols_t = tile_shape(prep, budget_mib, tile_rows, tile_cols)
     anchors = np.asarray(anchors, dtype=np.int64)
-
-    def stripe(bounds: tuple[int, int]) -> tuple[np.ndarray, ...]:
-        ids = anchors[bounds[0]:bounds[1]]
-        rows = np.ascontiguousarray(x[ids])
-        near_v = np.full((len(ids), k), np.inf)
-        near_j = np.full((len(ids), k), NO_ROW, dtype=np.int64)
-        far_v = np.full(len(ids), -np.inf)
-        far_j = np.full(len(ids), NO_ROW, dtype=np.int64)
-        buffer = np.empty((len(ids), cols_t), dtype=x.dtype)
-        for col0 in range(0, n, cols_t):
-            col1 = min(n, col0 + cols_t)
-            tile = buffer[:, : col1 - col0]
-            np.matmul(rows, x[col0:col1].T, out=tile)
-            nearest_negatives_tile(tile, terms[ids], terms[col0:col1], codes[ids], codes[col0:col1],
-                                   col0, near_v, near_j, far_v, far_j, track_far)
-        return near_v, near_j, far_v, far_j
-
-    parts = _run(_stripes(len(anchors), rows_t), stripe, n, workers, progress)
+    job = _job(prep, labels, budget_mib, tile_rows, tile_cols, anchors=anchors, k=k, track_far=track_far)
+    parts = _run(_nearest_stripe, job, len(anchors), engine, workers, progress)
     if not parts:
         return (np.empty((0, k)), np.empty((0, k), np.int64), np.empty(0), np.empty(0, np.int64))
-    return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))  # type: ignore[return-value,index]
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))  # type: ignore[return-value]
+
+
+def _nearest_stripe(job: _Job, bounds: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    x, terms, codes, k = job.prep.x, job.prep.terms, job.codes, job.k
+    assert job.anchors is not None
+    n, cols_t = len(x), job.cols_t
+    ids = job.anchors[bounds[0]:bounds[1]]
+    rows = np.ascontiguousarray(x[ids])
+    near_v = np.full((len(ids), k), np.inf)
+    near_j = np.full((len(ids), k), NO_ROW, dtype=np.int64)
+    far_v = np.full(len(ids), -np.inf)
+    far_j = np.full(len(ids), NO_ROW, dtype=np.int64)
+    buffer = np.empty((len(ids), cols_t), dtype=x.dtype)
+    for col0 in range(0, n, cols_t):
+        col1 = min(n, col0 + cols_t)
+        tile = buffer[:, : col1 - col0]
+        np.matmul(rows, x[col0:col1].T, out=tile)
+        nearest_negatives_tile(tile, terms[ids], terms[col0:col1], codes[ids], codes[col0:col1],
+                               col0, near_v, near_j, far_v, far_j, job.track_far)
+    return near_v, near_j, far_v, far_j
 
 
 @dataclass(frozen=True)
@@ -160,69 +188,53 @@ def make_slots(anchors: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[
 
 def band_closest(
     prep: Prepared, labels: np.ndarray, slots: Slots, *, budget_mib: float = DEFAULT_BUDGET_MIB,
-    workers: int | None = None, progress: Progress | None = None,
+    workers: int | None = None, engine: Engine | None = None, progress: Progress | None = None,
     tile_rows: int = TILE_ROWS, tile_cols: int = TILE_COLS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per slot, the smallest negative key in its band ``(low, high]`` and its row
     (``inf``/``-1`` when the band holds no negative); exact, ties to the smaller row."""
-    x, terms, codes = prep.x, prep.terms, np.ascontiguousarray(labels, dtype=np.int64)
-    n = len(x)
-    rows_t, cols_t = tile_shape(prep, budget_mib, tile_rows, tile_cols)
-
-    def stripe(bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        ids = slots.rows[bounds[0]:bounds[1]]
-        s0, s1 = slots.ptr[bounds[0]], slots.ptr[bounds[1]]
-        ptr = slots.ptr[bounds[0]:bounds[1] + 1] - s0
-        low, high = slots.low[s0:s1], slots.high[s0:s1]
-        best_v = np.full(s1 - s0, np.inf)
-        best_j = np.full(s1 - s0, NO_ROW, dtype=np.int64)
-        rows = np.ascontiguousarray(x[ids])
-        buffer = np.empty((len(ids), cols_t), dtype=x.dtype)
-        for col0 in range(0, n, cols_t):
-            col1 = min(n, col0 + cols_t)
-            tile = buffer[:, : col1 - col0]
-            np.matmul(rows, x[col0:col1].T, out=tile)
-            band_closest_tile(tile, terms[ids], terms[col0:col1], codes[ids], codes[col0:col1],
-                              col0, ptr, low, high, best_v, best_j)
-        return best_v, best_j
-
-    parts = _run(_stripes(len(slots.rows), rows_t), stripe, n, workers, progress)
+    job = _job(prep, labels, budget_mib, tile_rows, tile_cols, slots=slots)
+    parts = _run(_band_closest_stripe, job, len(slots.rows), engine, workers, progress)
     if not parts:
         return np.empty(0), np.empty(0, np.int64)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+def _stripe_slots(job: _Job, bounds: tuple[int, int]) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray]:
+    """The anchors of a stripe of slots: ``(ids, first slot, ptr, low, high)``."""
+    slots = job.slots
+    assert slots is not None
+    s0, s1 = slots.ptr[bounds[0]], slots.ptr[bounds[1]]
+    ptr = slots.ptr[bounds[0]:bounds[1] + 1] - s0
+    return slots.rows[bounds[0]:bounds[1]], int(s0), ptr, slots.low[s0:s1], slots.high[s0:s1]
+
+
+def _band_closest_stripe(job: _Job, bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    x, terms, codes = job.prep.x, job.prep.terms, job.codes
+    n, cols_t = len(x), job.cols_t
+    ids, _, ptr, low, high = _stripe_slots(job, bounds)
+    best_v = np.full(len(low), np.inf)
+    best_j = np.full(len(low), NO_ROW, dtype=np.int64)
+    rows = np.ascontiguousarray(x[ids])
+    buffer = np.empty((len(ids), cols_t), dtype=x.dtype)
+    for col0 in range(0, n, cols_t):
+        col1 = min(n, col0 + cols_t)
+        tile = buffer[:, : col1 - col0]
+        np.matmul(rows, x[col0:col1].T, out=tile)
+        band_closest_tile(tile, terms[ids], terms[col0:col1], codes[ids], codes[col0:col1],
+                          col0, ptr, low, high, best_v, best_j)
+    return best_v, best_j
+
+
 def band_all(
     prep: Prepared, labels: np.ndarray, slots: Slots, *, max_items: int,
-    budget_mib: float = DEFAULT_BUDGET_MIB, workers: int | None = None, progress: Progress | None = None,
-    tile_rows: int = TILE_ROWS, tile_cols: int = TILE_COLS,
+    budget_mib: float = DEFAULT_BUDGET_MIB, workers: int | None = None, engine: Engine | None = None,
+    progress: Progress | None = None, tile_rows: int = TILE_ROWS, tile_cols: int = TILE_COLS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every (slot, negative row, key) with the key in the slot's band; at most ``max_items``
     (else :class:`TooMany`). Sorted by slot, then row."""
-    x, terms, codes = prep.x, prep.terms, np.ascontiguousarray(labels, dtype=np.int64)
-    n = len(x)
-    rows_t, cols_t = tile_shape(prep, budget_mib, tile_rows, tile_cols)
-
-    def stripe(bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        ids = slots.rows[bounds[0]:bounds[1]]
-        s0, s1 = slots.ptr[bounds[0]], slots.ptr[bounds[1]]
-        ptr = slots.ptr[bounds[0]:bounds[1] + 1] - s0
-        low, high = slots.low[s0:s1], slots.high[s0:s1]
-        rows = np.ascontiguousarray(x[ids])
-        buffer = np.empty((len(ids), cols_t), dtype=x.dtype)
-        out = _Emitted(4096)
-        for col0 in range(0, n, cols_t):
-            col1 = min(n, col0 + cols_t)
-            tile = buffer[:, : col1 - col0]
-            np.matmul(rows, x[col0:col1].T, out=tile)
-            while True:
-                count = band_all_tile(tile, terms[ids], terms[col0:col1], codes[ids], codes[col0:col1],
-                                      col0, ptr, low, high, out.a, out.b, out.v, out.count)
-                if out.fits(count, max_items):
-                    break
-        return out.a[: out.count] + s0, out.b[: out.count], out.v[: out.count]
-
-    parts = _run(_stripes(len(slots.rows), rows_t), stripe, n, workers, progress)
+    job = _job(prep, labels, budget_mib, tile_rows, tile_cols, slots=slots, max_items=max_items)
+    parts = _run(_band_all_stripe, job, len(slots.rows), engine, workers, progress)
     slot = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
     if len(slot) > max_items:
         raise TooMany(len(slot))
@@ -232,37 +244,33 @@ def band_all(
     return slot[order], row[order], key[order]
 
 
+def _band_all_stripe(job: _Job, bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x, terms, codes = job.prep.x, job.prep.terms, job.codes
+    n, cols_t = len(x), job.cols_t
+    ids, s0, ptr, low, high = _stripe_slots(job, bounds)
+    rows = np.ascontiguousarray(x[ids])
+    buffer = np.empty((len(ids), cols_t), dtype=x.dtype)
+    out = _Emitted(4096)
+    for col0 in range(0, n, cols_t):
+        col1 = min(n, col0 + cols_t)
+        tile = buffer[:, : col1 - col0]
+        np.matmul(rows, x[col0:col1].T, out=tile)
+        while True:
+            count = band_all_tile(tile, terms[ids], terms[col0:col1], codes[ids], codes[col0:col1],
+                                  col0, ptr, low, high, out.a, out.b, out.v, out.count)
+            if out.fits(count, job.max_items):
+                break
+    return out.a[: out.count] + s0, out.b[: out.count], out.v[: out.count]
+
+
 def pairs_below(
     prep: Prepared, labels: np.ndarray, limit_key: float, *, max_items: int,
-    budget_mib: float = DEFAULT_BUDGET_MIB, workers: int | None = None, progress: Progress | None = None,
-    tile_rows: int = TILE_ROWS, tile_cols: int = TILE_COLS,
+    budget_mib: float = DEFAULT_BUDGET_MIB, workers: int | None = None, engine: Engine | None = None,
+    progress: Progress | None = None, tile_rows: int = TILE_ROWS, tile_cols: int = TILE_COLS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every negative pair ``i < j`` with key ``< limit_key``, sorted by ``(i, j)``."""
-    x, terms, codes = prep.x, prep.terms, np.ascontiguousarray(labels, dtype=np.int64)
-    n = len(x)
-    rows_t, cols_t = tile_shape(prep, budget_mib, tile_rows, tile_cols)
-
-    def stripe(bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        first, last = bounds
-        rows = x[first:last]
-        buffer = np.empty((last - first, cols_t), dtype=x.dtype)
-        out = _Emitted(4096)
-        for col0 in range(first - first % cols_t, n, cols_t):
-            col1 = min(n, col0 + cols_t)
-            if col1 <= first + 1:
-                continue
-            tile = buffer[:, : col1 - col0]
-            np.matmul(rows, x[col0:col1].T, out=tile)
-            while True:
-                count = pairs_below_tile(tile, terms[first:last], terms[col0:col1], codes[first:last],
-                                         codes[col0:col1], first, col0, limit_key, out.a, out.b, out.v, out.count)
-                if out.fits(count, max_items):
-                    break
-        return out.a[: out.count], out.b[: out.count], out.v[: out.count]
-
-    stripes = _stripes(n, rows_t)
-    weights_cols = n  # upper triangle: the engine's weights are only for the progress bar
-    parts = _run(stripes, stripe, weights_cols, workers, progress)
+    job = _job(prep, labels, budget_mib, tile_rows, tile_cols, max_items=max_items, limit_key=limit_key)
+    parts = _run(_pairs_below_stripe, job, len(prep.x), engine, workers, progress)
     i = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
     if len(i) > max_items:
         raise TooMany(len(i))
@@ -270,6 +278,27 @@ def pairs_below(
     key = np.concatenate([p[2] for p in parts]) if parts else np.empty(0)
     order = np.lexsort((j, i))
     return i[order], j[order], key[order]
+
+
+def _pairs_below_stripe(job: _Job, bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x, terms, codes = job.prep.x, job.prep.terms, job.codes
+    n, cols_t = len(x), job.cols_t
+    first, last = bounds
+    rows = x[first:last]
+    buffer = np.empty((last - first, cols_t), dtype=x.dtype)
+    out = _Emitted(4096)
+    for col0 in range(first - first % cols_t, n, cols_t):
+        col1 = min(n, col0 + cols_t)
+        if col1 <= first + 1:
+            continue
+        tile = buffer[:, : col1 - col0]
+        np.matmul(rows, x[col0:col1].T, out=tile)
+        while True:
+            count = pairs_below_tile(tile, terms[first:last], terms[col0:col1], codes[first:last],
+                                     codes[col0:col1], first, col0, job.limit_key, out.a, out.b, out.v, out.count)
+            if out.fits(count, job.max_items):
+                break
+    return out.a[: out.count], out.b[: out.count], out.v[: out.count]
 
 
 class TooMany(Exception):

@@ -11,6 +11,7 @@ ties cannot remove the wrong neighbour.
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from embedkit.chunking import blocks, rows_per_block
 from embedkit.distances import Metric, is_similarity
-from embedkit.engine import Progress, available_cores
+from embedkit.engine import Engine, Progress, available_cores
 from embedkit.errors import OptionError
 
 
@@ -244,6 +245,7 @@ def approximate_nearest_negatives(
     *,
     metric: Metric = "euclidean",
     candidates: int | None = None,
+    width: int | None = None,
     budget_mib: float = 64.0,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -258,6 +260,8 @@ def approximate_nearest_negatives(
     Returns ``(rows, complete)``: ``rows[m, r]``, up to ``candidates`` (default ``k``)
     negatives in the index's order (``-1`` = not found; re-rank them by exact distance and
     keep ``k``), and per anchor whether ``k`` were found; settle incomplete anchors exactly.
+    ``width`` (default :func:`bulk_width` of these anchors) fixes the bulk search width, so
+    that shards of the anchors get the answers the whole set gets.
     """
     want = max(k, candidates or k)
     anchors = np.asarray(anchors, dtype=np.int64)
@@ -265,8 +269,8 @@ def approximate_nearest_negatives(
     out = np.full((len(anchors), want), -1, dtype=np.int64)
     sizes = np.bincount(codes)
     anchor_codes = codes[anchors]
-    # Wide enough to reach past the anchor's class: its own rows, itself, and the candidates.
-    width = int(min(BULK_WIDTH, sizes[anchor_codes].max() + want, index.index.ntotal)) if len(anchors) else 1
+    if width is None:
+        width = bulk_width(labels, anchors, want, index.index.ntotal)
     bulk = np.flatnonzero(sizes[anchor_codes] + want <= width)
     total = len(anchors)
     finished = 0
@@ -306,3 +310,83 @@ def approximate_nearest_negatives(
         if progress is not None:
             progress(min(finished, total), total)
     return out, (out[:, :k] >= 0).all(axis=1)
+
+
+def bulk_width(labels: np.ndarray, anchors: np.ndarray, want: int, total: int) -> int:
+    """Neighbours a bulk search asks for: wide enough to reach past the anchor's class (its
+    own rows, itself, and the candidates), at most :data:`BULK_WIDTH`."""
+    if len(anchors) == 0:
+        return 1
+    sizes = np.bincount(np.asarray(labels, dtype=np.int64))
+    return int(min(BULK_WIDTH, sizes[np.asarray(labels)[anchors]].max() + want, total))
+
+
+@dataclass(frozen=True)
+class _SearchJob:
+    """A serialised index and what every anchor shard needs; shared with workers once."""
+
+    token: str
+    index_bytes: np.ndarray
+    kind: str
+    description: str
+    embeddings: np.ndarray
+    labels: np.ndarray
+    anchors: np.ndarray
+    k: int
+    candidates: int
+    width: int
+    metric: Metric
+    budget_mib: float
+
+
+#: Deserialised indexes, one per shared job and worker process (tasks of one job reuse it).
+_WORKER_INDEXES: dict[str, ApproxIndex] = {}
+SHARD_ANCHORS = 20_000
+
+
+def sharded_approximate_nearest_negatives(
+    engine: Engine,
+    index: ApproxIndex,
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    anchors: np.ndarray,
+    k: int,
+    *,
+    metric: Metric = "euclidean",
+    candidates: int | None = None,
+    budget_mib: float = 64.0,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`approximate_nearest_negatives` with the anchors sharded over ``engine``'s workers.
+
+    The index is built once (here), serialised, shared with every worker once, and
+    deserialised once per worker; each shard searches the whole index with the width of the
+    whole anchor set, so the rows found are those of the unsharded call.
+    """
+    anchors = np.asarray(anchors, dtype=np.int64)
+    want = max(k, candidates or k)
+    job = _SearchJob(
+        token=uuid.uuid4().hex, index_bytes=faiss.serialize_index(index.index), kind=index.kind,
+        description=index.description, embeddings=np.asarray(embeddings), labels=np.asarray(labels, dtype=np.int64),
+        anchors=anchors, k=k, candidates=want, width=bulk_width(labels, anchors, want, index.index.ntotal),
+        metric=metric, budget_mib=budget_mib,
+    )
+    shards = [(a, b) for a, b in blocks(len(anchors), SHARD_ANCHORS)]
+    parts = list(engine.map(_search_shard, engine.share(job), shards, weights=[b - a for a, b in shards],
+                            progress=progress))
+    if not parts:
+        return np.full((0, want), -1, dtype=np.int64), np.zeros(0, dtype=bool)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _search_shard(job: _SearchJob, bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    built = _WORKER_INDEXES.get(job.token)
+    if built is None:
+        _WORKER_INDEXES.clear()  # one job at a time per worker: drop the previous index
+        built = ApproxIndex(faiss.deserialize_index(job.index_bytes), job.kind, job.description)
+        _WORKER_INDEXES[job.token] = built
+    set_threads(1)  # the engine runs one task per core
+    return approximate_nearest_negatives(
+        built, job.embeddings, job.labels, job.anchors[bounds[0]:bounds[1]], job.k, metric=job.metric,
+        candidates=job.candidates, width=job.width, budget_mib=job.budget_mib,
+    )

@@ -33,7 +33,7 @@ import numpy as np
 
 from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
 from embedkit.distances import Metric, is_similarity, paired_cosines, paired_distances
-from embedkit.engine import Progress
+from embedkit.engine import Engine, LocalEngine, Progress
 from embedkit.errors import InputError, OptionError
 from embedkit.io import Dataset
 from embedkit.mining.blocked import (
@@ -52,6 +52,7 @@ from embedkit.mining.knn import (
     IndexKind,
     approximate_nearest_negatives,
     build_index,
+    sharded_approximate_nearest_negatives,
 )
 from embedkit.pairs import class_sizes, members_by_label
 
@@ -245,6 +246,7 @@ def mine(
     spec: MineSpec,
     *,
     workers: int | None = None,
+    engine: Engine | None = None,
     budget_mib: float = DEFAULT_BUDGET_MIB,
     progress: Progress | None = None,
 ) -> MineResult:
@@ -273,11 +275,13 @@ def mine(
     description = "exact blocked scan (BLAS tiles + numba kernels)"
     batches = None
     if spec.batch_size is not None:
-        part, batches = _mine_batches(prep, codes, spec, workers, budget_mib, progress)
+        part, batches = _mine_batches(prep, codes, spec, workers, budget_mib, progress, engine)
     elif index in APPROXIMATE:
-        part, description = _mine_approximate(prep, embeddings, codes, spec, index, workers, budget_mib, progress)
+        part, description = _mine_approximate(prep, embeddings, codes, spec, index, workers, budget_mib, progress,
+                                              engine)
     else:
-        part = _mine_exact(prep, codes, spec, np.random.default_rng(spec.seed), workers, budget_mib, progress)
+        part = _mine_exact(prep, codes, spec, np.random.default_rng(spec.seed), workers, budget_mib, progress,
+                           engine)
     items = _finish_items(embeddings, codes, spec, part)
     recall = part.recall_hits / part.recall_anchors if part.recall_anchors else None
     return MineResult(
@@ -410,8 +414,9 @@ def _extreme_positive(prep: Prepared, members: np.ndarray, *, farthest: bool, bu
 # -- exact mining --------------------------------------------------------------------------------
 
 def _mine_exact(prep: Prepared, labels: np.ndarray, spec: MineSpec, rng: np.random.Generator,
-                workers: int | None, budget_mib: float, progress: Progress | None) -> _Part:
-    kw = {"budget_mib": budget_mib, "workers": workers, "progress": progress}
+                workers: int | None, budget_mib: float, progress: Progress | None,
+                engine: Engine | None = None) -> _Part:
+    kw = {"budget_mib": budget_mib, "workers": workers, "progress": progress, "engine": engine}
     n = len(labels)
     if spec.strategy == "within-margin":
         try:
@@ -546,7 +551,8 @@ def _recall(prep: Prepared, labels: np.ndarray, anchors: np.ndarray, found: np.n
 # -- approximate mining -------------------------------------------------------------------------
 
 def _mine_approximate(prep: Prepared, embeddings: np.ndarray, labels: np.ndarray, spec: MineSpec, kind: str,
-                      workers: int | None, budget_mib: float, progress: Progress | None) -> tuple[_Part, str]:
+                      workers: int | None, budget_mib: float, progress: Progress | None,
+                      engine: Engine | None = None) -> tuple[_Part, str]:
     n = len(labels)
     rng = np.random.default_rng(spec.seed)
     anchors, positives = choose_positives(prep, labels, spec.positives or "random", spec.positives_count, rng,
@@ -557,15 +563,19 @@ def _mine_approximate(prep: Prepared, embeddings: np.ndarray, labels: np.ndarray
                         ef_search=spec.ef_search, seed=spec.seed, threads=workers, budget_mib=budget_mib,
                         progress=progress)
     # A few more candidates than k, re-ranked by exact distance: the index's codes are approximate.
-    found, complete = approximate_nearest_negatives(built, embeddings, labels, unique_anchors, k,
-                                                    metric=spec.metric, candidates=k + RERANK_EXTRA,
-                                                    budget_mib=budget_mib, progress=progress)
+    search_kw = {"metric": spec.metric, "candidates": k + RERANK_EXTRA, "budget_mib": budget_mib, "progress": progress}
+    if engine is not None and engine.distributed:
+        found, complete = sharded_approximate_nearest_negatives(engine, built, embeddings, labels, unique_anchors, k,
+                                                                **search_kw)  # type: ignore[arg-type]
+    else:
+        found, complete = approximate_nearest_negatives(built, embeddings, labels, unique_anchors, k,
+                                                        **search_kw)  # type: ignore[arg-type]
     rest = np.flatnonzero(~complete)
     description = built.description + f", {k + RERANK_EXTRA} candidates re-ranked exactly"
     if len(rest):
         # Anchors the index could not give k negatives: settle them exactly.
         _, exact_j, _, _ = nearest_negatives(prep, labels, unique_anchors[rest], k, budget_mib=budget_mib,
-                                             workers=workers)
+                                             workers=workers, engine=engine)
         found[rest] = -1
         found[rest, :k] = exact_j
         description += f"; {len(rest):,} anchors completed by exact scan"
@@ -575,7 +585,7 @@ def _mine_approximate(prep: Prepared, embeddings: np.ndarray, labels: np.ndarray
     if spec.check_recall:
         sample = _recall_sample(unique_anchors, spec.check_recall, spec.seed)
         part.recall_hits = _recall(prep, labels, unique_anchors, found, sample, k, budget_mib=budget_mib,
-                                   workers=workers)
+                                   workers=workers, engine=engine)
         part.recall_anchors = len(sample)
     return part, description
 
@@ -594,29 +604,29 @@ def _rerank(prep: Prepared, anchors: np.ndarray, found: np.ndarray) -> np.ndarra
 
 # -- batches ------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class _BatchJob:
+    """What every batch task reads (shared with the workers once)."""
+
+    prep: Prepared
+    labels: np.ndarray
+    spec: MineSpec
+    order: np.ndarray
+    budget_mib: float
+
+
 def _mine_batches(prep: Prepared, labels: np.ndarray, spec: MineSpec, workers: int | None, budget_mib: float,
-                  progress: Progress | None) -> tuple[_Part, int]:
-    """Mine inside random batches of ``batch_size`` rows (a permutation drawn with ``seed``)."""
+                  progress: Progress | None, engine: Engine | None = None) -> tuple[_Part, int]:
+    """Mine inside random batches of ``batch_size`` rows (a permutation drawn with ``seed``);
+    batches are independent tasks on ``engine`` (each single-threaded), merged in batch order."""
     n = len(labels)
     size = int(spec.batch_size or n)
-    order = np.random.default_rng(spec.seed).permutation(n)
-    parts: list[_Part] = []
-    bounds = list(blocks(n, size))
-    inner = replace(spec, check_recall=0)
-    for number, (start, stop) in enumerate(bounds):
-        ids = np.sort(order[start:stop])
-        sub_labels = labels[ids]
-        sub = Prepared(np.ascontiguousarray(prep.x[ids]), prep.terms[ids], prep.metric)
-        if len(np.unique(sub_labels)) < 2:
-            part = _empty_batch(sub_labels, spec)
-        else:
-            part = _mine_exact(sub, sub_labels, inner, np.random.default_rng([spec.seed, number]), 1, budget_mib, None)
-        part.a, part.b = ids[part.a], ids[part.b]
-        if part.c is not None:
-            part.c = ids[part.c]
-        parts.append(part)
-        if progress is not None:
-            progress(stop, n)
+    job = _BatchJob(prep, labels, replace(spec, check_recall=0), np.random.default_rng(spec.seed).permutation(n),
+                    budget_mib)
+    bounds = [(number, start, stop) for number, (start, stop) in enumerate(blocks(n, size))]
+    runner = engine if engine is not None else LocalEngine(workers)
+    parts = list(runner.map(_mine_batch, runner.share(job), bounds, weights=[b[2] - b[1] for b in bounds],
+                            progress=progress))
     merged = _Part(
         np.concatenate([p.a for p in parts]), np.concatenate([p.b for p in parts]),
         np.concatenate([p.c for p in parts if p.c is not None]) if spec.triplets else None,
@@ -625,6 +635,23 @@ def _mine_batches(prep: Prepared, labels: np.ndarray, spec: MineSpec, workers: i
                  "fallback_items"):
         setattr(merged, name, sum(getattr(p, name) for p in parts))
     return merged, len(bounds)
+
+
+def _mine_batch(job: _BatchJob, bounds: tuple[int, int, int]) -> _Part:
+    """One batch, exact, on one thread; row ids mapped back to the whole file."""
+    number, start, stop = bounds
+    ids = np.sort(job.order[start:stop])
+    sub_labels = job.labels[ids]
+    sub = Prepared(np.ascontiguousarray(job.prep.x[ids]), job.prep.terms[ids], job.prep.metric)
+    if len(np.unique(sub_labels)) < 2:
+        part = _empty_batch(sub_labels, job.spec)
+    else:
+        rng = np.random.default_rng([job.spec.seed, number])
+        part = _mine_exact(sub, sub_labels, job.spec, rng, 1, job.budget_mib, None)
+    part.a, part.b = ids[part.a], ids[part.b]
+    if part.c is not None:
+        part.c = ids[part.c]
+    return part
 
 
 def _empty_batch(labels: np.ndarray, spec: MineSpec) -> _Part:
