@@ -7,6 +7,7 @@ Euclidean distances are reported *unsquared* (``‖a − b‖₂``) unless a nam
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -107,3 +108,24 @@ def block_cosines(rows: np.ndarray, columns: np.ndarray,
     out *= rows_inv[:, None]
     out *= columns_inv[None, :]
     return out
+
+
+def gram_tiles(
+    rows: np.ndarray, x: np.ndarray, tile_cols: int, *, upper_from: int | None = None
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """``(col0, col1, rows · x[col0:col1]ᵀ)`` for column tiles of ``x``, one reused buffer.
+
+    With ``upper_from = i0`` (``rows`` being ``x[i0:...]``) only the tiles holding a pair
+    ``i < j`` are produced, starting with the tile that contains column ``i0``. The tile is
+    overwritten by the next one: consume it before advancing.
+    """
+    n = len(x)
+    buffer = np.empty((len(rows), tile_cols), dtype=np.result_type(rows.dtype, x.dtype))
+    start = 0 if upper_from is None else upper_from - upper_from % tile_cols
+    for col0 in range(start, n, tile_cols):
+        col1 = min(n, col0 + tile_cols)
+        if upper_from is not None and col1 <= upper_from + 1:
+            continue
+        tile = buffer[:, : col1 - col0]
+        np.matmul(rows, x[col0:col1].T, out=tile)
+        yield col0, col1, tile

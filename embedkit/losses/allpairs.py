@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embedkit.arrays import as_work_array
-from embedkit.distances import inverse_norms, squared_norms
+from embedkit.distances import gram_tiles, inverse_norms, squared_norms
 from embedkit.engine import Engine, LocalEngine, Progress
 from embedkit.kernels import FORM_BCE, scan_pair_tile
 
@@ -123,14 +123,7 @@ def scan_stripe(inputs: _ScanInputs, first: int) -> tuple[np.ndarray, np.ndarray
         np.full(top, np.iinfo(np.int64).max, dtype=np.int64),
         np.zeros(top, dtype=np.float64),
     )
-    tile_cols = inputs.tile_cols
-    buffer = np.empty((last - first, tile_cols), dtype=x.dtype)
-    for col0 in range(first - first % tile_cols, n, tile_cols):
-        col1 = min(n, col0 + tile_cols)
-        if col1 <= first + 1:
-            continue
-        tile = buffer[:, : col1 - col0]
-        np.matmul(rows, x[col0:col1].T, out=tile)
+    for col0, col1, tile in gram_tiles(rows, x, inputs.tile_cols, upper_from=first):
         scan_pair_tile(
             tile, inputs.terms[first:last], inputs.terms[col0:col1], inputs.codes[first:last],
             inputs.codes[col0:col1], first, col0, inputs.form, inputs.margins, inputs.scale, inputs.bias,

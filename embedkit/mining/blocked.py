@@ -23,7 +23,7 @@ import numpy as np
 
 from embedkit.arrays import as_work_array, l2_normalized
 from embedkit.chunking import DEFAULT_BUDGET_MIB, rows_per_block
-from embedkit.distances import Metric, is_similarity, squared_norms
+from embedkit.distances import Metric, gram_tiles, is_similarity, squared_norms
 from embedkit.engine import Engine, LocalEngine, Progress
 from embedkit.kernels import (
     band_all_tile,
@@ -144,18 +144,14 @@ def nearest_negatives(
 def _nearest_stripe(job: _Job, bounds: tuple[int, int]) -> tuple[np.ndarray, ...]:
     x, terms, codes, k = job.prep.x, job.prep.terms, job.codes, job.k
     assert job.anchors is not None
-    n, cols_t = len(x), job.cols_t
+    cols_t = job.cols_t
     ids = job.anchors[bounds[0]:bounds[1]]
     rows = np.ascontiguousarray(x[ids])
     near_v = np.full((len(ids), k), np.inf)
     near_j = np.full((len(ids), k), NO_ROW, dtype=np.int64)
     far_v = np.full(len(ids), -np.inf)
     far_j = np.full(len(ids), NO_ROW, dtype=np.int64)
-    buffer = np.empty((len(ids), cols_t), dtype=x.dtype)
-    for col0 in range(0, n, cols_t):
-        col1 = min(n, col0 + cols_t)
-        tile = buffer[:, : col1 - col0]
-        np.matmul(rows, x[col0:col1].T, out=tile)
+    for col0, col1, tile in gram_tiles(rows, x, cols_t):
         nearest_negatives_tile(tile, terms[ids], terms[col0:col1], codes[ids], codes[col0:col1],
                                col0, near_v, near_j, far_v, far_j, job.track_far)
     return near_v, near_j, far_v, far_j
@@ -211,16 +207,12 @@ def _stripe_slots(job: _Job, bounds: tuple[int, int]) -> tuple[np.ndarray, int, 
 
 def _band_closest_stripe(job: _Job, bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     x, terms, codes = job.prep.x, job.prep.terms, job.codes
-    n, cols_t = len(x), job.cols_t
+    cols_t = job.cols_t
     ids, _, ptr, low, high = _stripe_slots(job, bounds)
     best_v = np.full(len(low), np.inf)
     best_j = np.full(len(low), NO_ROW, dtype=np.int64)
     rows = np.ascontiguousarray(x[ids])
-    buffer = np.empty((len(ids), cols_t), dtype=x.dtype)
-    for col0 in range(0, n, cols_t):
-        col1 = min(n, col0 + cols_t)
-        tile = buffer[:, : col1 - col0]
-        np.matmul(rows, x[col0:col1].T, out=tile)
+    for col0, col1, tile in gram_tiles(rows, x, cols_t):
         band_closest_tile(tile, terms[ids], terms[col0:col1], codes[ids], codes[col0:col1],
                           col0, ptr, low, high, best_v, best_j)
     return best_v, best_j
@@ -246,15 +238,11 @@ def band_all(
 
 def _band_all_stripe(job: _Job, bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x, terms, codes = job.prep.x, job.prep.terms, job.codes
-    n, cols_t = len(x), job.cols_t
+    cols_t = job.cols_t
     ids, s0, ptr, low, high = _stripe_slots(job, bounds)
     rows = np.ascontiguousarray(x[ids])
-    buffer = np.empty((len(ids), cols_t), dtype=x.dtype)
     out = _Emitted(4096)
-    for col0 in range(0, n, cols_t):
-        col1 = min(n, col0 + cols_t)
-        tile = buffer[:, : col1 - col0]
-        np.matmul(rows, x[col0:col1].T, out=tile)
+    for col0, col1, tile in gram_tiles(rows, x, cols_t):
         while True:
             count = band_all_tile(tile, terms[ids], terms[col0:col1], codes[ids], codes[col0:col1],
                                   col0, ptr, low, high, out.a, out.b, out.v, out.count)
@@ -282,17 +270,11 @@ def pairs_below(
 
 def _pairs_below_stripe(job: _Job, bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x, terms, codes = job.prep.x, job.prep.terms, job.codes
-    n, cols_t = len(x), job.cols_t
+    cols_t = job.cols_t
     first, last = bounds
     rows = x[first:last]
-    buffer = np.empty((last - first, cols_t), dtype=x.dtype)
     out = _Emitted(4096)
-    for col0 in range(first - first % cols_t, n, cols_t):
-        col1 = min(n, col0 + cols_t)
-        if col1 <= first + 1:
-            continue
-        tile = buffer[:, : col1 - col0]
-        np.matmul(rows, x[col0:col1].T, out=tile)
+    for col0, col1, tile in gram_tiles(rows, x, cols_t, upper_from=first):
         while True:
             count = pairs_below_tile(tile, terms[first:last], terms[col0:col1], codes[first:last],
                                      codes[col0:col1], first, col0, job.limit_key, out.a, out.b, out.v, out.count)
