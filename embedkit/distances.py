@@ -110,22 +110,50 @@ def block_cosines(rows: np.ndarray, columns: np.ndarray,
     return out
 
 
-def gram_tiles(
-    rows: np.ndarray, x: np.ndarray, tile_cols: int, *, upper_from: int | None = None
-) -> Iterator[tuple[int, int, np.ndarray]]:
-    """``(col0, col1, rows · x[col0:col1]ᵀ)`` for column tiles of ``x``, one reused buffer.
+def column_mean(embeddings: np.ndarray, *, budget_mib: float = 32.0) -> np.ndarray:
+    """The mean row, accumulated in float64 over blocks of rows (memory maps stay unloaded)."""
+    total = np.zeros(embeddings.shape[1], dtype=np.float64)
+    step = rows_per_block(embeddings.shape[1] * 8, budget_mib)
+    for start, stop in blocks(len(embeddings), step):
+        total += np.asarray(embeddings[start:stop], dtype=np.float64).sum(axis=0)
+    return total / max(1, len(embeddings))
 
-    With ``upper_from = i0`` (``rows`` being ``x[i0:...]``) only the tiles holding a pair
-    ``i < j`` are produced, starting with the tile that contains column ``i0``. The tile is
-    overwritten by the next one: consume it before advancing.
+
+def centred_squared_norms(embeddings: np.ndarray, centre: np.ndarray, *, budget_mib: float = 32.0) -> np.ndarray:
+    """Row-wise ``‖x − c‖²`` in float64, in blocks of rows."""
+    out = np.empty(len(embeddings), dtype=np.float64)
+    step = rows_per_block(embeddings.shape[1] * 8 * 2, budget_mib)
+    for start, stop in blocks(len(embeddings), step):
+        block = np.asarray(embeddings[start:stop], dtype=np.float64) - centre
+        out[start:stop] = np.einsum("ij,ij->i", block, block)
+    return out
+
+
+def gram_tiles(
+    rows: np.ndarray, x: np.ndarray, tile_cols: int, *, upper_from: int | None = None,
+    centre: np.ndarray | None = None,
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """``(col0, col1, rows · (x[col0:col1] − centre)ᵀ)`` for column tiles of ``x``.
+
+    ``rows`` must already be centred by the caller. Centring is what keeps
+    ``‖a‖² + ‖b‖² − 2a·b`` accurate in float32 when the rows share a large common offset
+    (the products would otherwise be ~‖offset‖² and their rounding swamp the distances);
+    the column tile is centred into a reused buffer, so no centred copy of ``x`` is made.
+    With ``upper_from = i0`` (``rows`` being rows ``i0, ...``) only the tiles holding a
+    pair ``i < j`` are produced. A tile is overwritten by the next: consume it first.
     """
     n = len(x)
-    buffer = np.empty((len(rows), tile_cols), dtype=np.result_type(rows.dtype, x.dtype))
+    dtype = np.result_type(rows.dtype, x.dtype)
+    buffer = np.empty((len(rows), tile_cols), dtype=dtype)
+    columns = np.empty((tile_cols, x.shape[1]), dtype=dtype) if centre is not None else None
     start = 0 if upper_from is None else upper_from - upper_from % tile_cols
     for col0 in range(start, n, tile_cols):
         col1 = min(n, col0 + tile_cols)
         if upper_from is not None and col1 <= upper_from + 1:
             continue
         tile = buffer[:, : col1 - col0]
-        np.matmul(rows, x[col0:col1].T, out=tile)
+        block = x[col0:col1]
+        if columns is not None:
+            block = np.subtract(block, centre, out=columns[: col1 - col0])
+        np.matmul(rows, block.T, out=tile)
         yield col0, col1, tile

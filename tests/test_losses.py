@@ -284,3 +284,18 @@ def test_sorted_triplet_sums_equal_enumeration(monkeypatch: pytest.MonkeyPatch, 
 def test_contrastive_formula_helper() -> None:
     np.testing.assert_allclose(contrastive_loss(np.array([0.5, 0.5, 2.0]), np.array([1, 0, 0]), margin=1.0),
                                [0.25, 0.25, 0.0])
+
+
+@pytest.mark.parametrize("offset", [0.0, 20.0, 50.0])
+def test_tiled_scan_is_accurate_on_rows_sharing_a_large_offset(offset: float) -> None:
+    """float32 rows far from the origin: ‖a‖²+‖b‖²−2ab cancels unless the rows are centred."""
+    from embedkit.losses.allpairs import scan_label_pairs
+
+    rng = np.random.default_rng(12)
+    x = (offset + 0.05 * rng.standard_normal((800, 64))).astype(np.float32)
+    labels = rng.integers(0, 6, 800)
+    i, j = np.triu_indices(800, 1)
+    d = np.linalg.norm(x[i].astype(np.float64) - x[j].astype(np.float64), axis=1)
+    expected = contrastive_loss(d, labels[i] == labels[j], margin=0.45).sum()
+    scan = scan_label_pairs(x, labels, form=0, margins=(0.45,))
+    np.testing.assert_allclose(scan.totals[0], expected, rtol=2e-5)

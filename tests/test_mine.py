@@ -495,3 +495,24 @@ def test_within_margin_pairs_are_negative_and_inside(rng: np.random.Generator, r
     again = mine(x[perm], labels[perm], MineSpec("within-margin", margin=margin)).items
     mapped = {tuple(sorted((int(perm[i]), int(perm[j])))) for i, j in zip(again["i"], again["j"])}
     assert mapped == set(zip(it["i"].tolist(), it["j"].tolist()))
+
+
+@pytest.mark.parametrize("offset", [3.0, 20.0])
+def test_exact_mining_is_exact_on_rows_sharing_a_large_offset(offset: float) -> None:
+    """float32 rows far from the origin: the kernels work on centred tiles, so the nearest
+    negative and the semi-hard band match a float64 brute force."""
+    from embedkit.mining.strategies import MineSpec, mine
+
+    rng = np.random.default_rng(21)
+    x = (offset + 0.05 * rng.standard_normal((600, 64))).astype(np.float32)
+    labels = rng.integers(0, 5, 600)
+    x64 = x.astype(np.float64)
+    dist = np.sqrt(((x64[:, None, :] - x64[None, :, :]) ** 2).sum(-1))
+    hard = mine(x, labels, MineSpec("hard", index="exact", positives="nearest"))
+    negatives = np.where(labels[:, None] != labels[None, :], dist, np.inf)
+    best = negatives.min(axis=1)
+    got = dist[hard.items["anchor"], hard.items["negative"]]
+    np.testing.assert_allclose(got, best[hard.items["anchor"]], rtol=1e-5)
+    semi = mine(x, labels, MineSpec("semi-hard", margin=0.2, index="exact"))
+    gap = semi.items["d_an"] - semi.items["d_ap"]
+    assert (gap > -1e-5).all() and (gap <= 0.2 + 1e-5).all()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embedkit.arrays import as_work_array
-from embedkit.distances import gram_tiles, inverse_norms, squared_norms
+from embedkit.distances import centred_squared_norms, column_mean, gram_tiles, inverse_norms
 from embedkit.engine import Engine, LocalEngine, Progress
 from embedkit.kernels import FORM_BCE, scan_pair_tile
 
@@ -41,6 +41,7 @@ class _ScanInputs:
 
     x: np.ndarray
     terms: np.ndarray
+    centre: np.ndarray | None
     codes: np.ndarray
     form: int
     margins: np.ndarray
@@ -74,9 +75,14 @@ def scan_label_pairs(
     """
     x = as_work_array(embeddings)
     n = x.shape[0]
+    # Euclidean forms work on rows centred on their mean (distances do not change; the
+    # float32 expansion ‖a‖² + ‖b‖² − 2ab stays accurate when the rows share an offset).
+    # Cosine is not translation-invariant: BCE uses the raw rows.
+    centre = None if form == FORM_BCE else column_mean(x)
     inputs = _ScanInputs(
         x=x,
-        terms=inverse_norms(x) if form == FORM_BCE else squared_norms(x),
+        terms=inverse_norms(x) if centre is None else centred_squared_norms(x, centre).astype(x.dtype),
+        centre=None if centre is None else centre.astype(x.dtype),
         codes=np.ascontiguousarray(labels, dtype=np.int64),
         form=form,
         margins=np.asarray(margins if margins else (1.0,), dtype=np.float64),
@@ -113,7 +119,7 @@ def scan_stripe(inputs: _ScanInputs, first: int) -> tuple[np.ndarray, np.ndarray
     """Rows ``first .. first + tile_rows`` against every later row: sums, actives, counts, top."""
     x, n, top = inputs.x, inputs.x.shape[0], inputs.top
     last = min(n, first + inputs.tile_rows)
-    rows = x[first:last]
+    rows = x[first:last] if inputs.centre is None else np.ascontiguousarray(x[first:last] - inputs.centre)
     sums = np.zeros(len(inputs.margins), dtype=np.float64)
     actives = np.zeros(len(inputs.margins), dtype=np.int64)
     counts = np.zeros(3, dtype=np.int64)
@@ -123,7 +129,7 @@ def scan_stripe(inputs: _ScanInputs, first: int) -> tuple[np.ndarray, np.ndarray
         np.full(top, np.iinfo(np.int64).max, dtype=np.int64),
         np.zeros(top, dtype=np.float64),
     )
-    for col0, col1, tile in gram_tiles(rows, x, inputs.tile_cols, upper_from=first):
+    for col0, col1, tile in gram_tiles(rows, x, inputs.tile_cols, upper_from=first, centre=inputs.centre):
         scan_pair_tile(
             tile, inputs.terms[first:last], inputs.terms[col0:col1], inputs.codes[first:last],
             inputs.codes[col0:col1], first, col0, inputs.form, inputs.margins, inputs.scale, inputs.bias,

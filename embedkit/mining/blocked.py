@@ -23,7 +23,7 @@ import numpy as np
 
 from embedkit.arrays import as_work_array, l2_normalized
 from embedkit.chunking import DEFAULT_BUDGET_MIB, rows_per_block
-from embedkit.distances import Metric, gram_tiles, is_similarity, squared_norms
+from embedkit.distances import Metric, centred_squared_norms, column_mean, gram_tiles, is_similarity
 from embedkit.engine import Engine, LocalEngine, Progress
 from embedkit.kernels import (
     band_all_tile,
@@ -41,11 +41,21 @@ NO_ROW = -1
 
 @dataclass(frozen=True)
 class Prepared:
-    """Embeddings in the work dtype (normalised for cosine) with the key terms, float64."""
+    """Embeddings in the work dtype (normalised for cosine), the centre the kernels subtract
+    (the float64 mean row for Euclidean, ``None`` for cosine) and the key terms
+    ``‖x − centre‖²`` in float64."""
 
     x: np.ndarray
     terms: np.ndarray
     metric: Metric
+    centre: np.ndarray | None = None
+
+    def rows(self, ids: np.ndarray | slice) -> np.ndarray:
+        """Rows ``ids`` centred, C-contiguous, in the work dtype."""
+        block = np.asarray(self.x[ids])
+        if self.centre is None:
+            return np.ascontiguousarray(block)
+        return np.ascontiguousarray(block - self.centre, dtype=self.x.dtype)
 
     def to_distance(self, keys: np.ndarray) -> np.ndarray:
         """Keys to reported distances (Euclidean, or cosine distance ``1 − cos``)."""
@@ -63,7 +73,7 @@ class Prepared:
         step = rows_per_block(self.x.shape[1] * self.x.itemsize * 2, DEFAULT_BUDGET_MIB)
         for start in range(0, len(first), step):
             a, b = first[start:start + step], second[start:start + step]
-            dots = np.einsum("ij,ij->i", self.x[a], self.x[b]).astype(np.float64)
+            dots = np.einsum("ij,ij->i", self.rows(a), self.rows(b)).astype(np.float64)
             out[start:start + step] = self.terms[a] + self.terms[b] - 2.0 * dots
         np.maximum(out, 0.0, out=out)
         out[first == second] = 0.0  # a row is at distance 0 from itself, whatever the rounding
@@ -71,12 +81,14 @@ class Prepared:
 
 
 def prepare(embeddings: np.ndarray, metric: Metric) -> Prepared:
-    """A :class:`Prepared` view: no copy for C-contiguous float32/float64 Euclidean input."""
+    """A :class:`Prepared` view: no copy of C-contiguous float32/float64 Euclidean input
+    (tiles are centred as they are used)."""
     if is_similarity(metric):
         x = l2_normalized(embeddings)
         return Prepared(x, np.ones(len(x), dtype=np.float64), metric)
     x = as_work_array(embeddings)
-    return Prepared(x, squared_norms(x).astype(np.float64), metric)
+    centre = column_mean(x)
+    return Prepared(x, centred_squared_norms(x, centre), metric, centre.astype(x.dtype))
 
 
 def tile_shape(prep: Prepared, budget_mib: float, tile_rows: int = TILE_ROWS,
@@ -146,12 +158,12 @@ def _nearest_stripe(job: _Job, bounds: tuple[int, int]) -> tuple[np.ndarray, ...
     assert job.anchors is not None
     cols_t = job.cols_t
     ids = job.anchors[bounds[0]:bounds[1]]
-    rows = np.ascontiguousarray(x[ids])
+    rows = job.prep.rows(ids)
     near_v = np.full((len(ids), k), np.inf)
     near_j = np.full((len(ids), k), NO_ROW, dtype=np.int64)
     far_v = np.full(len(ids), -np.inf)
     far_j = np.full(len(ids), NO_ROW, dtype=np.int64)
-    for col0, col1, tile in gram_tiles(rows, x, cols_t):
+    for col0, col1, tile in gram_tiles(rows, x, cols_t, centre=job.prep.centre):
         nearest_negatives_tile(tile, terms[ids], terms[col0:col1], codes[ids], codes[col0:col1],
                                col0, near_v, near_j, far_v, far_j, job.track_far)
     return near_v, near_j, far_v, far_j
@@ -211,8 +223,8 @@ def _band_closest_stripe(job: _Job, bounds: tuple[int, int]) -> tuple[np.ndarray
     ids, _, ptr, low, high = _stripe_slots(job, bounds)
     best_v = np.full(len(low), np.inf)
     best_j = np.full(len(low), NO_ROW, dtype=np.int64)
-    rows = np.ascontiguousarray(x[ids])
-    for col0, col1, tile in gram_tiles(rows, x, cols_t):
+    rows = job.prep.rows(ids)
+    for col0, col1, tile in gram_tiles(rows, x, cols_t, centre=job.prep.centre):
         band_closest_tile(tile, terms[ids], terms[col0:col1], codes[ids], codes[col0:col1],
                           col0, ptr, low, high, best_v, best_j)
     return best_v, best_j
@@ -240,9 +252,9 @@ def _band_all_stripe(job: _Job, bounds: tuple[int, int]) -> tuple[np.ndarray, np
     x, terms, codes = job.prep.x, job.prep.terms, job.codes
     cols_t = job.cols_t
     ids, s0, ptr, low, high = _stripe_slots(job, bounds)
-    rows = np.ascontiguousarray(x[ids])
+    rows = job.prep.rows(ids)
     out = _Emitted(4096)
-    for col0, col1, tile in gram_tiles(rows, x, cols_t):
+    for col0, col1, tile in gram_tiles(rows, x, cols_t, centre=job.prep.centre):
         while True:
             count = band_all_tile(tile, terms[ids], terms[col0:col1], codes[ids], codes[col0:col1],
                                   col0, ptr, low, high, out.a, out.b, out.v, out.count)
@@ -272,9 +284,9 @@ def _pairs_below_stripe(job: _Job, bounds: tuple[int, int]) -> tuple[np.ndarray,
     x, terms, codes = job.prep.x, job.prep.terms, job.codes
     cols_t = job.cols_t
     first, last = bounds
-    rows = x[first:last]
+    rows = job.prep.rows(slice(first, last))
     out = _Emitted(4096)
-    for col0, col1, tile in gram_tiles(rows, x, cols_t, upper_from=first):
+    for col0, col1, tile in gram_tiles(rows, x, cols_t, upper_from=first, centre=job.prep.centre):
         while True:
             count = pairs_below_tile(tile, terms[first:last], terms[col0:col1], codes[first:last],
                                      codes[col0:col1], first, col0, job.limit_key, out.a, out.b, out.v, out.count)

@@ -399,7 +399,7 @@ def _distinct_offsets(c: int, count: int, rng: np.random.Generator) -> np.ndarra
 def _extreme_positive(prep: Prepared, members: np.ndarray, *, farthest: bool, budget_mib: float) -> np.ndarray:
     """Per member, the farthest (or nearest) other member; self excluded by id."""
     out = np.empty(len(members), dtype=np.int64)
-    cols = prep.x[members]
+    cols = prep.rows(members)
     terms = prep.terms[members]
     step = rows_per_block(len(members) * 8 * 2, budget_mib)
     for start, stop in blocks(len(members), step):
@@ -642,7 +642,7 @@ def _mine_batch(job: _BatchJob, bounds: tuple[int, int, int]) -> _Part:
     number, start, stop = bounds
     ids = np.sort(job.order[start:stop])
     sub_labels = job.labels[ids]
-    sub = Prepared(np.ascontiguousarray(job.prep.x[ids]), job.prep.terms[ids], job.prep.metric)
+    sub = Prepared(np.ascontiguousarray(job.prep.x[ids]), job.prep.terms[ids], job.prep.metric, job.prep.centre)
     if len(np.unique(sub_labels)) < 2:
         part = _empty_batch(sub_labels, job.spec)
     else:
