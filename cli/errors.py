@@ -33,5 +33,9 @@ def reported_errors() -> Iterator[None]:
         yield
     except EmbedkitError as exc:
         raise fail(str(exc)) from None
+    except OSError as exc:
+        # A file system refusal (disk full, permissions) that the library did not word.
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        raise fail(f"{where}{exc.strerror or exc}") from None
     except MemoryError:
         raise fail("out of memory; lower --budget-mib or process a subset") from None

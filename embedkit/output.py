@@ -46,6 +46,11 @@ def check_output_path(path: str, inputs: Sequence[str | None]) -> None:
         raise OptionError(f"{path}: output folder {folder} does not exist")
     if target.is_dir():
         raise OptionError(f"{path}: is a directory; expected an output file name")
+    try:  # fail before the work, not after it: can a file be created there at all?
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise OptionError(f"{path}: cannot write in folder {folder} ({exc.strerror or exc})") from None
     for item in inputs:
         if item is None or item == "-":
             continue
@@ -59,7 +64,10 @@ def check_output_path(path: str, inputs: Sequence[str | None]) -> None:
 def atomic_output(path: str) -> Iterator[str]:
     """Yield a temporary path beside ``path``; rename it into place on success only."""
     target = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent or ".")
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent or ".")
+    except OSError as exc:
+        raise OptionError(f"{path}: cannot create the output ({exc.strerror or exc})") from None
     os.close(handle)
     try:
         yield temporary
@@ -68,6 +76,10 @@ def atomic_output(path: str) -> Iterator[str]:
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise OptionError(f"{path}: cannot write the output ({exc.strerror or exc})") from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
