@@ -16,8 +16,9 @@ itself excluded when queries are the reference rows):
 Queries whose label has no other reference row (``R = 0``, "lone" queries) are skipped
 by every metric, as ``AccuracyCalculator`` does. The search width is the size of the
 largest reference class (or the largest ``k`` asked, if larger), so every relevant row a
-metric could need is retrieved. Ties: FAISS ranks by ``(value, row id)``: among equal
-distances the smaller row id comes first; metrics use that order as given.
+metric could need is retrieved. Ties: neighbours rank by ``(value, row id)`` (see
+:func:`embedkit.mining.knn.search_index`): among equal values the smaller row id comes
+first; metrics use that order as given.
 
 Queries are processed in blocks under a memory budget; nothing n×n is ever held.
 """

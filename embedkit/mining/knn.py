@@ -86,6 +86,7 @@ def search_index(
         found_values, found = index.search(queries[start:stop], want)
         if query_ids is not None:
             found, found_values = _drop_self(found, found_values, query_ids[start:stop], keep)
+        found, found_values = _ties_by_id(found, found_values, metric)
         indices[start:stop] = found[:, :keep]
         values[start:stop] = found_values[:, :keep]
         if progress is not None:
@@ -94,6 +95,18 @@ def search_index(
         np.maximum(values, 0.0, out=values)
         np.sqrt(values, out=values)
     return Neighbours(indices, values, metric)
+
+
+def _ties_by_id(found: np.ndarray, values: np.ndarray, metric: Metric) -> tuple[np.ndarray, np.ndarray]:
+    """Each row ordered by (distance ascending | similarity descending, row id ascending).
+
+    FAISS's flat L2 search already breaks ties by ascending id, its inner-product search by
+    descending id; one order for both metrics (missing ``-1`` entries last)."""
+    key = -values if is_similarity(metric) else values
+    key = np.where(found >= 0, key, np.inf)
+    ids = np.where(found >= 0, found, np.iinfo(np.int64).max)
+    order = np.lexsort((ids, key), axis=1)
+    return np.take_along_axis(found, order, axis=1), np.take_along_axis(values, order, axis=1)
 
 
 def _drop_self(found: np.ndarray, values: np.ndarray, ids: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
