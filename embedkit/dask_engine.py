@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -82,8 +83,10 @@ class DaskEngine(Engine):
     ) -> Iterator[R]:
         from distributed import as_completed
 
+        run = uuid.uuid4().hex  # keys unique to this call: never reuse an earlier call's result
         futures = [
-            self.client.submit(task, shared, item, pure=False, retries=self.retries, key=f"embedkit-{task.__name__}-{k}-{id(items)}")
+            self.client.submit(task, shared, item, pure=False, retries=self.retries,
+                               key=f"embedkit-{task.__name__}-{run}-{k}")
             for k, item in enumerate(items)
         ]
         position = {future.key: k for k, future in enumerate(futures)}

@@ -41,7 +41,11 @@ def _softplus(z: float) -> float:
     return math.log1p(math.exp(z))
 
 
-@njit(nogil=True, fastmath=True, cache=True)
+# Fast-math without the no-NaN/no-Inf assumptions: the top list starts at -inf.
+_TILE_MATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+
+@njit(nogil=True, fastmath=_TILE_MATH, cache=True)
 def scan_pair_tile(  # type: ignore[no-untyped-def]
     g, row_terms, col_terms, row_labels, col_labels, row0, col0, form, margins, scale, bias,
     sums, actives, counts, top_loss, top_i, top_j, top_d,
