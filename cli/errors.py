@@ -38,4 +38,4 @@ def reported_errors() -> Iterator[None]:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         raise fail(f"{where}{exc.strerror or exc}") from None
     except MemoryError:
-        raise fail("out of memory; lower --budget-mib or process a subset") from None
+        raise fail("out of memory; process a subset, or lower --budget-mib where the command has it") from None

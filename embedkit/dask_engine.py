@@ -27,14 +27,6 @@ _DASK_LOG = logging.getLogger("distributed")
 INSTALL_HINT = "pip install 'embedkit[dask]'"
 
 
-def dask_available() -> bool:
-    try:
-        import distributed  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 class DaskEngine(Engine):
     """Tasks on a Dask cluster: an existing one at ``scheduler``, or a local one of ``workers``
     single-threaded worker processes (default: one per core)."""

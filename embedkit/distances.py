@@ -99,17 +99,6 @@ def block_distances(
     return out if squared else np.sqrt(out, out=out)
 
 
-def block_cosines(rows: np.ndarray, columns: np.ndarray,
-                  rows_inv: np.ndarray | None = None, columns_inv: np.ndarray | None = None) -> np.ndarray:
-    """Cosine similarities between every row of ``rows`` and of ``columns`` (a block)."""
-    rows_inv = inverse_norms(rows) if rows_inv is None else rows_inv
-    columns_inv = inverse_norms(columns) if columns_inv is None else columns_inv
-    out = rows @ columns.T
-    out *= rows_inv[:, None]
-    out *= columns_inv[None, :]
-    return out
-
-
 def column_mean(embeddings: np.ndarray, *, budget_mib: float = 32.0) -> np.ndarray:
     """The mean row, accumulated in float64 over blocks of rows (memory maps stay unloaded)."""
     total = np.zeros(embeddings.shape[1], dtype=np.float64)

@@ -420,6 +420,11 @@ class _Context:
             anchors, positives, skipped = table["i"][keep], table["j"][keep], 0
             where = f"{source} (rows with y = 1)"
             if labels is not None:
+                other = np.flatnonzero(labels[anchors] != labels[positives])
+                if len(other):
+                    k = int(other[0])
+                    raise InputError(f"{source}: pair {k} ({int(anchors[k])}, {int(positives[k])}) has two labels; "
+                                     "an N-pair positive shares its anchor's label")
                 classes = labels[anchors]
                 seen, first = np.unique(classes, return_index=True)
                 if len(seen) != len(classes):

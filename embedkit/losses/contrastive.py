@@ -15,6 +15,8 @@ from typing import Literal
 
 import numpy as np
 
+from embedkit.errors import OptionError
+
 ContrastiveForm = Literal["squared", "halved", "linear"]
 CONTRASTIVE_FORMS: tuple[ContrastiveForm, ...] = ("squared", "halved", "linear")
 CONTRASTIVE_FORMULAS: dict[str, str] = {
@@ -52,4 +54,4 @@ def contrastive_loss(
         return np.where(y, 0.5 * d * d, 0.5 * hinge * hinge)
     if form == "linear":
         return np.where(y, 0.5 * d * d, hinge)
-    raise ValueError(f"unknown contrastive form {form!r}")
+    raise OptionError(f"unknown contrastive form {form!r}; expected one of {', '.join(CONTRASTIVE_FORMS)}")
