@@ -12,6 +12,7 @@ from cli.inputs import load_inputs, parse_floats, read_item_table
 from cli.render import loss as render
 from cli.render import progress_bar
 from embedkit.engine import make_engine
+from embedkit.errors import OptionError
 from embedkit.losses.compute import LossKind, LossSpec, compute_loss
 from embedkit.losses.contrastive import ContrastiveForm
 from embedkit.losses.result import Reduction
@@ -19,7 +20,7 @@ from embedkit.losses.result import Reduction
 EPILOG = (
     "Examples:  embedkit loss --kind contrastive --margin 1.0 emb.npy  ·  "
     "embedkit loss --kind triplet --triplets t.csv emb.parquet --json  ·  "
-    "embedkit mine emb.npy -o - | embedkit loss --kind triplet --triplets - emb.npy"
+    "embedkit mine emb.npy -o - | embedkit loss --kind triplet --no-squared --triplets - emb.npy"
 )
 
 
@@ -69,7 +70,17 @@ def loss(
         sweep = parse_floats(margins, "--margins")
         spec = LossSpec(kind=kind, margin=margin, form=form, squared=squared, temperature=temperature,
                         scale=scale, bias=bias, l2_reg=l2_reg, normalize=normalize, reduction=reduction,
-                        margins=sweep).validated()
+                        margins=sweep)
+        unused = spec.inapplicable()
+        if unused:
+            verb = "does" if len(unused) == 1 else "do"
+            raise OptionError(f"{', '.join(unused)} {verb} not apply to the {kind} loss")
+        if reduction == "none" and output is None and not json:
+            raise OptionError("--reduction none lists every item: write them with -o FILE, or use --json")
+        if engine == "dask" and (kind not in ("contrastive", "bce") or pairs is not None):
+            raise OptionError("--engine dask runs the all-pairs scan of the contrastive and bce losses "
+                              "(no --pairs); other losses run here, drop --engine")
+        spec = spec.validated()
         dataset = load_inputs(embeddings, labels=labels, column=column, label_column=label_column,
                               id_column=id_column, tables=(pairs, triplets), output=output)
         pair_table = read_item_table(pairs, ("i", "j")) if pairs else None

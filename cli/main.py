@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> None:
         result = app(args=argv, prog_name="embedkit", standalone_mode=False)
     except ClickException as exc:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)  # type: ignore[attr-defined]
-        print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+        message = " ".join(str(message).replace("Value error, ", "").split())
+        print(f"error: {message}", file=sys.stderr)
         sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
     except (typer.Abort, KeyboardInterrupt):
         print("error: interrupted", file=sys.stderr)
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> None:
         # The reader of our stdout went away (e.g. `| head`): not an error of ours.
         sys.stderr.close()
         sys.exit(0)
+    if result == EXIT_SIGINT:  # Typer turns Ctrl-C into Exit(130)
+        print("error: interrupted", file=sys.stderr)
     sys.exit(result if isinstance(result, int) else 0)
 
 

@@ -54,7 +54,7 @@ ExactPairsOpt = Annotated[
 EngineOpt = Annotated[
     Literal["local", "dask"],
     typer.Option("--engine", help="Where the blocked work runs: local (threads here) or dask (a Dask cluster; "
-                 "needs pip install 'embedkit[dask]'). Results are identical."),
+                 "needs pip install 'embedkit\\[dask]'). Results are identical."),
 ]
 SchedulerOpt = Annotated[
     Optional[str],

@@ -97,7 +97,7 @@ def check_indices(columns: dict[str, np.ndarray], names: tuple[str, ...], rows: 
             k = int(bad[0])
             raise InputError(
                 f"{source}: row {k} has {name}={int(values[k])}, outside 0..{rows - 1} "
-                f"(the embeddings have {rows} rows; {len(bad)} such rows)"
+                f"(the embeddings have {rows} rows; {len(bad)} such {'row' if len(bad) == 1 else 'rows'})"
             )
 
 

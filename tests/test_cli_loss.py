@@ -129,3 +129,15 @@ def test_no_labels_error_names_where_it_looked(run_cli, tmp_path: Path) -> None:
     result = run_cli("loss", tmp_path / "e.npy")
     assert result.exit_code == 2
     assert "needs labels" in result.stderr and "e.labels.npy" in result.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--kind", "infonce", "--margin", "5"], "--margin does not apply to the infonce loss"),
+    (["--kind", "triplet", "--form", "linear", "--temperature", "0.5"], "--form, --temperature do not apply"),
+    (["--kind", "contrastive", "--scale", "3"], "--scale does not apply"),
+    (["--reduction", "none"], "--reduction none lists every item"),
+    (["--kind", "supcon", "--engine", "dask"], "--engine dask runs the all-pairs scan"),
+])
+def test_options_that_do_not_apply_are_refused(run_cli, args: list[str], message: str) -> None:
+    result = run_cli("loss", *args, SEED / "faces.npy")
+    assert result.exit_code == 2 and message in result.stderr, result.stderr

@@ -45,6 +45,8 @@ def test_interrupted_loss_leaves_no_output(big_input: Path, signum: int, code: i
     process = start(["loss", "--kind", "contrastive", str(big_input), "-o", "items.parquet", "--quiet"], folder)
     returncode, err = interrupt(process, signum, folder, after=2.5)
     assert returncode == code, err
+    if signum == signal.SIGINT:
+        assert err.strip().splitlines()[-1] == "error: interrupted", err
     assert sorted(p.name for p in folder.iterdir()) == before, "a partial output was left behind"
     assert "Traceback" not in err
 

@@ -199,4 +199,6 @@ def test_a_4_gib_npy_is_memory_mapped_not_loaded(tmp_path: Path) -> None:
     status = json.loads(done.stderr.strip().splitlines()[-1])
     assert status["code"] == 0, done.stderr
     assert json.loads(done.stdout)["embeddings"]["rows"] == rows
-    assert status["peak_mib"] < 600, status
+    # Loaded, it would be 4 096 MiB; mapped, it is the interpreter and its libraries
+    # (~250-650 MiB depending on what the allocator keeps).
+    assert status["peak_mib"] < 1024, status

@@ -94,6 +94,21 @@ class LossSpec:
     reduction: Reduction = "mean"
     margins: tuple[float, ...] = ()
 
+    def inapplicable(self) -> list[str]:
+        """Options set away from their defaults that this kind does not use (for the CLI,
+        which refuses them rather than ignore them)."""
+        used = {
+            "--margin": self.kind in MARGIN_KINDS, "--form": self.kind == "contrastive",
+            "--no-squared": self.kind == "triplet", "--temperature": self.kind in DEFAULT_TEMPERATURES,
+            "--scale": self.kind == "bce", "--bias": self.kind == "bce", "--l2-reg": self.kind == "npair",
+        }
+        changed = {
+            "--margin": self.margin != 1.0, "--form": self.form != "squared", "--no-squared": not self.squared,
+            "--temperature": self.temperature is not None, "--scale": self.scale != 10.0,
+            "--bias": self.bias != -10.0, "--l2-reg": self.l2_reg != 0.0,
+        }
+        return [name for name in used if changed[name] and not used[name]]
+
     def validated(self) -> LossSpec:
         """This spec with defaults filled in, or an :class:`OptionError`."""
         if self.kind not in LOSS_KINDS:
@@ -182,10 +197,12 @@ class _Context:
 
     def check_item_count(self, count: int, what: str) -> None:
         if self.keep and count > MAX_OUTPUT_ITEMS:
+            mining = ("`embedkit mine --strategy semi-hard -o t.csv` and pass --triplets t.csv"
+                      if self.spec.kind == "triplet" else
+                      "`embedkit mine --strategy within-margin -o p.csv` and pass --pairs p.csv")
             raise OptionError(
                 f"{what}: {count:,} items are too many to list (limit {MAX_OUTPUT_ITEMS:,}); "
-                "use --reduction mean/sum without -o, or mine the informative ones with "
-                "`embedkit mine --strategy semi-hard -o t.csv` and pass --triplets t.csv"
+                f"use --reduction mean/sum without -o, or mine the informative ones with {mining}"
             )
 
     def finish(self, aggregate: Aggregate, columns: tuple[str, ...], source: str, **details: object) -> LossResult:
