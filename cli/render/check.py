@@ -7,8 +7,14 @@ from typing import Any
 
 from rich.table import Table
 
-from cli.render import number, print_json, stdout_console
+from cli.render import print_json, stdout_console
 from embedkit.checks import CheckReport
+
+
+def measured(value: float) -> str:
+    """A measured figure with enough digits to see why it failed its bound
+    (0.02453 against <= 0.0245; 4 decimals would print both as 0.0245)."""
+    return f"{value:.8g}"
 
 
 def report_payload(report: CheckReport) -> dict[str, Any]:
@@ -37,7 +43,7 @@ def report(result: CheckReport, *, as_json: bool) -> None:
     for heading, justify in (("requirement", "left"), ("value", "right"), ("required", "left"), ("result", "left")):
         table.add_column(heading, justify=justify)  # type: ignore[arg-type]
     for o in result.outcomes:
-        value = number(o.value) if o.value is not None else "undefined"
+        value = measured(o.value) if o.value is not None else "undefined"
         verdict = "pass" if o.passed else "FAIL" + (f" ({o.reason})" if o.reason else "")
         table.add_row(o.text, value, o.expected, verdict)
     console.print(table)
@@ -47,5 +53,5 @@ def report(result: CheckReport, *, as_json: bool) -> None:
 
 def failure_summary(result: CheckReport) -> None:
     """One line on stderr naming the failed requirements and their values."""
-    parts = [f"{o.text} ({'undefined' if o.value is None else number(o.value)})" for o in result.failed]
+    parts = [f"{o.text} ({'undefined' if o.value is None else measured(o.value)})" for o in result.failed]
     print(f"check failed: {len(parts)} of {len(result.outcomes)}: {'; '.join(parts)}", file=sys.stderr, flush=True)
