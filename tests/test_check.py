@@ -154,7 +154,7 @@ def test_cli_fail_exit_1_names_the_failure(run_cli):
     assert r.exit_code == 1
     assert "FAIL" in r.stdout
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("check failed: 1 of 2: precision_at_1>=0.99 (0.9042)")
+    assert len(lines) == 1 and lines[0].startswith("check failed: 1 of 2: precision_at_1>=0.99 (0.90425)")
 
 
 def test_cli_malformed_exit_2(run_cli):
