@@ -38,12 +38,16 @@ def load_inputs(
     if len(from_stdin) > 1:
         raise OptionError(f"only one input can be read from stdin ('-'); got {' and '.join(from_stdin)}")
     if output is not None:
-        inputs = [p for p in named.values() if p]
-        if path != STDIN:
-            inputs += sidecar_candidates(path)
-        check_output_path(output, inputs)
+        check_output_path(output, guarded_inputs([path], list(named.values())))
         table_format(output)
     return load_dataset(path, column=column, label_column=label_column, labels_path=labels, id_column=id_column)
+
+
+def guarded_inputs(embeddings: Sequence[str | None], others: Sequence[str | None] = ()) -> list[str]:
+    """Every file an output must not overwrite: the inputs, and the sidecar label files
+    (``emb.labels.npy``, ...) each embeddings file may read."""
+    files = [p for p in embeddings if p and p != STDIN]
+    return [*files, *(p for p in others if p and p != STDIN), *(s for p in files for s in sidecar_candidates(p))]
 
 
 def read_item_table(path: str, required: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -77,7 +81,8 @@ def parse_ints(text: str | None, option: str) -> tuple[int, ...]:
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
-        if not part.isdigit() or int(part) < 1:
+        # isdigit() alone accepts '²' and other digits int() refuses.
+        if not (part.isascii() and part.isdigit()) or int(part) < 1:
             raise OptionError(f"{option}: {part!r} is not a whole number >= 1 (expected e.g. 1,5,10)")
         values.append(int(part))
     if not values:

@@ -8,7 +8,7 @@ import typer
 
 from cli import options as opt
 from cli.errors import reported_errors
-from cli.inputs import resolve_embeddings
+from cli.inputs import guarded_inputs, resolve_embeddings
 from cli.render import inspect as render
 from embedkit.inspection import (
     DEFAULT_BINS,
@@ -30,7 +30,7 @@ def inspect(
     embeddings: opt.EmbeddingsArg = None,
     plot: Annotated[Optional[str], typer.Option(
         "--plot", help="Write the distance histograms and the margin curve to FILE.png (needs matplotlib: "
-        "pip install 'embedkit[plot]').")] = None,
+        "pip install 'embedkit\\[plot]').")] = None,
     bins: Annotated[int, typer.Option("--bins", min=2, max=200, help="Histogram bins.")] = DEFAULT_BINS,
     exact_pairs: opt.ExactPairsOpt = DEFAULT_EXACT_PAIRS,
     sample: opt.SampleOpt = DEFAULT_SAMPLE,
@@ -52,7 +52,7 @@ def inspect(
             render.require_matplotlib()
         path = resolve_embeddings(embeddings)
         if plot is not None:
-            check_output_path(plot, [path, labels])
+            check_output_path(plot, guarded_inputs([path], [labels]))
         loaded = load_allowing_nonfinite(path, column=column, label_column=label_column, labels_path=labels)
         result = inspect_embeddings(loaded, normalize=normalize, exact_pairs=exact_pairs, sample=sample,
                                     seed=seed, bins=bins)

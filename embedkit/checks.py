@@ -219,6 +219,8 @@ def measure_figures(
             values[name] = figures.get(name)
             if values[name] is None:
                 reasons[name] = "undefined: pair distances need a positive and a negative pair"
+            elif isinstance(values[name], float) and math.isnan(values[name]):
+                reasons[name] = "undefined: every pair is at the same distance, no margin separates the kinds"
 
     heavy = by_source.get("eval", set()) | by_source.get("loss", set())
     if heavy and loaded.nonfinite_rows:

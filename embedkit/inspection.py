@@ -342,6 +342,9 @@ def margin_errors(positive_sorted: np.ndarray, negative_sorted: np.ndarray, marg
 def suggest_margin(positive: np.ndarray, negative: np.ndarray) -> MarginSuggestion:
     """The margin minimising ``negatives_inside + positives_beyond`` (see the module docstring).
 
+    When every pair, positive or negative, lies at the same distance (e.g. all rows
+    identical) no margin separates the kinds: the margin and its fractions are NaN.
+
     >>> s = suggest_margin(np.array([0.1, 0.5, 1.0]), np.array([2.0, 2.5, 3.0]))
     >>> s.margin, s.negatives_inside, s.positives_beyond
     (1.5, 0.0, 0.0)
@@ -349,6 +352,18 @@ def suggest_margin(positive: np.ndarray, negative: np.ndarray) -> MarginSuggesti
     pos = np.sort(positive)
     neg = np.sort(negative)
     values = np.unique(np.concatenate([pos, neg]))
+    rule = "minimise negatives_inside(m) + positives_beyond(m), each a fraction of its own kind"
+    if len(values) == 1:
+        # m = that distance would count every pair neither inside nor beyond (0 % + 0 %) and
+        # read as a perfect separation; the kinds are in fact indistinguishable.
+        grid = np.linspace(0.0, float(values[0]) * 1.05 if values[0] > 0 else 1.0, 101)
+        g_inside, g_beyond = margin_errors(pos, neg, grid)
+        nan = float("nan")
+        return MarginSuggestion(
+            margin=nan, negatives_inside=nan, positives_beyond=nan, rule=rule,
+            reasoning=(f"every positive and every negative pair is at distance {values[0]:.4g} (e.g. identical "
+                       "rows): no margin separates the kinds, so none is suggested",),
+            candidates=(), curve={"margin": grid, "negatives_inside": g_inside, "positives_beyond": g_beyond})
     # Between consecutive distinct distances both fractions are constant: test the midpoints.
     lows = np.concatenate([[values[0]], values])
     highs = np.concatenate([values, [values[-1]]])
@@ -368,13 +383,16 @@ def suggest_margin(positive: np.ndarray, negative: np.ndarray) -> MarginSuggesti
     picks = sorted([*picks, margin])
     c_inside, c_beyond = margin_errors(pos, neg, np.array(picks))
     candidates = tuple(MarginPoint(m, float(a), float(b)) for m, a, b in zip(picks, c_inside, c_beyond))
-    rule = "minimise negatives_inside(m) + positives_beyond(m), each a fraction of its own kind"
     reasoning = [
         f"at m = {margin:.4g}, {100 * m_inside:.2f} % of negative pairs are still inside the margin "
         f"(D < m: the loss still pushes them) and {100 * m_beyond:.2f} % of positive pairs lie beyond it (D > m)",
         "each kind counts as a fraction of itself, so rare positives weigh as much as the many negatives",
     ]
-    if m_inside == 0 and m_beyond == 0:
+    if m_inside == 0 and m_beyond == 0 and pos[-1] >= neg[0]:
+        reasoning.append(
+            f"positive and negative pairs meet at D = {margin:.4g}: pairs at exactly m count neither as inside "
+            "nor as beyond, so the kinds touch there rather than being separated")
+    elif m_inside == 0 and m_beyond == 0:
         reasoning.append(
             f"the kinds are separated: every positive is within {pos[-1]:.4g} and every negative beyond "
             f"{neg[0]:.4g}; m is the middle of that gap (negatives get no gradient until they come closer)")

@@ -72,11 +72,11 @@ class Dataset:
         return self.labels
 
 
-def read_stdin_bytes(stream: BinaryIO | None = None) -> bytes:
+def read_stdin_bytes(stream: BinaryIO | None = None, *, expected: str = "an NPY, NPZ or Parquet stream") -> bytes:
     """All of stdin (or ``stream``) as bytes; an empty stream is an error."""
     data = (stream if stream is not None else sys.stdin.buffer).read()
     if not data:
-        raise InputError("stdin: no data (expected an NPY, NPZ or Parquet stream)")
+        raise InputError(f"stdin: no data (expected {expected})")
     return bytes(data)
 
 
@@ -192,7 +192,7 @@ def sidecar_candidates(path: str) -> list[str]:
     return [stem + suffix for suffix in SIDECAR_SUFFIXES]
 
 
-def _load_npy(source_or_bytes: str | bytes, source: str) -> np.ndarray:
+def _load_npy(source_or_bytes: str | bytes, source: str, expected: str = "a float matrix") -> np.ndarray:
     try:
         if isinstance(source_or_bytes, bytes):
             array = np.load(io.BytesIO(source_or_bytes), allow_pickle=False)
@@ -201,7 +201,7 @@ def _load_npy(source_or_bytes: str | bytes, source: str) -> np.ndarray:
     except ValueError as exc:
         text = str(exc)
         if "allow_pickle" in text or "Object arrays" in text or "Python objects" in text:
-            raise InputError(f"{source}: holds a pickled object array; expected a float matrix") from None
+            raise InputError(f"{source}: holds a pickled object array; expected {expected}") from None
         raise InputError(f"{source}: not a valid NPY file ({text.splitlines()[0]})") from None
     except Exception as exc:  # numpy's header parser fails in many ways on untrusted bytes
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -330,13 +330,20 @@ class ParquetSource:
         if _is_vector_type(field_.type):
             raise InputError(f"{self.source}: column '{name}' holds lists, expected one value per row")
         parts = []
+        done = 0
         for group in range(self.file.num_row_groups):
             chunk = self.file.read_row_group(group, columns=[name]).column(0)
             if chunk.null_count:
-                raise InputError(f"{self.source}: column '{name}' has null values")
+                first = done + int(np.flatnonzero(chunk.is_null().to_numpy(zero_copy_only=False))[0])
+                raise InputError(f"{self.source}: column '{name}' has null values (first at row {first}); "
+                                 "expected a value in every row")
+            done += len(chunk)
             parts.append(chunk.to_numpy())
         values = np.concatenate(parts) if parts else np.empty(0)
         return values.astype(str) if values.dtype == object else values
+
+
+LABELS_EXPECTED = "a 1-D array of integer or string labels"
 
 
 def load_labels(path: str, *, column: str | None = None, stdin_used: bool = False) -> np.ndarray:
@@ -348,16 +355,16 @@ def load_labels(path: str, *, column: str | None = None, stdin_used: bool = Fals
     if path == STDIN:
         if stdin_used:
             raise InputError("--labels -: stdin already carries the embeddings")
-        data = read_stdin_bytes()
+        data = read_stdin_bytes(expected="labels: NPY, Parquet or one label per line")
         fmt = sniff_format(data[:8])
         if fmt == "npy":
-            return _labels_npy(_load_npy(data, "stdin"), "stdin")
+            return _labels_npy(_load_npy(data, "stdin", LABELS_EXPECTED), "stdin")
         if fmt == "parquet":
             return _labels_parquet(ParquetSource(pa.BufferReader(data), "stdin"), column)
         return _labels_text(data.decode("utf-8", errors="replace"), "stdin")
     fmt = sniff_format(_read_head(path))
     if fmt == "npy":
-        return _labels_npy(_load_npy(path, path), path)
+        return _labels_npy(_load_npy(path, path, LABELS_EXPECTED), path)
     if fmt == "parquet":
         return _labels_parquet(ParquetSource(path, path), column)
     if fmt == "npz":
@@ -411,7 +418,9 @@ def read_table(path: str, required: tuple[str, ...], *, stdin: BinaryIO | None =
     """Read a pairs/triplets table (Parquet, CSV or JSON lines) with integer ``required`` columns."""
     source = "stdin" if path == STDIN else path
     if path == STDIN:
-        data = read_stdin_bytes(stdin)
+        data = read_stdin_bytes(stdin, expected="a CSV, JSON-lines or Parquet table")
+        if sniff_format(data[:8]) in ("npy", "npz"):
+            raise InputError(f"{source}: is an NPY/NPZ stream; expected a CSV, JSON-lines or Parquet table")
         fmt = "parquet" if data.startswith(PARQUET_MAGIC) else ("jsonl" if data.lstrip()[:1] == b"{" else "csv")
         target: object = pa.BufferReader(data)
     else:

@@ -289,3 +289,263 @@ def test_fuzzed_parquet_schemas_never_crash(tmp_path: Path, types, rows: int, nu
     buffer = io.BytesIO()
     pq.write_table(pa.table(columns), buffer)
     load_bytes(buffer.getvalue(), tmp_path, "fuzz.parquet")
+
+
+# -- invalid option values of mine, eval, check and inspect ----------------------------------
+
+OPTION_CASES = [
+    ("mine", ["--strategy", "hard", "--negatives", "0"], "--negatives must be >= 1; got 0"),
+    ("mine", ["--strategy", "semi-hard", "--margin", "-1"], "--margin must be a finite number >= 0; got -1.0"),
+    ("mine", ["--strategy", "within-margin", "--margin", "inf"], "--margin must be a finite number >= 0"),
+    ("mine", ["--strategy", "hard", "--batch-size", "0"], "--batch-size must be >= 2; got 0"),
+    ("mine", ["--strategy", "hard", "--index", "bogus"], "'bogus' is not one of 'exact', 'hnsw', 'ivf', 'auto'"),
+    ("mine", ["--strategy", "bogus"], "'bogus' is not one of"),
+    ("mine", ["--strategy", "hard", "--positives-count", "0"], "--positives-count must be >= 1; got 0"),
+    ("mine", ["--strategy", "hard", "--index", "ivf", "--nlist", "0"], "--nlist must be >= 1; got 0"),
+    ("mine", ["--strategy", "hard", "--index", "ivf", "--nprobe", "0"], "--nprobe must be >= 1; got 0"),
+    ("mine", ["--strategy", "hard", "--index", "hnsw", "--ef-search", "0"], "--ef-search must be >= 1; got 0"),
+    ("mine", ["--strategy", "hard", "--max-items", "0"], "--max-items must be >= 1; got 0"),
+    ("mine", ["--strategy", "hard", "--budget-mib", "0"], "--budget-mib must be > 0"),
+    ("mine", ["--strategy", "hard", "--check-recall", "-1"], "'--check-recall'"),
+    ("mine", ["--strategy", "hard", "--metric", "manhattan"], "'manhattan' is not one of 'euclidean', 'cosine'"),
+    ("mine", ["--strategy", "hard", "--workers", "0"], "'--workers'"),
+    ("mine", ["--strategy", "hard", "--json", "-o", "-"], "--json and -o - would both write to stdout"),
+    ("eval", ["--k", "0"], "--k: '0' is not a whole number >= 1"),
+    ("eval", ["--k", "1,x"], "--k: 'x' is not a whole number >= 1"),
+    ("eval", ["--k", "-1"], "--k: '-1' is not a whole number >= 1"),
+    ("eval", ["--k", "1.5"], "--k: '1.5' is not a whole number >= 1"),
+    ("eval", ["--k", "²"], "--k: '²' is not a whole number >= 1"),  # isdigit() but not int(): was a traceback
+    ("eval", ["--k", ","], "--k: no values given"),
+    ("eval", ["--metric", "bogus"], "'bogus' is not one of 'euclidean', 'cosine'"),
+    ("eval", ["--reference", "x.npy"], "give the reference set as EMB or as --reference, not both"),
+    ("check", ["-r", "precision_at_1=>0.9"], "--require 'precision_at_1=>0.9': malformed requirement"),
+    ("check", ["-r", "precison_at_1>=0.9"], "did you mean precision_at_1?"),
+    ("check", ["-r", "rows>=nan"], "the value must be a finite number"),
+    ("check", [], "nothing to check"),
+    ("check", ["-r", "rows>=1", "--margin", "-1"], "--margin must be a finite number >= 0"),
+    ("check", ["-r", "rows>=1", "--temperature", "0"], "--temperature must be > 0"),
+    ("check", ["-r", "rows>=1", "--sample", "0"], "'--sample'"),
+    ("check", ["-r", "rows>=1", "--exact-pairs", "-1"], "'--exact-pairs'"),
+    ("check", ["-r", "rows>=1", "--max-drop", "precision_at_1=0.1"], "--max-drop compares with a previous export"),
+    ("check", ["-r", "rows>=1", "--max-drop", "rows=1"], "rows has no better direction"),
+    ("check", ["-r", "rows>=1", "--scale", "nan"], "--scale must be finite"),
+    ("check", ["-r", "rows>=1", "--form", "bogus"], "'bogus' is not one of 'squared', 'halved', 'linear'"),
+    ("inspect", ["--bins", "0"], "'--bins'"),
+    ("inspect", ["--bins", "1000"], "'--bins'"),
+    ("inspect", ["--sample", "0"], "'--sample'"),
+    ("inspect", ["--exact-pairs", "-5"], "'--exact-pairs'"),
+    ("inspect", ["--seed", "x"], "'--seed'"),
+]
+
+
+def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the console-script entry point in-process; ``(exit code, stdout, stderr)``."""
+    from cli.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return int(exit_info.value.code or 0), captured.out, captured.err
+
+
+def assert_one_error_line(code: int, out: str, err: str, fragment: str) -> None:
+    assert code == 2, (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], err
+    assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize("command,args,fragment", OPTION_CASES, ids=[" ".join([c, *a]) for c, a, _ in OPTION_CASES])
+def test_invalid_option_values_of_every_command(tmp_path: Path, command: str, args: list[str], fragment: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    good = write_good(tmp_path)
+    before = digest(tmp_path)
+    code, out, err = run_main([command, *args, str(good)], capsys)
+    assert_one_error_line(code, out, err, fragment)
+    assert digest(tmp_path) == before
+
+
+# -- bad --labels files, and a Parquet label column with nulls -----------------------------------
+
+
+def make_labels_case(folder: Path, name: str) -> tuple[str, str]:
+    """Write the bad labels file for case ``name``; return its name and a fragment the error must contain."""
+    path = folder / name
+    if name == "short.npy":
+        np.save(path, np.arange(5))
+        return name, "labels has 5 rows but embeddings has 12"
+    if name == "empty.txt":
+        path.write_text("")
+        return name, "labels file is empty"
+    if name == "blank_line.txt":
+        path.write_text("0\n1\n\n2\n" + "".join(f"{i % 3}\n" for i in range(8)))
+        return name, "line 3 is empty; expected one label per line"
+    if name == "labels.npz":
+        np.savez(path, labels=np.arange(12) % 3)
+        return name, "labels as NPZ are not supported"
+    if name == "two_d.npy":
+        np.save(path, np.zeros((12, 2), np.int64))
+        return name, "labels must be 1-D; found shape (12, 2)"
+    if name == "pickled.npy":
+        np.save(path, np.array([None] * 12, dtype=object), allow_pickle=True)
+        return name, "pickled object array; expected a 1-D array of integer or string labels"
+    if name == "fractional.npy":
+        np.save(path, np.arange(12) / 2.0)
+        return name, "float labels must be whole numbers"
+    if name == "binary.txt":
+        path.write_bytes(bytes(range(256)))
+        return name, "neither NPY, Parquet nor UTF-8 text"
+    if name == "commas.csv":
+        path.write_text("label,x\n" + "".join(f"{i % 3},1\n" for i in range(12)))
+        return name, "expected one label per line, found commas"
+    if name == "nulls.parquet":
+        pq.write_table(pa.table({"label": pa.array([0, 1, None] * 4)}), path)
+        return name, "column 'label' has null values (first at row 2)"
+    if name == "missing.txt":
+        return name, "no such file"
+    raise AssertionError(name)
+
+
+LABEL_CASES = ["short.npy", "empty.txt", "blank_line.txt", "labels.npz", "two_d.npy", "pickled.npy", "fractional.npy",
+               "binary.txt", "commas.csv", "nulls.parquet", "missing.txt"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("case", LABEL_CASES)
+def test_bad_labels_files(run_cli, tmp_path: Path, command: str, case: str) -> None:
+    good = write_good(tmp_path)
+    name, fragment = make_labels_case(tmp_path, case)
+    before = digest(tmp_path)
+    result = run_cli(command, *COMMAND_ARGS[command], "--labels", tmp_path / name, good)
+    assert_clean_failure(result, fragment, tmp_path, before)
+    assert name in result.stderr
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("kind", [pa.int64(), pa.string()])
+def test_parquet_label_column_with_nulls(run_cli, tmp_path: Path, command: str, kind: pa.DataType) -> None:
+    rng = np.random.default_rng(0)
+    values = [0, 1, None] * 4 if kind == pa.int64() else ["a", "b", None] * 4
+    table = pa.table({"emb": pa.array(rng.standard_normal((12, 4)).tolist(), pa.list_(pa.float32())),
+                      "label": pa.array(values, kind)})
+    pq.write_table(table, tmp_path / "nulls.parquet")
+    before = digest(tmp_path)
+    result = run_cli(command, *COMMAND_ARGS[command], tmp_path / "nulls.parquet")
+    assert_clean_failure(result, "nulls.parquet: column 'label' has null values (first at row 2)", tmp_path, before)
+
+
+# -- report files of check (--junit) and inspect (--plot) ------------------------------------
+
+
+def report_option(command: str) -> list[str]:
+    if command == "inspect":
+        pytest.importorskip("matplotlib")
+        return ["--plot"]
+    return ["--junit"]
+
+
+@pytest.mark.parametrize("command", ["check", "inspect"])
+def test_report_file_in_missing_folder_or_equal_to_an_input(run_cli, tmp_path: Path, command: str) -> None:
+    option = report_option(command)
+    good = write_good(tmp_path)
+    (tmp_path / "other.labels.txt").write_text("".join(f"{i % 3}\n" for i in range(12)))
+    base = [command, *COMMAND_ARGS[command], good]
+    before = digest(tmp_path)
+    result = run_cli(*base, *option, tmp_path / "nowhere" / "report.out")
+    assert_clean_failure(result, "output folder", tmp_path, before)
+    assert "nowhere" in result.stderr
+    # The embeddings, their sidecar labels (which used to be overwritten), and a --labels file.
+    for target, extra in [(good, []), (tmp_path / "good.labels.npy", []),
+                          (tmp_path / "other.labels.txt", ["--labels", tmp_path / "other.labels.txt"])]:
+        result = run_cli(*base, *extra, *option, target)
+        assert_clean_failure(result, "output path is also an input; refusing to overwrite it", tmp_path, before)
+        assert target.name in result.stderr
+    result = run_cli(*base, *option, tmp_path)
+    assert_clean_failure(result, "is a directory", tmp_path, before)
+
+
+def test_junit_equal_to_the_baseline_or_its_labels(run_cli, tmp_path: Path) -> None:
+    good = write_good(tmp_path)
+    old = tmp_path / "old.npy"
+    old.write_bytes(good.read_bytes())
+    np.save(tmp_path / "old.labels.npy", np.arange(12) % 3)
+    before = digest(tmp_path)
+    for target in (old, tmp_path / "old.labels.npy"):
+        result = run_cli("check", good, "--baseline", old, "--max-drop", "precision_at_1=0.1", "--junit", target)
+        assert_clean_failure(result, "output path is also an input", tmp_path, before)
+
+
+# -- pairs/triplets tables on stdin that are not tables ------------------------------------------
+
+STDIN_TABLES = {
+    "empty": (b"", "stdin: no data (expected a CSV, JSON-lines or Parquet table)"),
+    "binary": (bytes(range(1, 256)) * 3, "stdin: "),
+    "npy": (b"\x93NUMPY\x01\x00v\x00{'descr': '<f8'}", "stdin: is an NPY/NPZ stream; expected a CSV, JSON-lines"),
+    "npz": (b"PK\x03\x04" + bytes(40), "stdin: is an NPY/NPZ stream"),
+    "broken_parquet": (b"PAR1" + bytes(range(100)) + b"PAR1", "stdin: not a readable PARQUET table"),
+    "broken_jsonl": (b'{"i": 0, "j": \n{oops}\n', "stdin: not a readable JSONL table"),
+    "ragged_csv": (b"i,j,y\n0,1\n", "stdin: not a readable CSV table"),
+    "text": (b"hello world\n1\n2\n", "stdin: missing column(s)"),
+}
+
+
+@pytest.mark.parametrize("kind", ["pairs", "triplets"])
+@pytest.mark.parametrize("case", sorted(STDIN_TABLES))
+def test_garbage_table_on_stdin(run_cli, tmp_path: Path, kind: str, case: str) -> None:
+    good = write_good(tmp_path)
+    data, fragment = STDIN_TABLES[case]
+    before = digest(tmp_path)
+    loss = "contrastive" if kind == "pairs" else "triplet"
+    result = run_cli("loss", "--kind", loss, f"--{kind}", "-", good, "-o", tmp_path / "items.csv", input=data)
+    assert_clean_failure(result, fragment, tmp_path, before)
+
+
+# -- check's requirement parser, fuzzed through the command line --------------------------------
+
+requirement_texts = st.one_of(
+    st.text(max_size=30),
+    st.builds(
+        lambda name, op, value, pad: f"{pad}{name}{pad}{op}{pad}{value}{pad}",
+        st.sampled_from(["rows", "nan_rows", "precision_at_1", "recall_at_3", "recall_at_0", "recall_at_", "map_at_r",
+                         "contrastive_loss", "suggested_margin", "precison_at_1", "", "1rows", "rows x"]),
+        st.sampled_from([">=", "<=", ">", "<", "==", "=", "=>", "=<", "!=", ">>", "", "≥"]),
+        st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), st.text(max_size=6),
+                  st.sampled_from(["1e400", "-0", "0x10", "1_0", "²", "."])),
+        st.sampled_from(["", " ", "\t", "\n"]),
+    ),
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=requirement_texts)
+def test_fuzzed_requirements_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str) -> None:
+    """Never a traceback: a requirement the parser refuses is exit 2 with one `error: --require` line;
+    one it accepts is judged (exit 0 or 1)."""
+    from embedkit.checks import parse_requirement
+
+    good = tmp_path / "good.npy"
+    if not good.exists():
+        write_good(tmp_path)
+    try:
+        parse_requirement(text)
+        accepted = True
+    except EmbedkitError:
+        accepted = False
+    code, out, err = run_main(["check", f"--require={text}", str(good)], capsys)
+    assert "Traceback" not in out + err
+    if accepted:
+        assert code in (0, 1), (text, code, err)
+    else:
+        assert_one_error_line(code, out, err, "--require")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_unwritable_output_folder_fails_before_the_work(run_cli, tmp_path: Path, command: str) -> None:
+    """A folder where no file can be created (here /proc): exit 2, one line, before computing."""
+    good = write_good(tmp_path)
+    option = {"check": ["--junit", "/proc/out.xml"], "inspect": None, "eval": None}.get(command, ["-o", "/proc/out.csv"])
+    if option is None:
+        pytest.skip(f"{command} writes no output file without optional extras")
+    before = digest(tmp_path)
+    result = run_cli(command, *COMMAND_ARGS[command], good, *option)
+    assert_clean_failure(result, "cannot write in folder /proc", tmp_path, before)

@@ -110,7 +110,11 @@ def test_mine_is_identical_on_dask(dask_engine, case: dict) -> None:
 
 
 def test_approximate_mining_shards_anchors_over_the_cluster(dask_engine) -> None:
-    from embedkit.mining.knn import approximate_nearest_negatives, build_index, sharded_approximate_nearest_negatives
+    from embedkit.mining.knn import (
+        approximate_nearest_negatives,
+        build_index,
+        sharded_approximate_nearest_negatives,
+    )
 
     x, labels = clustered(3000, 8, 30, seed=9, spread=0.5)
     built = build_index(x, "ivf", nlist=16, nprobe=4)

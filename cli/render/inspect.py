@@ -123,7 +123,8 @@ def _print_distances(console: Any, d: PairDistances, normalize: bool) -> None:
                   f"ranking error {number(d.ranking_error)} (P(a negative pair is closer than a positive one))")
     m = d.margin
     console.print()
-    console.print(f"[bold]Suggested margin: {m.margin:.4g}[/bold]  (rule: {m.rule})")
+    shown = "none" if np.isnan(m.margin) else f"{m.margin:.4g}"
+    console.print(f"[bold]Suggested margin: {shown}[/bold]  (rule: {m.rule})")
     for line in m.reasoning:
         console.print(f"  - {line}")
     cands = Table(show_edge=False, pad_edge=False)
@@ -132,7 +133,8 @@ def _print_distances(console: Any, d: PairDistances, normalize: bool) -> None:
     for c in m.candidates:
         mark = " <- suggested" if c.margin == m.margin else ""
         cands.add_row(f"{c.margin:.4g}{mark}", f"{100 * c.negatives_inside:.2f} %", f"{100 * c.positives_beyond:.2f} %")
-    console.print(cands)
+    if m.candidates:
+        console.print(cands)
 
 
 def histogram_table(d: PairDistances) -> Table:
@@ -184,7 +186,8 @@ def write_plot(result: Inspection, path: str) -> None:
             color="tab:green", label=f"positive pairs ({d.positive.count:,})")
     top.bar(d.edges[:-1], d.negative_counts / d.negative_counts.sum(), widths, align="edge", alpha=0.6,
             color="tab:red", label=f"negative pairs ({d.negative.count:,})")
-    top.axvline(m.margin, color="black", linestyle="--", label=f"suggested margin {m.margin:.3g}")
+    if not np.isnan(m.margin):
+        top.axvline(m.margin, color="black", linestyle="--", label=f"suggested margin {m.margin:.3g}")
     top.set_xlabel("Euclidean distance D")
     top.set_ylabel("share of pairs of its kind")
     top.set_title(f"{result.source}: pair distances ({d.method}), overlap {d.overlap:.3f}")
@@ -194,7 +197,8 @@ def write_plot(result: Inspection, path: str) -> None:
     bottom.plot(curve["margin"], curve["positives_beyond"], color="tab:green", label="positives beyond (D > m)")
     bottom.plot(curve["margin"], curve["negatives_inside"] + curve["positives_beyond"], color="black",
                 label="sum (minimised)")
-    bottom.axvline(m.margin, color="black", linestyle="--")
+    if not np.isnan(m.margin):
+        bottom.axvline(m.margin, color="black", linestyle="--")
     bottom.set_xlabel("margin m")
     bottom.set_ylabel("fraction of pairs")
     bottom.legend()

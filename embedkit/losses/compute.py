@@ -451,7 +451,8 @@ class _Context:
             anchors, positives, skipped = first_pair_per_class(self.labels("npair loss"))
             where = "the first two rows of each class"
         if len(anchors) < 2:
-            raise InputError(f"npair loss needs pairs from at least 2 classes; found {len(anchors)}")
+            raise InputError(f"npair loss needs pairs from at least 2 classes; found {len(anchors)} "
+                             f"class{'' if len(anchors) == 1 else 'es'} with two or more rows")
         f = np.asarray(self.x[anchors], dtype=np.float64)
         f_pos = np.asarray(self.x[positives], dtype=np.float64)
         acc = self.accumulator()

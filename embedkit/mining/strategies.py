@@ -266,7 +266,8 @@ def mine(
     codes = np.unique(codes, return_inverse=True)[1].reshape(-1).astype(np.int64)
     sizes = class_sizes(codes)
     if len(sizes) < 2:
-        raise InputError(f"all {n} rows have one label; mining needs at least two labels (negatives)")
+        rows = "the only row has" if n == 1 else f"all {n} rows have"
+        raise InputError(f"{rows} one label; mining needs at least two labels (negatives)")
     if spec.triplets and sizes.max() < 2:
         raise InputError(f"no label has two or more rows ({len(sizes)} labels, {n} rows); "
                          f"{spec.strategy} needs positives (another row with the anchor's label)")
