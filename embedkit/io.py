@@ -458,4 +458,6 @@ def read_table(path: str, required: tuple[str, ...], *, stdin: BinaryIO | None =
             out[name] = col.to_numpy().astype(np.int64)
         elif pa.types.is_floating(col.type) or pa.types.is_integer(col.type):
             out[name] = col.to_numpy(zero_copy_only=False)
+        elif pa.types.is_boolean(col.type) and not col.null_count:
+            out[name] = col.to_numpy(zero_copy_only=False).astype(np.int64)  # y = true/false
     return out

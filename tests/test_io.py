@@ -202,3 +202,9 @@ def test_a_4_gib_npy_is_memory_mapped_not_loaded(tmp_path: Path) -> None:
     # Loaded, it would be 4 096 MiB; mapped, it is the interpreter and its libraries
     # (~250-650 MiB depending on what the allocator keeps).
     assert status["peak_mib"] < 1024, status
+
+
+def test_boolean_label_column_reads_as_0_1(tmp_path: Path) -> None:
+    (tmp_path / "p.csv").write_text("i,j,y\n0,1,true\n1,2,false\n")
+    table = read_table(str(tmp_path / "p.csv"), ("i", "j"))
+    assert table["y"].tolist() == [1, 0]
