@@ -69,6 +69,7 @@ def eval_(
     workers: opt.WorkersOpt = None,
     engine: opt.EngineOpt = "local",
     scheduler: opt.SchedulerOpt = None,
+    parts_dir: opt.PartsDirOpt = None,
 ) -> None:
     """Retrieval metrics: every row a query against all others (self excluded by id), exact FAISS k-NN.
 
@@ -80,7 +81,7 @@ def eval_(
         ks = parse_ints(k, "--k")
         reference_set, query_set = load_split(embeddings, queries, reference, query_labels,
                                               labels=labels, column=column, label_column=label_column)
-        with make_engine(engine, workers=workers, scheduler=scheduler) as runner, \
+        with make_engine(engine, workers=workers, scheduler=scheduler, parts_dir=parts_dir) as runner, \
                 progress_bar("eval", enabled=not quiet) as progress:
             result = evaluate_retrieval(reference_set, query_set, ks=ks, metric=metric, per_class=per_class,
                                         threads=workers, engine=runner, progress=progress)

@@ -64,6 +64,7 @@ def loss(
     workers: opt.WorkersOpt = None,
     engine: opt.EngineOpt = "local",
     scheduler: opt.SchedulerOpt = None,
+    parts_dir: opt.PartsDirOpt = None,
 ) -> None:
     """Compute a contrastive-learning loss over an embedding file, with a trace table."""
     with reported_errors():
@@ -85,7 +86,7 @@ def loss(
                               id_column=id_column, tables=(pairs, triplets), output=output)
         pair_table = read_item_table(pairs, ("i", "j")) if pairs else None
         triplet_table = read_item_table(triplets, ("anchor", "positive", "negative")) if triplets else None
-        with make_engine(engine, workers=workers, scheduler=scheduler) as runner, \
+        with make_engine(engine, workers=workers, scheduler=scheduler, parts_dir=parts_dir) as runner, \
                 progress_bar(f"{kind} loss", enabled=not quiet) as progress:
             result = compute_loss(
                 dataset, spec, pairs=pair_table, triplets=triplet_table,

@@ -82,6 +82,7 @@ def mine(
     workers: opt.WorkersOpt = None,
     engine: opt.EngineOpt = "local",
     scheduler: opt.SchedulerOpt = None,
+    parts_dir: opt.PartsDirOpt = None,
 ) -> None:
     """Mine triplets or negative pairs from an embedding file, exactly by default.
 
@@ -101,7 +102,7 @@ def mine(
         ).validated()
         dataset = load_inputs(embeddings, labels=labels, column=column, label_column=label_column,
                               id_column=id_column, output=output)
-        with make_engine(engine, workers=workers, scheduler=scheduler) as runner, \
+        with make_engine(engine, workers=workers, scheduler=scheduler, parts_dir=parts_dir) as runner, \
                 progress_bar(f"mining {strategy}", enabled=not quiet) as progress:
             result = mine_dataset(dataset, spec, workers=workers, engine=runner, budget_mib=budget_mib,
                                   progress=progress)

@@ -62,3 +62,9 @@ SchedulerOpt = Annotated[
                  help="With --engine dask: the scheduler to join (tcp://HOST:PORT). Default: a LocalCluster "
                  "of one single-threaded worker per core, started and stopped by the command."),
 ]
+PartsDirOpt = Annotated[
+    Optional[str],
+    typer.Option("--parts-dir", help="With --engine dask: each shard writes its result to a part file here "
+                 "(atomically) and the command merges them in shard order; the folder must be visible to "
+                 "every worker. Default: results come back over Dask's connections."),
+]

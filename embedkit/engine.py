@@ -131,14 +131,17 @@ class LocalEngine(Engine):
             yield from ordered_map(pool, functools.partial(task, shared), items, weights=weights, progress=progress)
 
 
-def make_engine(name: str, *, workers: int | None = None, scheduler: str | None = None) -> Engine:
+def make_engine(name: str, *, workers: int | None = None, scheduler: str | None = None,
+                parts_dir: str | None = None) -> Engine:
     """``local`` (threads here) or ``dask`` (imported only when asked for) by name."""
     if name == "local":
         if scheduler:
             raise OptionError("--scheduler applies to --engine dask")
+        if parts_dir:
+            raise OptionError("--parts-dir applies to --engine dask")
         return LocalEngine(workers)
     if name == "dask":
         from embedkit.dask_engine import DaskEngine
 
-        return DaskEngine(scheduler, workers=workers)
+        return DaskEngine(scheduler, workers=workers, parts_dir=parts_dir)
     raise OptionError(f"unknown engine {name!r}; expected local or dask")
