@@ -238,14 +238,7 @@ def band_all(
     """Every (slot, negative row, key) with the key in the slot's band; at most ``max_items``
     (else :class:`TooMany`). Sorted by slot, then row."""
     job = _job(prep, labels, budget_mib, tile_rows, tile_cols, slots=slots, max_items=max_items)
-    parts = _run(_band_all_stripe, job, len(slots.rows), engine, workers, progress)
-    slot = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
-    if len(slot) > max_items:
-        raise TooMany(len(slot))
-    row = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.int64)
-    key = np.concatenate([p[2] for p in parts]) if parts else np.empty(0)
-    order = np.lexsort((row, slot))
-    return slot[order], row[order], key[order]
+    return _merge_emitted(_run(_band_all_stripe, job, len(slots.rows), engine, workers, progress), max_items)
 
 
 def _band_all_stripe(job: _Job, bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -270,14 +263,20 @@ def pairs_below(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every negative pair ``i < j`` with key ``< limit_key``, sorted by ``(i, j)``."""
     job = _job(prep, labels, budget_mib, tile_rows, tile_cols, max_items=max_items, limit_key=limit_key)
-    parts = _run(_pairs_below_stripe, job, len(prep.x), engine, workers, progress)
-    i = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
-    if len(i) > max_items:
-        raise TooMany(len(i))
-    j = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.int64)
+    return _merge_emitted(_run(_pairs_below_stripe, job, len(prep.x), engine, workers, progress), max_items)
+
+
+def _merge_emitted(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                   max_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stripes' emitted ``(first, second, key)`` items in one table sorted by ``(first, second)``;
+    more than ``max_items`` in all is :class:`TooMany`."""
+    first = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
+    if len(first) > max_items:
+        raise TooMany(len(first))
+    second = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.int64)
     key = np.concatenate([p[2] for p in parts]) if parts else np.empty(0)
-    order = np.lexsort((j, i))
-    return i[order], j[order], key[order]
+    order = np.lexsort((second, first))
+    return first[order], second[order], key[order]
 
 
 def _pairs_below_stripe(job: _Job, bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
