@@ -76,7 +76,7 @@ def read_stdin_bytes(stream: BinaryIO | None = None, *, expected: str = "an NPY,
     """All of stdin (or ``stream``) as bytes; an empty stream is an error."""
     data = (stream if stream is not None else sys.stdin.buffer).read()
     if not data:
-        raise InputError(f"stdin: no data (expected {expected})")
+        raise InputError(f"stdin: no data (expected {expected}; give a file path, or pipe the data in)")
     return bytes(data)
 
 

@@ -478,7 +478,7 @@ def test_junit_equal_to_the_baseline_or_its_labels(run_cli, tmp_path: Path) -> N
 # -- pairs/triplets tables on stdin that are not tables ------------------------------------------
 
 STDIN_TABLES = {
-    "empty": (b"", "stdin: no data (expected a CSV, JSON-lines or Parquet table)"),
+    "empty": (b"", "stdin: no data (expected a CSV, JSON-lines or Parquet table; give a file path, or pipe the data in)"),
     "binary": (bytes(range(1, 256)) * 3, "stdin: "),
     "npy": (b"\x93NUMPY\x01\x00v\x00{'descr': '<f8'}", "stdin: is an NPY/NPZ stream; expected a CSV, JSON-lines"),
     "npz": (b"PK\x03\x04" + bytes(40), "stdin: is an NPY/NPZ stream"),
