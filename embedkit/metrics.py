@@ -165,7 +165,7 @@ def retrieval_metrics(
     assert source is not None
     n_queries = len(source)
     job = _ScoreJob(
-        token=uuid.uuid4().hex, reference=reference, queries=None if same_source else faiss_ready(source, metric=metric),
+        token=uuid.uuid4().hex, reference=reference, queries=None if same_source else source,
         labels=labels, query_labels=query_labels, relevant=relevant_all, evaluated=evaluated_mask,
         search_k=search_k, ks=ks, names=names, metric=metric, classes=classes if per_class else 0,
         budget_mib=budget_mib,
@@ -209,8 +209,8 @@ class _ScoreJob:
     """What every block of queries needs; shared with the workers once."""
 
     token: str
-    reference: np.ndarray
-    queries: np.ndarray | None
+    reference: np.ndarray  # faiss_ready copy
+    queries: np.ndarray | None  # as given (None: the reference rows); made faiss_ready per block
     labels: np.ndarray
     query_labels: np.ndarray
     relevant: np.ndarray
@@ -243,7 +243,7 @@ def _score_block(job: _ScoreJob, bounds: tuple[int, int]) -> tuple[np.ndarray, n
     if len(keep) == 0:
         return sums, class_sums
     rows = start + keep
-    block = job.reference[rows] if job.queries is None else job.queries[rows]
+    block = job.reference[rows] if job.queries is None else faiss_ready(job.queries[rows], metric=job.metric)
     ids = rows.astype(np.int64) if job.queries is None else None
     found = search_index(index, block, job.search_k, metric=job.metric, query_ids=ids, budget_mib=job.budget_mib)
     valid = found.indices >= 0
