@@ -5,10 +5,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-import numpy as np
-
 from embedkit.errors import InputError, OptionError
-from embedkit.io import STDIN, Dataset, load_dataset, read_table, sidecar_candidates
+from embedkit.io import STDIN, Dataset, load_dataset, sidecar_candidates
 from embedkit.output import check_output_path, table_format
 
 
@@ -48,11 +46,6 @@ def guarded_inputs(embeddings: Sequence[str | None], others: Sequence[str | None
     (``emb.labels.npy``, ...) each embeddings file may read."""
     files = [p for p in embeddings if p and p != STDIN]
     return [*files, *(p for p in others if p and p != STDIN), *(s for p in files for s in sidecar_candidates(p))]
-
-
-def read_item_table(path: str, required: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """A pairs/triplets table from a file or stdin."""
-    return read_table(path, required)
 
 
 def parse_floats(text: str | None, option: str) -> tuple[float, ...]:

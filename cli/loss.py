@@ -8,11 +8,12 @@ import typer
 
 from cli import options as opt
 from cli.errors import reported_errors
-from cli.inputs import load_inputs, parse_floats, read_item_table
+from cli.inputs import load_inputs, parse_floats
 from cli.render import loss as render
 from cli.render import progress_bar
 from embedkit.engine import make_engine
 from embedkit.errors import OptionError
+from embedkit.io import read_table
 from embedkit.losses.compute import LossKind, LossSpec, compute_loss
 from embedkit.losses.contrastive import ContrastiveForm
 from embedkit.losses.result import Reduction
@@ -84,8 +85,8 @@ def loss(
         spec = spec.validated()
         dataset = load_inputs(embeddings, labels=labels, column=column, label_column=label_column,
                               id_column=id_column, tables=(pairs, triplets), output=output)
-        pair_table = read_item_table(pairs, ("i", "j")) if pairs else None
-        triplet_table = read_item_table(triplets, ("anchor", "positive", "negative")) if triplets else None
+        pair_table = read_table(pairs, ("i", "j")) if pairs else None
+        triplet_table = read_table(triplets, ("anchor", "positive", "negative")) if triplets else None
         with make_engine(engine, workers=workers, scheduler=scheduler, parts_dir=parts_dir) as runner, \
                 progress_bar(f"{kind} loss", enabled=not quiet) as progress:
             result = compute_loss(
