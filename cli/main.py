@@ -15,7 +15,7 @@ from cli import eval as eval_command
 from cli import inspect as inspect_command
 from cli import loss as loss_command
 from cli import mine as mine_command
-from cli.errors import EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, ClickException
+from cli.errors import EXIT_SIGINT, EXIT_USAGE, ClickException
 
 app = typer.Typer(
     name="embedkit",
@@ -52,12 +52,21 @@ app.command(name="mine", epilog=mine_command.EPILOG, no_args_is_help=False)(mine
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
     # SystemExit unwinds through every finally: partial outputs are removed on the way out.
-    raise SystemExit(EXIT_SIGTERM)
+    # Exit 128 + signal number, the shell's convention (143 for SIGTERM).
+    raise SystemExit(128 + signum)
+
+
+#: Signals handled like SIGTERM (SIGHUP: the terminal closed; SIGQUIT: Ctrl-\).
+TERMINATING_SIGNALS = ("SIGTERM", "SIGHUP", "SIGQUIT")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry: one-line usage errors, 130 on Ctrl-C, 143 on SIGTERM."""
-    signal.signal(signal.SIGTERM, _terminate)
+    """Console-script entry: one-line usage errors, 130 on Ctrl-C, 128 + N on SIGTERM/SIGHUP/SIGQUIT."""
+    for name in TERMINATING_SIGNALS:
+        number = getattr(signal, name, None)
+        # A signal ignored by our parent (`nohup` ignores SIGHUP) stays ignored.
+        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
+            signal.signal(number, _terminate)
     try:
         result = app(args=argv, prog_name="embedkit", standalone_mode=False)
     except ClickException as exc:

@@ -101,12 +101,19 @@ def encode_labels(values: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarr
     if values.dtype.kind == "f":
         if not np.isfinite(values).all() or not np.all(values == np.round(values)):
             raise InputError(f"{source}: float labels must be whole numbers (class ids)")
-        values = values.astype(np.int64)
+        # Whole floats beyond int64 (1e300, 2e300) stay floats: a cast would merge them.
+        if np.all(np.abs(values) < 2.0**63):
+            values = values.astype(np.int64)
     elif values.dtype.kind == "b":
         values = values.astype(np.int64)
     elif values.dtype.kind == "O":
         if any(v is None for v in values):
             raise InputError(f"{source}: labels contain missing values")
+        kinds = {type(v).__name__ for v in values if not isinstance(v, (str, int, np.integer, np.str_))}
+        if kinds:
+            raise InputError(
+                f"{source}: labels must be integers or strings; found {', '.join(sorted(kinds))} values"
+            )
         values = values.astype(str)
     elif values.dtype.kind not in "iuUS":
         raise InputError(f"{source}: labels must be integers or strings; found {values.dtype}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,6 +235,28 @@ def _is_vector_type(dtype: pa.DataType) -> bool:
     )
 
 
+def _refuse_duplicate_names(names: list[str], source: str) -> None:
+    """Two columns with one name make every lookup ambiguous: refuse the table."""
+    from collections import Counter
+
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise InputError(f"{source}: duplicate column name(s) {', '.join(repeated)}; column names must be unique")
+
+
+def _refuse_non_scalar(dtype: pa.DataType, what: str) -> None:
+    """Labels and ids are integers, floats, strings, booleans, dates or times; refuse the rest."""
+    if pa.types.is_dictionary(dtype):
+        dtype = dtype.value_type
+    t = pa.types
+    if t.is_struct(dtype) or t.is_map(dtype) or t.is_union(dtype) or _is_vector_type(dtype):
+        raise InputError(f"{what} holds {dtype} values; expected one integer or string per row")
+    if t.is_binary(dtype) or t.is_large_binary(dtype) or t.is_fixed_size_binary(dtype):
+        raise InputError(f"{what} holds binary values; expected integers or strings (store text as a string column)")
+    if t.is_null(dtype):
+        raise InputError(f"{what} holds only nulls; expected a value in every row")
+
+
 class ParquetSource:
     """A Parquet file read one row group at a time."""
 
@@ -245,6 +268,7 @@ class ParquetSource:
             raise InputError(f"{source}: not a readable Parquet file ({exc})") from None
         self.schema = self.file.schema_arrow
         self.column_names = list(self.schema.names)
+        _refuse_duplicate_names(self.column_names, source)
 
     def _field(self, name: str) -> pa.Field:
         if name not in self.column_names:
@@ -329,6 +353,7 @@ class ParquetSource:
         field_ = self._field(name)
         if _is_vector_type(field_.type):
             raise InputError(f"{self.source}: column '{name}' holds lists, expected one value per row")
+        _refuse_non_scalar(field_.type, f"{self.source}: column '{name}'")
         parts = []
         done = 0
         for group in range(self.file.num_row_groups):
@@ -344,13 +369,19 @@ class ParquetSource:
 
 
 LABELS_EXPECTED = "a 1-D array of integer or string labels"
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+LABEL_HEADERS = ("label", "labels")
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
 
 
 def load_labels(path: str, *, column: str | None = None, stdin_used: bool = False) -> np.ndarray:
     """Labels from .npy, Parquet (``column``, ``label`` or the only column) or text (one per line).
 
-    Text and CSV files may start with a header line ``label``. Values that all parse as
-    integers become int64; anything else stays a string.
+    Text is UTF-8 (a byte-order mark is dropped; anything else is refused, from a path
+    and from stdin alike), read as CSV: quoted values are unquoted, LF, CRLF and CR line
+    ends are accepted, a first line ``label`` is a header. Values that all parse as
+    integers become int64; integers beyond int64 stay strings (in canonical decimal
+    form, so distinct numbers stay distinct); anything else stays a string.
     """
     if path == STDIN:
         if stdin_used:
@@ -361,7 +392,9 @@ def load_labels(path: str, *, column: str | None = None, stdin_used: bool = Fals
             return _labels_npy(_load_npy(data, "stdin", LABELS_EXPECTED), "stdin")
         if fmt == "parquet":
             return _labels_parquet(ParquetSource(pa.BufferReader(data), "stdin"), column)
-        return _labels_text(data.decode("utf-8", errors="replace"), "stdin")
+        if fmt == "npz":
+            raise InputError("stdin: labels as NPZ are not supported; use .npy, .txt, .csv or Parquet")
+        return _labels_text(_decode_labels_text(data, "stdin"), "stdin")
     fmt = sniff_format(_read_head(path))
     if fmt == "npy":
         return _labels_npy(_load_npy(path, path, LABELS_EXPECTED), path)
@@ -370,10 +403,21 @@ def load_labels(path: str, *, column: str | None = None, stdin_used: bool = Fals
     if fmt == "npz":
         raise InputError(f"{path}: labels as NPZ are not supported; use .npy, .txt, .csv or Parquet")
     try:
-        text = Path(path).read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: labels file is neither NPY, Parquet nor UTF-8 text") from None
-    return _labels_text(text, path)
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return _labels_text(_decode_labels_text(data, path), path)
+
+
+def _decode_labels_text(data: bytes, source: str) -> str:
+    """UTF-8 text without its byte-order mark; other encodings are refused with the first bad byte."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{source}: labels file is neither NPY, Parquet nor UTF-8 text "
+            f"(byte {exc.start} is 0x{data[exc.start]:02x}); convert it to UTF-8"
+        ) from None
 
 
 def _labels_npy(array: np.ndarray, source: str) -> np.ndarray:
@@ -395,23 +439,44 @@ def _labels_parquet(parquet: ParquetSource, column: str | None) -> np.ndarray:
 
 
 def _labels_text(text: str, source: str) -> np.ndarray:
-    lines = [line.strip() for line in text.splitlines()]
-    while lines and not lines[-1]:
-        lines.pop()
-    if lines and lines[0].lower() in ("label", "labels", '"label"'):
-        lines = lines[1:]
-    if not lines:
+    """One label per line (CSV quoting allowed), with an optional header line ``label``."""
+    rows = [[value.strip() for value in row] for row in _csv_rows(text, source)]
+    while rows and not any(rows[-1]):
+        rows.pop()
+    first_line = 1
+    if rows and len(rows[0]) == 1 and rows[0][0].lower() in LABEL_HEADERS:
+        rows, first_line = rows[1:], 2
+    if not rows:
         raise InputError(f"{source}: labels file is empty")
-    if any(not line for line in lines):
-        row = lines.index("")
-        raise InputError(f"{source}: line {row + 1} is empty; expected one label per line")
-    if any("," in line for line in lines):
-        raise InputError(f"{source}: expected one label per line, found commas")
-    array = np.array(lines)
+    values: list[str] = []
+    for number, row in enumerate(rows, start=first_line):
+        if len(row) > 1:
+            raise InputError(f"{source}: line {number} has {len(row)} values; expected one label per line, found commas")
+        if not row[0]:
+            raise InputError(f"{source}: line {number} is empty; expected one label per line")
+        values.append(row[0])
+    return _typed_labels(values)
+
+
+def _csv_rows(text: str, source: str) -> list[list[str]]:
+    """CSV rows of ``text`` (quotes removed; LF, CRLF or CR line ends)."""
+    import csv
+
     try:
-        return array.astype(np.int64)
-    except ValueError:
-        return array
+        return [row if row else [""] for row in csv.reader(io.StringIO(text, newline=""), strict=True)]
+    except csv.Error as exc:
+        raise InputError(f"{source}: not a readable labels file ({exc})") from None
+
+
+def _typed_labels(values: list[str]) -> np.ndarray:
+    """int64 when every value is an integer that fits; integers beyond int64 as canonical
+    decimal strings (``+7`` and ``007`` are the class ``7``); otherwise the strings as given."""
+    if not all(_INTEGER_TEXT.fullmatch(value) for value in values):
+        return np.array(values, dtype=str)
+    numbers = [int(value) for value in values]
+    if all(INT64_MIN <= n <= INT64_MAX for n in numbers):
+        return np.array(numbers, dtype=np.int64)
+    return np.array([str(n) for n in numbers], dtype=str)
 
 
 def read_table(path: str, required: tuple[str, ...], *, stdin: BinaryIO | None = None) -> dict[str, np.ndarray]:
@@ -440,6 +505,7 @@ def read_table(path: str, required: tuple[str, ...], *, stdin: BinaryIO | None =
     except (pa.ArrowException, OSError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{source}: not a readable {fmt.upper()} table ({first})") from None
+    _refuse_duplicate_names(table.column_names, source)
     if table.num_rows == 0:
         raise InputError(f"{source}: table has no rows")
     missing = [c for c in required if c not in table.column_names]
@@ -455,6 +521,8 @@ def read_table(path: str, required: tuple[str, ...], *, stdin: BinaryIO | None =
                 raise InputError(f"{source}: column '{name}' has empty values")
             if not (pa.types.is_integer(col.type)):
                 raise InputError(f"{source}: column '{name}' must hold integers; found {col.type}")
+            if pa.types.is_unsigned_integer(col.type) and len(col) and pc.max(col).as_py() > INT64_MAX:
+                raise InputError(f"{source}: column '{name}' holds {pc.max(col).as_py()}, beyond any row number")
             out[name] = col.to_numpy().astype(np.int64)
         elif pa.types.is_floating(col.type) or pa.types.is_integer(col.type):
             out[name] = col.to_numpy(zero_copy_only=False)
