@@ -58,8 +58,11 @@ EngineOpt = Annotated[
 ]
 SchedulerOpt = Annotated[
     Optional[str],
-    typer.Option("--scheduler", envvar="EMBEDKIT_SCHEDULER", show_envvar=True,
-                 help="With --engine dask: the scheduler to join (tcp://HOST:PORT). Default: a LocalCluster "
+    # Not envvar=: EMBEDKIT_SCHEDULER is read by the dask engine only, so a value in the
+    # environment never breaks --engine local.
+    typer.Option("--scheduler",
+                 help="With --engine dask: the scheduler to join (tcp://HOST:PORT; default: "
+                 "$EMBEDKIT_SCHEDULER when set). Otherwise a LocalCluster "
                  "of one single-threaded worker per core, started and stopped by the command."),
 ]
 PartsDirOpt = Annotated[

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+
+from embedkit.errors import OptionError
 
 #: Default working-memory budget for one block of pairwise work, per worker.
 DEFAULT_BUDGET_MIB = 64.0
@@ -16,6 +19,8 @@ def rows_per_block(bytes_per_row: int, budget_mib: float = DEFAULT_BUDGET_MIB) -
     >>> rows_per_block(10**9, budget_mib=1.0)
     1
     """
+    if not (isinstance(budget_mib, (int, float)) and math.isfinite(budget_mib) and budget_mib > 0):
+        raise OptionError(f"--budget-mib must be a finite number > 0; got {budget_mib}")
     budget = int(budget_mib * 1024 * 1024)
     return max(1, budget // max(1, bytes_per_row))
 

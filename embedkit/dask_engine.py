@@ -55,8 +55,9 @@ class DaskEngine(Engine):
         if address:
             try:
                 self.client = Client(address, timeout="15s")
-            except (OSError, TimeoutError) as exc:
-                raise OptionError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+            except (OSError, TimeoutError, ValueError, TypeError) as exc:  # ValueError: a malformed address
+                detail = " ".join(str(exc).split()) or type(exc).__name__
+                raise OptionError(f"cannot reach the Dask scheduler at {address}: {detail}") from None
         else:
             # The scheduler runs in this process: keep its INFO chatter off the command's stderr.
             self._log_level = _DASK_LOG.level

@@ -50,9 +50,19 @@ def flat_index(reference: np.ndarray, *, metric: Metric) -> faiss.Index:
     return index
 
 
+#: Most worker threads used, whatever --workers asks (FAISS takes a C int; more threads than
+#: this only add overhead on any machine this runs on).
+MAX_WORKERS = 1024
+
+
+def capped_workers(workers: int | None) -> int:
+    """``workers`` (default: all available cores), at most :data:`MAX_WORKERS`."""
+    return int(min(workers or available_cores(), MAX_WORKERS))
+
+
 def set_threads(threads: int | None = None) -> None:
     """FAISS's OpenMP thread count (default: all available cores)."""
-    faiss.omp_set_num_threads(threads or available_cores())
+    faiss.omp_set_num_threads(capped_workers(threads))
 
 
 def search_index(
@@ -212,20 +222,22 @@ def build_index(
     set_threads(threads)
     n, dim = embeddings.shape
     faiss_metric = faiss.METRIC_INNER_PRODUCT if is_similarity(metric) else faiss.METRIC_L2
+    notes: list[str] = []
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss_metric)
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        index.hnsw.efSearch = ef_search or DEFAULT_EF_SEARCH
+        index.hnsw.efSearch = _capped("efSearch", ef_search or DEFAULT_EF_SEARCH, max(1, n), "rows", notes)
         description = f"HNSW{HNSW_M},Flat efConstruction={HNSW_EF_CONSTRUCTION} efSearch={index.hnsw.efSearch}"
     elif kind == "ivf":
-        lists = nlist or ivf_lists(n)
+        # More lists than rows cannot be trained; a list per row is the most the data allows.
+        lists = _capped("nlist", nlist or ivf_lists(n), max(1, n), "rows", notes)
         quantizer = faiss.IndexFlatIP(dim) if is_similarity(metric) else faiss.IndexFlatL2(dim)
         index = faiss.IndexIVFScalarQuantizer(quantizer, dim, lists, faiss.ScalarQuantizer.QT_8bit, faiss_metric)
         index.cp.niter = IVF_KMEANS_ITERATIONS
         sample = min(n, lists * IVF_TRAIN_PER_LIST)
         rows = np.sort(np.random.default_rng(seed).choice(n, sample, replace=False))
         index.train(_ready_block(embeddings[rows], metric))
-        index.nprobe = nprobe or default_nprobe(lists)
+        index.nprobe = _capped("nprobe", nprobe or default_nprobe(lists), lists, "lists", notes)
         description = f"IVF{lists},SQ8 nprobe={index.nprobe}"
     else:
         raise OptionError(f"unknown approximate index {kind!r}; expected hnsw or ivf")
@@ -234,7 +246,17 @@ def build_index(
         index.add(_ready_block(embeddings[start:stop], metric))
         if progress is not None:
             progress(stop, 2 * n)
+    if notes:
+        description += f" ({'; '.join(notes)})"
     return ApproxIndex(index, kind, description)
+
+
+def _capped(name: str, value: int, limit: int, unit: str, notes: list[str]) -> int:
+    """``value`` capped at ``limit`` (what the data allows), with a note when it was."""
+    if value <= limit:
+        return int(value)
+    notes.append(f"{name} capped at {limit:,} {unit}; asked {value:,}")
+    return int(limit)
 
 
 def _search_params(index: ApproxIndex, k: int, selector: faiss.IDSelector | None) -> faiss.SearchParameters:

@@ -166,6 +166,8 @@ class MineSpec:
             raise OptionError(f"--check-recall must be >= 0; got {self.check_recall}")
         if self.check_recall and s not in ("hard", "batch-hard"):
             raise OptionError(f"--check-recall measures nearest-negative recall (hard, batch-hard), not {s}")
+        if self.seed < 0:
+            raise OptionError(f"--seed must be >= 0; got {self.seed}")
         if self.max_items < 1:
             raise OptionError(f"--max-items must be >= 1; got {self.max_items}")
         for name, value in (("nlist", self.nlist), ("nprobe", self.nprobe), ("ef-search", self.ef_search)):
@@ -283,6 +285,8 @@ def mine(
     else:
         part = _mine_exact(prep, codes, spec, np.random.default_rng(spec.seed), workers, budget_mib, progress,
                            engine)
+    if len(part.a) > spec.max_items:  # every strategy, before the output columns are built
+        raise _too_many(spec, len(part.a))
     items = _finish_items(embeddings, codes, spec, part)
     recall = part.recall_hits / part.recall_anchors if part.recall_anchors else None
     return MineResult(
@@ -433,7 +437,7 @@ def _mine_exact(prep: Prepared, labels: np.ndarray, spec: MineSpec, rng: np.rand
     unique_anchors = np.unique(anchors)
     without = n - len(unique_anchors)
     if spec.strategy in ("hard", "batch-hard"):
-        k = spec.negatives
+        k = _negatives_per_anchor(spec, labels, anchors)
         near_v, near_j, _, _ = nearest_negatives(prep, labels, unique_anchors, k, **kw)
         part = _cross(anchors, positives, unique_anchors, near_j)
         part.anchors_without_positive = without
@@ -443,6 +447,19 @@ def _mine_exact(prep: Prepared, labels: np.ndarray, spec: MineSpec, rng: np.rand
             part.recall_hits, part.recall_anchors = hits, len(sample)
         return part
     return _mine_band(prep, labels, spec, anchors, positives, unique_anchors, without, kw)
+
+
+def _negatives_per_anchor(spec: MineSpec, labels: np.ndarray, anchors: np.ndarray) -> int:
+    """``--negatives`` capped at the most negatives any anchor has (so ``2**63`` asks for all);
+    refuses (before any search) when the triplets it yields would exceed ``--max-items``:
+    ``Σ over (a, p) of min(K, rows − |class of a|)``."""
+    sizes = class_sizes(labels)
+    available = len(labels) - sizes
+    k = int(min(spec.negatives, available.max()))
+    count = int(np.minimum(available[labels[anchors]], k).sum())
+    if count > spec.max_items:
+        raise _too_many(spec, count)
+    return max(k, 1)
 
 
 def _cross(anchors: np.ndarray, positives: np.ndarray, unique_anchors: np.ndarray, near_j: np.ndarray) -> _Part:
@@ -509,10 +526,17 @@ def _mine_band(prep: Prepared, labels: np.ndarray, spec: MineSpec, anchors: np.n
     return part
 
 
+_TOO_MANY_HINTS = {
+    "hard": "lower --negatives, use fewer positives per anchor, or raise --max-items",
+    "batch-hard": "use --batch-size, mine a subset, or raise --max-items",
+    "within-margin": "lower --margin or raise --max-items",
+}
+
+
 def _too_many(spec: MineSpec, count: int) -> OptionError:
     return OptionError(
         f"{spec.strategy} found more than {spec.max_items:,} items (at least {count:,}); "
-        "lower --margin, use --select closest, or raise --max-items"
+        + _TOO_MANY_HINTS.get(spec.strategy, "lower --margin, use --select closest, or raise --max-items")
     )
 
 
@@ -559,7 +583,7 @@ def _mine_approximate(prep: Prepared, embeddings: np.ndarray, labels: np.ndarray
     anchors, positives = choose_positives(prep, labels, spec.positives or "random", spec.positives_count, rng,
                                           max_items=spec.max_items, budget_mib=budget_mib)
     unique_anchors = np.unique(anchors)
-    k = spec.negatives
+    k = _negatives_per_anchor(spec, labels, anchors)
     built = build_index(embeddings, kind, metric=spec.metric, nlist=spec.nlist, nprobe=spec.nprobe,
                         ef_search=spec.ef_search, seed=spec.seed, threads=workers, budget_mib=budget_mib,
                         progress=progress)
