@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embedkit.arrays import l2_normalized
+from embedkit.arrays import l2_normalized, row_blocks
 from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
 from embedkit.distances import block_distances, paired_distances, squared_norms
 from embedkit.pairs import class_sizes, count_label_pairs, members_by_label
@@ -191,17 +191,26 @@ FIGURE_PARTS: dict[str, str] = {
 }
 
 
-def norm_stats(x: np.ndarray, *, budget_mib: float = 32.0) -> NormStats:
-    """Min / mean / max L2 norm, zero rows, and whether all norms are 1 ± 1e-3."""
-    lo, hi, total, zeros, far = np.inf, -np.inf, 0.0, 0, 0.0
+def norm_stats(x: np.ndarray, *, budget_mib: float = 32.0, rows: np.ndarray | None = None) -> NormStats:
+    """Min / mean / max L2 norm, zero rows, and whether all norms are 1 ± 1e-3.
+
+    ``rows`` (a boolean mask) restricts the figures to those rows; the matrix is read in
+    blocks either way (a memory map by plain file reads), never copied whole."""
+    lo, hi, total, zeros, far, count = np.inf, -np.inf, 0.0, 0, 0.0, 0
     step = rows_per_block(x.shape[1] * 8, budget_mib)
-    for start, stop in blocks(len(x), step):
-        norms = np.sqrt(squared_norms(np.asarray(x[start:stop], dtype=np.float64)))
+    for start, stop, block in row_blocks(x, step):
+        if rows is not None:
+            block = block[rows[start:stop]]
+            if not len(block):
+                continue
+        norms = np.sqrt(squared_norms(np.asarray(block, dtype=np.float64)))
         lo, hi = min(lo, float(norms.min())), max(hi, float(norms.max()))
         total += float(norms.sum())
         zeros += int((norms == 0).sum())
         far = max(far, float(np.abs(norms - 1.0).max()))
-    return NormStats(min=lo, mean=total / len(x), max=hi, zero_rows=zeros, normalised=far <= NORMALISED_TOLERANCE)
+        count += len(norms)
+    return NormStats(min=lo, mean=total / max(count, 1), max=hi, zero_rows=zeros,
+                     normalised=far <= NORMALISED_TOLERANCE)
 
 
 def row_hashes(block: np.ndarray) -> np.ndarray:
@@ -221,34 +230,110 @@ def row_hashes(block: np.ndarray) -> np.ndarray:
     return h
 
 
-def exact_duplicates(x: np.ndarray, labels: np.ndarray | None = None, *, budget_mib: float = 32.0) -> Duplicates:
-    """Exact duplicate rows: rows are hashed in blocks, rows sharing a hash compared exactly."""
-    n = len(x)
+def exact_duplicates(x: np.ndarray, labels: np.ndarray | None = None, *, budget_mib: float = 32.0,
+                     rows: np.ndarray | None = None) -> Duplicates:
+    """Exact duplicate rows (equal bytes, ``-0.0`` equal to ``0.0``), in bounded memory.
+
+    Pass 1 hashes the rows in blocks. Rows sharing a hash are then compared, in further
+    passes over the file in blocks, with the first row of their hash group; the first
+    rows kept for comparison fit ``budget_mib`` (more groups: more passes). Only rows of
+    a hash group holding two different vectors (a 64-bit collision) are compared by
+    copying them. Beyond the row blocks, memory is a few 8-byte words per row.
+    ``rows`` (a boolean mask) restricts the search to those rows; row numbers in the
+    result are the matrix's own.
+    """
+    n, dim = x.shape
+    width = dim * x.dtype.itemsize
+    step = rows_per_block(width * 3, budget_mib)
     hashes = np.empty(n, dtype=np.uint64)
-    step = rows_per_block(x.shape[1] * x.dtype.itemsize * 3, budget_mib)
-    for start, stop in blocks(n, step):
-        hashes[start:stop] = row_hashes(np.asarray(x[start:stop]))
-    _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
-    candidates = np.flatnonzero(counts[inverse.reshape(-1)] > 1)
-    if len(candidates) == 0:
+    for start, stop, block in row_blocks(x, step):
+        hashes[start:stop] = row_hashes(block)
+    order = np.flatnonzero(rows) if rows is not None else np.arange(n)
+    order = order[np.argsort(hashes[order], kind="stable")]  # by hash, ties by row
+    sorted_hashes = hashes[order]
+    del hashes
+    starts_group = np.ones(len(order), dtype=bool)
+    starts_group[1:] = sorted_hashes[1:] != sorted_hashes[:-1]
+    del sorted_hashes
+    group_of = np.cumsum(starts_group) - 1
+    group_sizes = np.bincount(group_of)
+    shared = group_sizes[group_of] > 1
+    if not shared.any():
         return Duplicates(0, 0, 0 if labels is not None else None, None)
-    rows = np.ascontiguousarray(np.asarray(x[candidates])) + 0
-    keys = rows.view(np.dtype((np.void, rows.shape[1] * rows.itemsize))).ravel()
-    _, first, group, sizes = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
-    group = group.reshape(-1)
+    candidates = order[shared]                      # sorted by hash group, then row
+    group = np.cumsum(starts_group[shared]) - 1     # hash group 0..G-1 of each candidate
+    del order, starts_group, group_of, shared
+    first_of_group = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    representative = candidates[first_of_group]     # the smallest row of each group
+    groups = len(first_of_group)
+    group_of_row = np.full(n, -1, dtype=np.int64)
+    group_of_row[candidates] = group
+    differs = _differs_from_representative(x, group_of_row, representative, step, budget_mib)
+    vector_group = group
+    if differs.any():  # distinct rows with one hash: settle those groups by their bytes
+        vector_group = _split_collisions(x, candidates, group, np.unique(group_of_row[differs]), groups)
+    del group_of_row
+    _, vector_group, sizes = np.unique(vector_group, return_inverse=True, return_counts=True)
+    vector_group = vector_group.reshape(-1)
     repeated = np.flatnonzero(sizes > 1)
     conflicting = None
     if labels is not None:
-        pairs = np.unique(np.stack([group, labels[candidates]], axis=1), axis=0)
+        pairs = np.unique(np.stack([vector_group, np.asarray(labels)[candidates]], axis=1), axis=0)
         per_group = np.bincount(pairs[:, 0], minlength=len(sizes))
         conflicting = int((per_group[repeated] > 1).sum())
     example = None
     if len(repeated):
-        g = repeated[np.argmin(candidates[first[repeated]])]
-        members = candidates[group == g]
+        first_row = np.full(len(sizes), np.iinfo(np.int64).max)
+        np.minimum.at(first_row, vector_group, candidates)
+        g = repeated[np.argmin(first_row[repeated])]
+        members = np.sort(candidates[vector_group == g])
         example = (int(members[0]), int(members[1]))
     return Duplicates(rows=int(len(candidates) - len(sizes)), groups=int(len(repeated)),
                       conflicting_groups=conflicting, example=example)
+
+
+def _canonical_bytes(block: np.ndarray) -> np.ndarray:
+    """Rows as bytes, ``-0.0`` made ``0.0`` (the equality :func:`row_hashes` hashes)."""
+    rows = np.ascontiguousarray(block) + 0
+    return rows.view(np.uint8).reshape(len(rows), -1)
+
+
+def _differs_from_representative(x: np.ndarray, group_of_row: np.ndarray, representative: np.ndarray,
+                                 step: int, budget_mib: float) -> np.ndarray:
+    """Row mask: rows whose bytes differ from their hash group's first row.
+
+    Reads ``x`` in row blocks, once per batch of groups whose first rows fit the budget."""
+    n = len(group_of_row)
+    width = max(1, x.shape[1] * x.dtype.itemsize)
+    per_pass = max(1, int(budget_mib * 2**20) // width)
+    differs = np.zeros(n, dtype=bool)
+    for g0 in range(0, len(representative), per_pass):
+        g1 = min(len(representative), g0 + per_pass)
+        kept = np.zeros((g1 - g0, width), dtype=np.uint8)
+        for start, stop, block in row_blocks(x, step):
+            g = group_of_row[start:stop]
+            here = np.flatnonzero((g >= g0) & (g < g1))
+            if not len(here):
+                continue
+            local = g[here] - g0
+            raw = _canonical_bytes(np.asarray(block)[here])
+            first = representative[g[here]] == start + here
+            kept[local[first]] = raw[first]  # a group's first row comes before its other rows
+            differs[start + here] = (raw != kept[local]).any(axis=1)
+    return differs
+
+
+def _split_collisions(x: np.ndarray, candidates: np.ndarray, group: np.ndarray, collided: np.ndarray,
+                      groups: int) -> np.ndarray:
+    """Group ids by exact bytes for the hash groups in ``collided``; other groups keep theirs."""
+    out = group.copy()
+    inside = np.flatnonzero(np.isin(group, collided))
+    raw = _canonical_bytes(np.asarray(x[np.sort(candidates[inside])]))
+    order = np.argsort(candidates[inside])
+    keys = np.ascontiguousarray(raw).view(np.dtype((np.void, raw.shape[1]))).ravel()
+    _, exact = np.unique(keys, return_inverse=True)
+    out[inside[order]] = groups + exact.reshape(-1)
+    return out
 
 
 def label_stats(labels: np.ndarray, names: np.ndarray | None) -> LabelStats:
@@ -457,15 +542,26 @@ def inspect_embeddings(
     notes: list[str] = []
     x = dataset.embeddings
     labels = dataset.labels
+    finite: np.ndarray | None = None
     if loaded.nonfinite_rows:
-        keep = np.flatnonzero(loaded.finite)
-        x = np.asarray(x[keep])
-        labels = labels[keep] if labels is not None else None
+        # Norms and duplicates skip the non-finite rows block by block; only what needs
+        # the finite rows as one matrix (normalised rows, pair distances) gets a copy.
+        finite = loaded.finite
         notes.append(f"{loaded.nonfinite_rows:,} rows with NaN or Inf are left out of every other figure")
-    has_rows = len(x) > 0
-    norms = norm_stats(x, budget_mib=budget_mib) if "norms" in parts and has_rows else None
-    work = l2_normalized(x) if normalize and has_rows and {"duplicates", "distances"} & set(parts) else x
-    duplicates = exact_duplicates(work, labels, budget_mib=budget_mib) if "duplicates" in parts and has_rows else None
+    has_rows = loaded.nonfinite_rows < dataset.rows
+    norms = norm_stats(x, budget_mib=budget_mib, rows=finite) if "norms" in parts and has_rows else None
+    needs_matrix = has_rows and ((normalize and "duplicates" in parts) or ("distances" in parts and labels is not None))
+    row_labels = labels  # one per row of x (what exact_duplicates reads)
+    if finite is not None and needs_matrix:
+        keep = np.flatnonzero(finite)
+        x, finite = np.asarray(x[keep]), None
+        labels = row_labels = labels[keep] if labels is not None else None
+    elif finite is not None and labels is not None:
+        labels = labels[finite]
+    work = l2_normalized(x) if normalize and needs_matrix else x
+    duplicates = None
+    if "duplicates" in parts and has_rows:
+        duplicates = exact_duplicates(work, row_labels, budget_mib=budget_mib, rows=finite)
     label_info = distances = None
     if labels is None and {"labels", "distances"} & set(parts):
         notes.append("no labels: label counts and pair distances need labels (--labels FILE)")
