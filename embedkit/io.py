@@ -581,7 +581,9 @@ def read_table(path: str, required: tuple[str, ...], *, stdin: BinaryIO | None =
         target = path
     try:
         if fmt == "parquet":
-            table = pq.read_table(target, columns=None)
+            parquet = pq.ParquetFile(target)
+            _refuse_duplicate_names(parquet.schema_arrow.names, source)
+            table = parquet.read()
         elif fmt == "jsonl":
             table = pajson.read_json(target)
         else:
