@@ -261,9 +261,16 @@ def pairs_below(
     budget_mib: float = DEFAULT_BUDGET_MIB, workers: int | None = None, engine: Engine | None = None,
     progress: Progress | None = None, tile_rows: int = TILE_ROWS, tile_cols: int = TILE_COLS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every negative pair ``i < j`` with key ``< limit_key``, sorted by ``(i, j)``."""
+    """Every negative pair ``i < j`` with key ``< limit_key``, sorted by ``(i, j)``.
+
+    Pairs are selected on the tiles' keys; the keys returned are recomputed per pair by
+    :meth:`Prepared.pair_keys`, because BLAS rounds a tile's products differently for
+    different tile shapes and the reported figures must not depend on the tiling.
+    """
     job = _job(prep, labels, budget_mib, tile_rows, tile_cols, max_items=max_items, limit_key=limit_key)
-    return _merge_emitted(_run(_pairs_below_stripe, job, len(prep.x), engine, workers, progress), max_items)
+    first, second, _ = _merge_emitted(_run(_pairs_below_stripe, job, len(prep.x), engine, workers, progress),
+                                      max_items)
+    return first, second, prep.pair_keys(first, second)
 
 
 def _merge_emitted(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
