@@ -26,7 +26,9 @@ def triplet_margin_loss(
 
     >>> triplet_margin_loss(np.array([1.0]), np.array([2.0]), margin=1.0, squared=False)
     array([0.])
-    >>> triplet_margin_loss(np.array([1.0]), np.array([1.5]), margin=1.0, squared=True)
+    >>> triplet_margin_loss(np.array([1.0]), np.array([1.5]), margin=1.0, squared=False)
+    array([0.5])
+    >>> triplet_margin_loss(np.array([1.0]), np.array([1.5]), margin=2.0, squared=True)
     array([0.75])
     """
     ap = np.asarray(d_ap, dtype=np.float64)
