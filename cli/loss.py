@@ -11,7 +11,7 @@ from cli.errors import reported_errors
 from cli.inputs import load_inputs, parse_floats
 from cli.render import loss as render
 from cli.render import progress_bar
-from embedkit.engine import make_engine
+from embedkit.engines import make_engine
 from embedkit.errors import OptionError
 from embedkit.io import read_table
 from embedkit.losses.compute import LossKind, LossSpec, compute_loss

@@ -38,7 +38,7 @@ _EXPORTS: dict[str, str] = {
     "mine": "embedkit.mining.strategies",
     "mine_dataset": "embedkit.mining.strategies",
     # search and evaluation
-    "exact_knn": "embedkit.mining.knn",
+    "exact_knn": "embedkit.knn",
     "RetrievalMetrics": "embedkit.metrics",
     "evaluate_retrieval": "embedkit.metrics",
     "retrieval_metrics": "embedkit.metrics",
@@ -51,7 +51,7 @@ _EXPORTS: dict[str, str] = {
     "parse_requirements": "embedkit.checks",
     "parse_max_drops": "embedkit.checks",
     # engines
-    "make_engine": "embedkit.engine",
+    "make_engine": "embedkit.engines",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -72,13 +72,13 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from embedkit.checks import CheckReport, CheckSettings, parse_max_drops, parse_requirements, run_check
-    from embedkit.engine import make_engine
+    from embedkit.engines import make_engine
     from embedkit.errors import EmbedkitError, InputError, OptionError
     from embedkit.inspection import Inspection, inspect_embeddings
     from embedkit.io import Dataset, load_dataset, load_labels
     from embedkit.losses.compute import LossSpec, compute_loss
     from embedkit.losses.result import LossResult
     from embedkit.metrics import RetrievalMetrics, evaluate_retrieval, retrieval_metrics
-    from embedkit.mining.knn import exact_knn
+    from embedkit.knn import exact_knn
     from embedkit.mining.strategies import MineResult, MineSpec, mine, mine_dataset
     from embedkit.rawinput import LoadedEmbeddings, load_allowing_nonfinite

@@ -25,7 +25,7 @@ import numpy as np
 from embedkit.arrays import l2_normalized
 from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
 from embedkit.distances import block_distances, paired_cosines, paired_distances
-from embedkit.engine import Engine, Progress
+from embedkit.engines import Engine, Progress
 from embedkit.errors import InputError, OptionError
 from embedkit.io import Dataset
 from embedkit.kernels import FORM_BCE, FORM_HALVED, FORM_LINEAR, FORM_SQUARED
