@@ -29,7 +29,7 @@ _EXPORTS: dict[str, str] = {
     "LoadedEmbeddings": "embedkit.rawinput",
     "load_allowing_nonfinite": "embedkit.rawinput",
     # losses
-    "LossSpec": "embedkit.losses.compute",
+    "LossSpec": "embedkit.losses.spec",
     "compute_loss": "embedkit.losses.compute",
     "LossResult": "embedkit.losses.result",
     # mining
@@ -76,7 +76,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from embedkit.errors import EmbedkitError, InputError, OptionError
     from embedkit.inspection import Inspection, inspect_embeddings
     from embedkit.io import Dataset, load_dataset, load_labels
-    from embedkit.losses.compute import LossSpec, compute_loss
+    from embedkit.losses.compute import compute_loss
+    from embedkit.losses.spec import LossSpec
     from embedkit.losses.result import LossResult
     from embedkit.metrics import RetrievalMetrics, evaluate_retrieval, retrieval_metrics
     from embedkit.knn import exact_knn
