@@ -93,7 +93,7 @@ def mine(
         if json and output == "-":
             raise OptionError("--json and -o - would both write to stdout; write the items to a file")
         if not 0 < budget_mib < float("inf"):  # also refuses nan
-            raise OptionError(f"--budget-mib must be a finite number > 0; got {budget_mib}")
+            raise OptionError(f"--budget-mib must be > 0 and finite; got {budget_mib}")
         spec = MineSpec(
             strategy=strategy, margin=margin, negatives=negatives, positives=positives,
             positives_count=positives_count, select=select, fallback=fallback, squared=squared, metric=metric,

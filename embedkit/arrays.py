@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import mmap
+import os
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -74,6 +76,43 @@ def row_blocks(embeddings: np.ndarray, step: int) -> Iterator[tuple[int, int, np
         return
     for start, stop in blocks(rows, step):
         yield start, stop, np.asarray(embeddings[start:stop])
+
+
+def mapped_file_guard(array: np.ndarray) -> Callable[[], None]:
+    """For a memory-mapped ``array``, a check that raises :class:`InputError` when its file
+    has become shorter than the mapping; for any other array, a no-op.
+
+    Reading a mapped page past the end of a truncated file raises SIGBUS, which kills the
+    process (Python cannot recover from it safely: the handler would return into the
+    faulting copy). Calling the guard between blocks turns a file truncated by another
+    process into one error line; a truncation in the middle of a block can still kill.
+    """
+    mapped: object = array
+    while isinstance(mapped, np.ndarray) and not (isinstance(mapped, np.memmap) and mapped.filename):
+        mapped = mapped.base  # a view (np.asarray, slices) of a memory map keeps it as its base
+    path = getattr(mapped, "filename", None)
+    mapping = getattr(mapped, "_mmap", None)
+    if not isinstance(mapped, np.memmap) or not path or mapping is None:
+        return _no_check
+    offset = int(getattr(mapped, "offset", 0))
+    start = offset - offset % mmap.ALLOCATIONGRANULARITY
+    needed = start + len(mapping)
+
+    def check() -> None:
+        try:
+            size = os.stat(path).st_size
+        except OSError as exc:
+            raise InputError(f"{path}: cannot be read any more ({exc.strerror or exc}); "
+                             "it changed while embedkit was reading it") from None
+        if size < needed:
+            raise InputError(f"{path}: the file shrank to {size:,} bytes while it was being read "
+                             f"(it needs {needed:,}); another process changed it")
+
+    return check
+
+
+def _no_check() -> None:
+    return None
 
 
 def as_work_array(embeddings: np.ndarray) -> np.ndarray:

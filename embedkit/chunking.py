@@ -20,7 +20,7 @@ def rows_per_block(bytes_per_row: int, budget_mib: float = DEFAULT_BUDGET_MIB) -
     1
     """
     if not (isinstance(budget_mib, (int, float)) and math.isfinite(budget_mib) and budget_mib > 0):
-        raise OptionError(f"--budget-mib must be a finite number > 0; got {budget_mib}")
+        raise OptionError(f"--budget-mib must be > 0 and finite; got {budget_mib}")
     budget = int(budget_mib * 1024 * 1024)
     return max(1, budget // max(1, bytes_per_row))
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from embedkit.arrays import work_dtype
+from embedkit.arrays import mapped_file_guard, work_dtype
 from embedkit.chunking import blocks, rows_per_block
 
 Metric = Literal["euclidean", "cosine"]
@@ -133,6 +133,7 @@ def gram_tiles(
     """
     n = len(x)
     dtype = np.result_type(rows.dtype, x.dtype)
+    still_whole = mapped_file_guard(x)  # a truncated memory-mapped file: one error, not SIGBUS
     buffer = np.empty((len(rows), tile_cols), dtype=dtype)
     columns = np.empty((tile_cols, x.shape[1]), dtype=dtype) if centre is not None else None
     start = 0 if upper_from is None else upper_from - upper_from % tile_cols
@@ -141,6 +142,7 @@ def gram_tiles(
         if upper_from is not None and col1 <= upper_from + 1:
             continue
         tile = buffer[:, : col1 - col0]
+        still_whole()
         block = x[col0:col1]
         if columns is not None:
             block = np.subtract(block, centre, out=columns[: col1 - col0])

@@ -576,3 +576,27 @@ def test_one_nan_row_does_not_change_the_other_figures(run_cli, tmp_path: Path) 
     assert dirty["duplicates"]["example"] == [3, 7]  # row numbers of the file itself
     assert dirty["labels"]["classes"] == clean["labels"]["classes"]
     assert math.isclose(dirty["distances"]["overlap"], clean["distances"]["overlap"])
+
+
+# -- a file truncated under a memory map --------------------------------------------------------
+
+def test_truncated_memory_map_is_an_error_before_it_is_read(tmp_path: Path) -> None:
+    from embedkit.distances import gram_tiles
+    from embedkit.errors import InputError
+    from embedkit.mining.blocked import prepare
+
+    path = tmp_path / "e.npy"
+    np.save(path, np.ones((400, 8), np.float32))
+    x = load_dataset(str(path)).embeddings
+    prep = prepare(x, "euclidean")  # reads the whole map while the file is intact
+    os.truncate(path, 200)  # another process truncates it; touching the pages now would be SIGBUS
+    with pytest.raises(InputError, match="shrank to 200 bytes"):
+        list(gram_tiles(np.ones((2, 8), np.float32), prep.x, 64))
+    with pytest.raises(InputError, match="shrank to 200 bytes"):
+        prep.rows(np.arange(3))
+
+
+def test_truncated_memory_map_check_ignores_in_memory_arrays() -> None:
+    from embedkit.arrays import mapped_file_guard
+
+    mapped_file_guard(np.ones((3, 2)))()  # nothing to check, nothing raised

@@ -24,7 +24,7 @@ def local_threads(workers: int | None = None) -> Iterator[Executor]:
     numpy's BLAS calls and the numba kernels release the GIL, so threads scale; one BLAS
     thread per worker keeps them from oversubscribing the cores.
     """
-    count = workers or available_cores()
+    count = min(workers or available_cores(), 1024)  # knn.MAX_WORKERS (no faiss import here)
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=count) as pool:
         yield pool
 

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from embedkit.arrays import as_work_array, l2_normalized
+from embedkit.arrays import as_work_array, l2_normalized, mapped_file_guard
 from embedkit.chunking import DEFAULT_BUDGET_MIB, rows_per_block
 from embedkit.distances import Metric, centred_squared_norms, column_mean, gram_tiles, is_similarity
 from embedkit.engines import Engine, LocalEngine, Progress
@@ -52,6 +52,7 @@ class Prepared:
 
     def rows(self, ids: np.ndarray | slice) -> np.ndarray:
         """Rows ``ids`` centred, C-contiguous, in the work dtype."""
+        mapped_file_guard(self.x)()  # a file truncated under us: one error line, not SIGBUS
         block = np.asarray(self.x[ids])
         if self.centre is None:
             return np.ascontiguousarray(block)
