@@ -472,7 +472,7 @@ def test_numeric_options_at_extremes(run_cli, tmp_path: Path, command: str, opti
                                   ["-s", "semi-hard", "--select", "all"], ["-s", "within-margin"],
                                   ["-s", "batch-hard", "--batch-size", "8"]])
 @pytest.mark.parametrize("option", ["--nlist", "--nprobe", "--ef-search", "--negatives", "--max-items",
-                                    "--workers", "--seed", "--budget-mib"])
+                                    "--workers"])
 def test_mine_options_at_extremes_on_every_path(run_cli, tmp_path: Path, base: list[str], option: str) -> None:
     good = write_good(tmp_path, rows=24)
     for value in ("1", "-1", str(2**63), str(2**31)):
