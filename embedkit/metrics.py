@@ -76,6 +76,10 @@ class RetrievalMetrics:
         return out
 
 
+#: Multiply-adds of one query block's search (~0.3 s on one core): bounds the Ctrl-C latency.
+BLOCK_WORK = 2_000_000_000
+
+
 def query_scores(hits: np.ndarray, relevant: np.ndarray, ks: tuple[int, ...]) -> dict[str, np.ndarray]:
     """Per-query metrics from a block of ranked relevance flags.
 
@@ -171,6 +175,9 @@ def retrieval_metrics(
         budget_mib=budget_mib,
     )
     step = rows_per_block(search_k * 48 + reference.shape[1] * 8, budget_mib)
+    # Also bound a block's work (queries × references × dim multiply-adds), so Ctrl-C, which
+    # waits for the running blocks, is honoured within about a second on one core.
+    step = min(step, max(1, BLOCK_WORK // max(1, reference.shape[0] * reference.shape[1])))
     query_blocks = list(blocks(n_queries, step))
     # Blocks are tasks (threads here, or Dask workers), each searching with one BLAS/FAISS
     # thread: the neighbours then do not depend on the engine (BLAS's thread count changes
