@@ -365,9 +365,13 @@ def all_pair_distances(x: np.ndarray, labels: np.ndarray, *, budget_mib: float =
 
 
 def sampled_pair_distances(x: np.ndarray, labels: np.ndarray, sample: int, seed: int,
-                           *, budget_mib: float = DEFAULT_BUDGET_MIB) -> tuple[np.ndarray, np.ndarray, bool]:
+                           *, budget_mib: float = DEFAULT_BUDGET_MIB, rows: np.ndarray | None = None,
+                           ) -> tuple[np.ndarray, np.ndarray, bool]:
     """``sample`` positive and negative pairs drawn uniformly with replacement; all positive
-    pairs when there are at most ``sample``. Returns ``(positive, negative, positives_exact)``."""
+    pairs when there are at most ``sample``. Returns ``(positive, negative, positives_exact)``.
+
+    With ``rows`` (row numbers of ``x``, one per label), pair ``(i, j)`` is measured on
+    ``x[rows[i]]`` and ``x[rows[j]]``: a subset without a copy of it."""
     rng = np.random.default_rng(seed)
     members = members_by_label(labels)
     sizes = np.array([len(m) for m in members], dtype=np.int64)
@@ -401,6 +405,8 @@ def sampled_pair_distances(x: np.ndarray, labels: np.ndarray, sample: int, seed:
             break
     ni = np.concatenate(ni_parts)[:sample]
     nj = np.concatenate(nj_parts)[:sample]
+    if rows is not None:
+        pi, pj, ni, nj = rows[pi], rows[pj], rows[ni], rows[nj]
     positive = paired_distances(x, pi, pj, budget_mib=budget_mib)
     negative = paired_distances(x, ni, nj, budget_mib=budget_mib)
     return positive, negative, positives_exact
@@ -495,17 +501,19 @@ def ranking_error(positive: np.ndarray, negative_sorted: np.ndarray) -> float:
 
 def pair_distances(x: np.ndarray, labels: np.ndarray, *, exact_pairs: int = DEFAULT_EXACT_PAIRS,
                    sample: int = DEFAULT_SAMPLE, seed: int = DEFAULT_SEED, bins: int = DEFAULT_BINS,
-                   budget_mib: float = DEFAULT_BUDGET_MIB) -> PairDistances | None:
+                   budget_mib: float = DEFAULT_BUDGET_MIB, rows: np.ndarray | None = None) -> PairDistances | None:
     """Distance distributions of positive and negative pairs, their overlap and a margin;
-    None when either kind has no pair."""
+    None when either kind has no pair. ``rows``: measure the rows ``x[rows]`` (one label
+    each) without copying them, except for the exact all-pairs path."""
     similar, dissimilar = count_label_pairs(labels)
     if similar == 0 or dissimilar == 0:
         return None
     if similar + dissimilar <= exact_pairs:
-        positive, negative = all_pair_distances(x, labels, budget_mib=budget_mib)
+        subset = np.asarray(x[rows]) if rows is not None else x
+        positive, negative = all_pair_distances(subset, labels, budget_mib=budget_mib)
         method, used_seed, used_sample = "exact", None, None
     else:
-        positive, negative, _ = sampled_pair_distances(x, labels, sample, seed, budget_mib=budget_mib)
+        positive, negative, _ = sampled_pair_distances(x, labels, sample, seed, budget_mib=budget_mib, rows=rows)
         method, used_seed, used_sample = "sampled", seed, sample
     neg_sorted = np.sort(negative)
     low = min(float(positive.min()), float(negative.min()))
@@ -550,7 +558,8 @@ def inspect_embeddings(
         notes.append(f"{loaded.nonfinite_rows:,} rows with NaN or Inf are left out of every other figure")
     has_rows = loaded.nonfinite_rows < dataset.rows
     norms = norm_stats(x, budget_mib=budget_mib, rows=finite) if "norms" in parts and has_rows else None
-    needs_matrix = has_rows and ((normalize and "duplicates" in parts) or ("distances" in parts and labels is not None))
+    # Normalised rows are a new matrix anyway: only then are the finite rows copied first.
+    needs_matrix = has_rows and normalize and bool({"duplicates", "distances"} & set(parts))
     row_labels = labels  # one per row of x (what exact_duplicates reads)
     if finite is not None and needs_matrix:
         keep = np.flatnonzero(finite)
@@ -569,7 +578,8 @@ def inspect_embeddings(
         label_info = label_stats(labels, dataset.label_names)
         if "distances" in parts:
             distances = pair_distances(work, labels, exact_pairs=exact_pairs, sample=sample, seed=seed,
-                                       bins=bins, budget_mib=budget_mib)
+                                       bins=bins, budget_mib=budget_mib,
+                                       rows=np.flatnonzero(finite) if finite is not None else None)
             if distances is None:
                 notes.append("pair distances need at least one positive and one negative pair")
     return Inspection(

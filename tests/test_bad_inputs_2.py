@@ -600,3 +600,19 @@ def test_truncated_memory_map_check_ignores_in_memory_arrays() -> None:
     from embedkit.arrays import mapped_file_guard
 
     mapped_file_guard(np.ones((3, 2)))()  # nothing to check, nothing raised
+
+
+def test_one_nan_row_sampled_distances_equal_the_clean_file(run_cli, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((80, 4)).astype(np.float32)
+    labels = np.arange(80) % 4
+    np.save(tmp_path / "clean.npy", np.delete(x, 40, axis=0))
+    np.save(tmp_path / "clean.labels.npy", np.delete(labels, 40))
+    x[40, 0] = np.inf
+    np.save(tmp_path / "nan.npy", x)
+    np.save(tmp_path / "nan.labels.npy", labels)
+    args = ["--exact-pairs", "0", "--sample", "300", "--json"]
+    clean = ok(run_cli("inspect", str(tmp_path / "clean.npy"), *args))
+    dirty = ok(run_cli("inspect", str(tmp_path / "nan.npy"), *args))
+    assert dirty["inf_rows"] == 1 and dirty["distances"]["method"] == "sampled"
+    assert dirty["distances"] == clean["distances"]
