@@ -605,6 +605,11 @@ def read_table(path: str, required: tuple[str, ...], *, stdin: BinaryIO | None =
         if name in required:
             if col.null_count:
                 raise InputError(f"{source}: column '{name}' has empty values")
+            if pa.types.is_floating(col.type) and len(col):
+                values = col.to_numpy(zero_copy_only=False)
+                big = values[np.isfinite(values) & (np.abs(values) >= 2.0**63)]
+                if len(big) and np.all(values == np.round(values)):  # integer text wider than int64
+                    raise InputError(f"{source}: column '{name}' holds an integer beyond int64 (about {big[0]:.3g}); expected row numbers")
             if not (pa.types.is_integer(col.type)):
                 raise InputError(f"{source}: column '{name}' must hold integers; found {col.type}")
             if pa.types.is_unsigned_integer(col.type) and len(col) and pc.max(col).as_py() > INT64_MAX:

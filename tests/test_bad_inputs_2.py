@@ -616,3 +616,30 @@ def test_one_nan_row_sampled_distances_equal_the_clean_file(run_cli, tmp_path: P
     dirty = ok(run_cli("inspect", str(tmp_path / "nan.npy"), *args))
     assert dirty["inf_rows"] == 1 and dirty["distances"]["method"] == "sampled"
     assert dirty["distances"] == clean["distances"]
+
+
+@pytest.mark.parametrize("text,fragment", [
+    (b"i,j,y\n0,18446744073709551615,1\n", "column 'j' holds an integer beyond int64"),
+    (b"i,j,y\n0,99999999999999999999999,1\n", "column 'j' holds an integer beyond int64"),
+    (b"i,j,j\n0,1,1\n", "duplicate column name(s) j"),
+])
+def test_pairs_csv_numbers_and_names(run_cli, tmp_path: Path, text: bytes, fragment: str) -> None:
+    good = write_good(tmp_path)
+    (tmp_path / "p.csv").write_bytes(text)
+    before = digest(tmp_path)
+    result = run_cli("loss", "--kind", "contrastive", "--pairs", str(tmp_path / "p.csv"), str(good))
+    assert_clean_failure(result, fragment, tmp_path, before)
+
+
+@pytest.mark.parametrize("text", [
+    b"\xef\xbb\xbfi,j,y\r\n0,1,1\r\n2,3,0\r\n",            # BOM and CRLF
+    b'"i","j","y"\n"0","1","1"\n"2","3","0"\n',              # quoted values
+    b"i,j,y,note\n0,1,1,caf\xe9\n2,3,0,x\n",                # latin-1 in a column nobody reads
+])
+def test_pairs_csv_encodings_read_like_plain(run_cli, tmp_path: Path, text: bytes) -> None:
+    good = write_good(tmp_path)
+    (tmp_path / "plain.csv").write_bytes(b"i,j,y\n0,1,1\n2,3,0\n")
+    (tmp_path / "odd.csv").write_bytes(text)
+    want = ok(run_cli("loss", "--kind", "contrastive", "--pairs", str(tmp_path / "plain.csv"), str(good), "--json"))
+    got = ok(run_cli("loss", "--kind", "contrastive", "--pairs", str(tmp_path / "odd.csv"), str(good), "--json"))
+    assert (got["loss"], got["count"]) == (want["loss"], want["count"])
