@@ -253,8 +253,9 @@ def native_c_order(array: np.ndarray, *, budget_mib: float = 64.0) -> np.ndarray
     that is memory-mapped in turn, so a big-endian or Fortran-ordered file costs disk,
     not memory; an in-memory array is converted in memory."""
     native = array.dtype.newbyteorder("=")
-    if native == array.dtype and (array.ndim < 2 or array.flags.c_contiguous):
-        return array
+    if (native == array.dtype and (array.ndim < 2 or array.flags.c_contiguous)) or array.ndim > 2 \
+            or array.dtype.hasobject or array.dtype.fields is not None:
+        return array  # already native, or a shape/dtype the validation refuses anyway
     if not isinstance(array, np.memmap) or array.ndim != 2:
         return np.ascontiguousarray(array, dtype=native)
     import tempfile
