@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -180,7 +180,39 @@ class Slots:
     high: np.ndarray
 
 
-def make_slots(anchors: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[Slots, np.ndarray]:
+Band = Literal["semi-hard", "farther", "easy"]
+
+
+def make_slots(prep: Prepared, anchors: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[Slots, np.ndarray]:
+    """Slots for the bands ``low < d_an <= high``, given as distances (Euclidean ``‖a − n‖₂``,
+    or cosine distance ``1 − cos``; ``inf`` = unbounded), grouped by anchor and sorted by
+    ``low``; also the permutation applied. ``high`` must not decrease with ``low``."""
+    return _slots_from_keys(anchors, prep.to_key(low), prep.to_key(high))
+
+
+def positive_bands(prep: Prepared, anchors: np.ndarray, positives: np.ndarray, band: Band, *,
+                   margin: float, squared: bool = False) -> tuple[Slots, np.ndarray]:
+    """Slots around each (anchor, positive) pair's own distance ``d_ap``:
+
+    - ``semi-hard``: ``d_ap < d_an <= d_ap + margin`` (FaceNet);
+    - ``farther``: ``d_an > d_ap`` (TF-Addons' semi-hard search, no upper bound);
+    - ``easy``: ``d_an > d_ap + margin`` (and never below ``d_ap``).
+
+    With ``squared`` (Euclidean only) the margin is added to squared distances:
+    ``d_ap² < d_an² <= d_ap² + margin``. ``d_ap`` is taken as the kernels compute it, so a
+    negative at exactly the positive's distance is never in a band.
+    """
+    ap = prep.pair_keys(anchors, positives)
+    shifted = ap + margin if squared else prep.to_key(prep.to_distance(ap) + margin)
+    unbounded = np.full(len(ap), np.inf)
+    if band == "semi-hard":
+        return _slots_from_keys(anchors, ap, np.maximum(shifted, ap))
+    if band == "farther":
+        return _slots_from_keys(anchors, ap, unbounded)
+    return _slots_from_keys(anchors, np.maximum(shifted, ap), unbounded)
+
+
+def _slots_from_keys(anchors: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[Slots, np.ndarray]:
     """Group slot arrays by anchor and sort by ``low``; also return the permutation applied.
 
     ``high`` must be a non-decreasing function of ``low`` (true for every band used here),
@@ -257,20 +289,22 @@ def _band_all_stripe(job: _Job, bounds: tuple[int, int]) -> tuple[np.ndarray, np
 
 
 def pairs_below(
-    prep: Prepared, labels: np.ndarray, limit_key: float, *, max_items: int,
+    prep: Prepared, labels: np.ndarray, limit: float, *, max_items: int,
     budget_mib: float = DEFAULT_BUDGET_MIB, workers: int | None = None, engine: Engine | None = None,
     progress: Progress | None = None, tile_rows: int = TILE_ROWS, tile_cols: int = TILE_COLS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every negative pair ``i < j`` with key ``< limit_key``, sorted by ``(i, j)``.
+    """Every negative pair ``i < j`` at distance ``d < limit`` (Euclidean, or cosine distance),
+    sorted by ``(i, j)``, with ``d``.
 
-    Pairs are selected on the tiles' keys; the keys returned are recomputed per pair by
-    :meth:`Prepared.pair_keys`, because BLAS rounds a tile's products differently for
+    Pairs are selected on the tiles' keys; the distances returned are recomputed per pair
+    from :meth:`Prepared.pair_keys`, because BLAS rounds a tile's products differently for
     different tile shapes and the reported figures must not depend on the tiling.
     """
-    job = _job(prep, labels, budget_mib, tile_rows, tile_cols, max_items=max_items, limit_key=limit_key)
+    job = _job(prep, labels, budget_mib, tile_rows, tile_cols, max_items=max_items,
+               limit_key=float(prep.to_key(limit)))
     first, second, _ = _merge_emitted(_run(_pairs_below_stripe, job, len(prep.x), engine, workers, progress),
                                       max_items)
-    return first, second, prep.pair_keys(first, second)
+    return first, second, prep.to_distance(prep.pair_keys(first, second))
 
 
 def _merge_emitted(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
