@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from embedkit.errors import InputError, OptionError
 from embedkit.mining import blocked
+from embedkit.tiles import tile_shape
 from embedkit.mining.strategies import MineSpec, mine
 from tests.conftest import clustered
 
@@ -397,9 +398,9 @@ def test_tiles_of_any_shape_give_the_same_answer() -> None:
 
 def test_tiles_fit_the_budget() -> None:
     prep = blocked.prepare(np.zeros((100_000, 8), np.float32), "euclidean")
-    rows, cols = blocked.tile_shape(prep, budget_mib=0.5)
+    rows, cols = tile_shape(prep.x.itemsize, len(prep.x), budget_mib=0.5, rows=blocked.TILE_ROWS)
     assert rows * cols * 4 <= 0.5 * 2**20
-    assert blocked.tile_shape(prep, budget_mib=1e-9) == (blocked.TILE_ROWS, 1)
+    assert tile_shape(prep.x.itemsize, len(prep.x), budget_mib=1e-9, rows=blocked.TILE_ROWS) == (blocked.TILE_ROWS, 1)
 
 
 def test_exact_recall_check_is_one() -> None:

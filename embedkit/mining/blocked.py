@@ -1,11 +1,10 @@
 """Exact blocked mining: GEMM tiles of anchors × all rows, masked by label and band, reduced
 per anchor by the numba kernels in :mod:`embedkit.kernels`. Nothing n×n is ever held.
 
-Anchors are cut into stripes of ``tile_rows``; each stripe is an independent task on the
-:mod:`embedkit.engines` engine (local threads or Dask workers; results merged in stripe
-order, so the answer does not depend on scheduling or engine). A stripe multiplies its rows with column tiles of at most
-``tile_cols`` rows (BLAS, one thread per worker) and hands each tile to a kernel. Working
-memory per worker: one ``tile_rows × tile_cols`` tile plus the stripe's state.
+Anchors are cut into stripes of ``tile_rows`` and run on the one tile driver
+(:mod:`embedkit.tiles`): each stripe multiplies its rows with column tiles of at most
+``tile_cols`` rows (within the budget) and hands each tile to a kernel; stripes are merged in
+order, so the answer does not depend on scheduling or engine.
 
 Keys. Kernels compare a *key* monotone in the distance: ``v = ‖a‖² + ‖b‖² − 2a·b``
 (clipped at 0), the squared Euclidean distance; for cosine the rows are L2-normalised
@@ -23,19 +22,19 @@ import numpy as np
 
 from embedkit.arrays import as_work_array, l2_normalized
 from embedkit.chunking import DEFAULT_BUDGET_MIB, rows_per_block
-from embedkit.distances import Metric, centred_squared_norms, column_mean, gram_tiles, is_similarity
-from embedkit.engines import Engine, LocalEngine, Progress
+from embedkit.distances import Metric, centred_squared_norms, column_mean, is_similarity
+from embedkit.engines import Engine, Progress
 from embedkit.kernels import (
     band_all_tile,
     band_closest_tile,
     nearest_negatives_tile,
     pairs_below_tile,
 )
+from embedkit.tiles import TILE_COLS, gram_tiles, run_stripes, stripes, tile_shape
 
 R = TypeVar("R")
 
 TILE_ROWS = 256
-TILE_COLS = 2048
 NO_ROW = -1
 
 
@@ -91,18 +90,6 @@ def prepare(embeddings: np.ndarray, metric: Metric) -> Prepared:
     return Prepared(x, centred_squared_norms(x, centre), metric, centre.astype(x.dtype))
 
 
-def tile_shape(prep: Prepared, budget_mib: float, tile_rows: int = TILE_ROWS,
-               tile_cols: int = TILE_COLS) -> tuple[int, int]:
-    """``(rows, cols)`` of one GEMM tile, within ``budget_mib`` and cache-friendly."""
-    rows = max(1, tile_rows)
-    cols = min(tile_cols, rows_per_block(rows * prep.x.itemsize, budget_mib), max(1, len(prep.x)))
-    return rows, max(1, cols)
-
-
-def _stripes(count: int, size: int) -> list[tuple[int, int]]:
-    return [(s, min(count, s + size)) for s in range(0, count, size)]
-
-
 @dataclass(frozen=True)
 class _Job:
     """What every stripe of one scan reads; shared with the workers once, never per task."""
@@ -121,17 +108,15 @@ class _Job:
 
 def _job(prep: Prepared, labels: np.ndarray, budget_mib: float, tile_rows: int, tile_cols: int,
          **fields: object) -> _Job:
-    rows_t, cols_t = tile_shape(prep, budget_mib, tile_rows, tile_cols)
+    rows_t, cols_t = tile_shape(prep.x.itemsize, len(prep.x), budget_mib=budget_mib, rows=tile_rows, cols=tile_cols)
     return _Job(prep, np.ascontiguousarray(labels, dtype=np.int64), rows_t, cols_t, **fields)  # type: ignore[arg-type]
 
 
 def _run(task: Callable[[_Job, tuple[int, int]], R], job: _Job, count: int, engine: Engine | None,
          workers: int | None, progress: Progress | None) -> list[R]:
-    """Stripes of ``count`` anchors (or slots) on ``engine`` (default: local threads), in order."""
-    stripes = _stripes(count, job.rows_t)
-    weights = [(b - a) * max(1, len(job.prep.x)) for a, b in stripes]
-    runner = engine if engine is not None else LocalEngine(workers)
-    return list(runner.map(task, runner.share(job), stripes, weights=weights, progress=progress))
+    """Stripes of ``count`` anchors (or slots), each against every row, on the tile driver."""
+    return run_stripes(task, job, stripes(count, job.rows_t), cost_per_row=len(job.prep.x), engine=engine,
+                       workers=workers, progress=progress)
 
 
 def nearest_negatives(
