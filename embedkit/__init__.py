@@ -71,6 +71,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    # ruff: noqa: F401 - re-exported through __all__
     from embedkit.checks import CheckReport, CheckSettings, parse_max_drops, parse_requirements, run_check
     from embedkit.engines import make_engine
     from embedkit.errors import EmbedkitError, InputError, OptionError
