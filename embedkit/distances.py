@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from embedkit.arrays import work_dtype
+from embedkit.arrays import mapped_file_guard, work_dtype
 from embedkit.chunking import blocks, rows_per_block
 
 Metric = Literal["euclidean", "cosine"]
@@ -55,7 +55,9 @@ def paired_distances(
     """
     out = np.empty(len(first), dtype=np.float64)
     step = rows_per_block(embeddings.shape[1] * 8 * 3, budget_mib)
+    still_whole = mapped_file_guard(embeddings)  # a truncated memory-mapped file: an error, not SIGBUS
     for start, stop in blocks(len(first), step):
+        still_whole()
         a = np.asarray(embeddings[first[start:stop]], dtype=np.float64)
         b = np.asarray(embeddings[second[start:stop]], dtype=np.float64)
         diff = a - b
@@ -69,7 +71,9 @@ def paired_cosines(
     """Cosine similarity between rows ``first[k]`` and ``second[k]``, float64."""
     out = np.empty(len(first), dtype=np.float64)
     step = rows_per_block(embeddings.shape[1] * 8 * 3, budget_mib)
+    still_whole = mapped_file_guard(embeddings)  # a truncated memory-mapped file: an error, not SIGBUS
     for start, stop in blocks(len(first), step):
+        still_whole()
         a = np.asarray(embeddings[first[start:stop]], dtype=np.float64)
         b = np.asarray(embeddings[second[start:stop]], dtype=np.float64)
         na = np.linalg.norm(a, axis=1)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 import faiss
 import numpy as np
 
+from embedkit.arrays import mapped_file_guard
 from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
 from embedkit.distances import Metric
 from embedkit.engines import Engine, LocalEngine, Progress
@@ -250,6 +251,8 @@ def _score_block(job: _ScoreJob, bounds: tuple[int, int]) -> tuple[np.ndarray, n
     if len(keep) == 0:
         return sums, class_sums
     rows = start + keep
+    # A file truncated under its memory map: one error line, not SIGBUS.
+    mapped_file_guard(job.reference if job.queries is None else job.queries)()
     block = job.reference[rows] if job.queries is None else faiss_ready(job.queries[rows], metric=job.metric)
     ids = rows.astype(np.int64) if job.queries is None else None
     found = search_index(index, block, job.search_k, metric=job.metric, query_ids=ids, budget_mib=job.budget_mib)

@@ -594,6 +594,10 @@ def test_truncated_memory_map_is_an_error_before_it_is_read(tmp_path: Path) -> N
         list(gram_tiles(np.ones((2, 8), np.float32), prep.x, 64))
     with pytest.raises(InputError, match="shrank to 200 bytes"):
         prep.rows(np.arange(3))
+    from embedkit.distances import paired_distances
+
+    with pytest.raises(InputError, match="shrank to 200 bytes"):
+        paired_distances(x, np.arange(3), np.arange(3) + 1)
 
 
 def test_truncated_memory_map_check_ignores_in_memory_arrays() -> None:
