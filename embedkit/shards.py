@@ -114,6 +114,18 @@ def is_shard_set(path: str) -> bool:
     return os.path.isdir(path) or (bool(GLOB_CHARS & set(path)) and not os.path.exists(path))
 
 
+def contains(shard_set: str, path: str) -> bool:
+    """Would a file written at ``path`` be read as part of the folder or glob ``shard_set``?"""
+    if not shard_set or shard_set == "-" or not is_shard_set(shard_set):
+        return False
+    target = os.path.realpath(path)
+    if os.path.isdir(shard_set):
+        return target.startswith(os.path.realpath(shard_set).rstrip(os.sep) + os.sep)
+    import fnmatch
+
+    return fnmatch.fnmatch(path, shard_set) or fnmatch.fnmatch(target, os.path.realpath(shard_set))
+
+
 def stream_piece(data: bytes, source: str) -> Piece:
     """The one piece of a stream already read whole (stdin, a FIFO)."""
     if not data:
