@@ -21,18 +21,23 @@ An NPY shard set may carry its ids and labels in Parquet files with the same ste
 
 Memory: NPY shards are memory-mapped; a set of one NPY file is returned as the memory map
 itself, more shards are copied block by block into one preallocated matrix. Parquet is
-read one row group at a time and Arrow IPC from a memory map (zero-copy), each straight
-into the one preallocated matrix, so a folder needs what one file needs.
+read row group by row group, each decoded in batches of about 16 MiB, and Arrow IPC from a
+memory map (zero-copy), each straight into the one preallocated matrix, so a folder needs
+what one file needs: the matrix plus one batch. Parquet row counts are checked against
+the footer: a footer that claims rows its row groups do not hold is an error, never
+uninitialised rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +50,8 @@ GLOB_CHARS = frozenset("*?[")
 ARROW_FILE_MAGIC = b"ARROW1"
 ARROW_STREAM_MAGIC = b"\xff\xff\xff\xff"
 LABEL_SIDECARS = (".labels.npy", ".labels.txt", ".labels.csv")
+PARQUET_BUFFER = 1 << 20  # bytes read at a time from a Parquet column chunk
+PARQUET_BATCH_BYTES = 16 << 20  # decoded bytes per batch of a row group
 
 
 @dataclass(frozen=True)
@@ -280,39 +287,35 @@ def _metadata_folder(data: list[Piece], source: str) -> list[Piece]:
 # --------------------------------------------------------------------------- reading
 
 
-def _arrays_agree(arrays: Sequence[tuple[Piece, np.ndarray]], source: str) -> tuple[int, np.dtype]:
-    """Every shard a 2-D float matrix of the first shard's width and dtype."""
+def _arrays_agree(shapes: Sequence[tuple[Piece, tuple[int, ...], np.dtype]], source: str) -> tuple[int, np.dtype]:
+    """Every shard a 2-D float matrix of the first shard's width and dtype: ``(dim, dtype)``."""
     from embedkit.arrays import FLOAT_DTYPES
 
-    first_piece, first = arrays[0]
-    for piece, array in arrays:
-        if array.ndim != 2:
-            raise InputError(f"{piece.path}: shard must be a 2-D (rows, dim) matrix; found shape {tuple(array.shape)}")
-        if array.dtype not in FLOAT_DTYPES:
-            raise InputError(f"{piece.path}: shard must be float16, float32 or float64; found {array.dtype}")
-        if array.shape[1] != first.shape[1]:
-            raise InputError(f"{piece.path}: shard has dimension {array.shape[1]}, but {first_piece.path} has "
-                             f"{first.shape[1]}; all shards of {source} must agree")
-        if array.dtype != first.dtype:
-            raise InputError(f"{piece.path}: shard is {array.dtype}, but {first_piece.path} is {first.dtype}; "
+    first_piece, first_shape, first_dtype = shapes[0]
+    for piece, shape, dtype in shapes:
+        if len(shape) != 2:
+            raise InputError(f"{piece.path}: shard must be a 2-D (rows, dim) matrix; found shape {shape}")
+        if dtype not in FLOAT_DTYPES:
+            raise InputError(f"{piece.path}: shard must be float16, float32 or float64; found {dtype}")
+        if shape[1] != first_shape[1]:
+            raise InputError(f"{piece.path}: shard has dimension {shape[1]}, but {first_piece.path} has "
+                             f"{first_shape[1]}; all shards of {source} must agree")
+        if dtype != first_dtype:
+            raise InputError(f"{piece.path}: shard is {dtype}, but {first_piece.path} is {first_dtype}; "
                              f"all shards of {source} must agree")
-    return int(first.shape[1]) if first.ndim == 2 else 0, first.dtype
+    return int(first_shape[1]), np.dtype(first_dtype)
 
 
-def _concatenate_arrays(arrays: Sequence[np.ndarray], dim: int, dtype: np.dtype) -> np.ndarray:
-    """One matrix, filled shard by shard in blocks (a memory map is never read whole)."""
+def _copy_rows(array: np.ndarray, out: np.ndarray, start: int) -> None:
+    """Copy ``array`` into ``out[start:]`` in blocks (a memory map is never read whole)."""
     from embedkit.arrays import row_blocks
     from embedkit.chunking import rows_per_block
 
-    out = np.empty((sum(len(a) for a in arrays), dim), dtype=dtype)
-    start = 0
-    step = rows_per_block(max(1, dim) * dtype.itemsize, budget_mib=32.0)
-    for array in arrays:
-        if len(array) and dim:
-            for a, b, block in row_blocks(array, step):
-                out[start + a : start + b] = block
-        start += len(array)
-    return out
+    if not len(array) or not array.shape[1]:
+        return
+    step = rows_per_block(array.shape[1] * array.dtype.itemsize, budget_mib=32.0)
+    for a, b, block in row_blocks(array, step):
+        out[start + a : start + b] = block
 
 
 def _shard_map(pieces: Sequence[Piece], counts: Sequence[int]) -> tuple[Shard, ...]:
@@ -394,22 +397,35 @@ def _read_arrays(data: list[Piece], metadata: list[Piece], source: str, *, label
                  id_column: str | None, want_labels: bool) -> ShardRead:
     from embedkit.io import _load_npy, _load_npz
 
-    arrays: list[tuple[Piece, np.ndarray]] = []
-    members: list[np.ndarray | None] = []
-    for piece in data:
+    def load(piece: Piece) -> tuple[np.ndarray, np.ndarray | None]:
         target = piece.data if piece.data is not None else piece.path
         if piece.kind == "npy":
-            arrays.append((piece, _load_npy(target, piece.path)))
-        else:
-            embeddings, labels = _load_npz(target, piece.path)
-            arrays.append((piece, embeddings))
-            members.append(labels)
-    if len(arrays) == 1:
-        embeddings = arrays[0][1]  # one file stays as it is (a memory map for NPY)
+            return _load_npy(target, piece.path), None
+        return _load_npz(target, piece.path)
+
+    members: list[np.ndarray | None] = []
+    if len(data) == 1:
+        embeddings, member = load(data[0])  # one file stays as it is (a memory map for NPY)
+        members.append(member)
+        counts = [len(embeddings) if embeddings.ndim else 0]
     else:
-        dim, dtype = _arrays_agree(arrays, source)
-        embeddings = _concatenate_arrays([a for _, a in arrays], dim, dtype)
-    counts = [len(a) if a.ndim else 0 for _, a in arrays]
+        # First pass: shapes and dtypes only (each map is dropped at once, so a set of
+        # thousands of shards never holds thousands of open files); second pass: copy.
+        shapes = []
+        for piece in data:
+            array, _ = load(piece)
+            shapes.append((piece, tuple(int(n) for n in array.shape), array.dtype))
+            del array
+        dim, dtype = _arrays_agree(shapes, source)
+        counts = [shape[0] for _, shape, _ in shapes]
+        embeddings = np.empty((sum(counts), dim), dtype=dtype)
+        start = 0
+        for piece in data:
+            array, member = load(piece)
+            members.append(member)
+            _copy_rows(array, embeddings, start)
+            start += len(array)
+            del array
     shards = _shard_map(data, counts)
     labels = ids = None
     label_source = None
@@ -445,58 +461,86 @@ def _read_arrays(data: list[Piece], metadata: list[Piece], source: str, *, label
 
 class _ColumnarShard:
     """A Parquet file (read one row group at a time) or an Arrow IPC file or stream
-    (memory-mapped, zero-copy), with its hive partition values as extra scalar columns."""
+    (memory-mapped, zero-copy), with its hive partition values as extra scalar columns.
+
+    Only the footer / schema is read on construction and the file is closed again: a set
+    of thousands of shards never holds thousands of open files."""
 
     def __init__(self, piece: Piece) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         self.piece = piece
         self.path = piece.path
         self.partition = piece.partition
-        try:
+        self.group_rows: list[int] = []
+        with self._opened() as handle:
             if piece.kind == "parquet":
-                self.file = pq.ParquetFile(pa.BufferReader(piece.data) if piece.data is not None else piece.path)
-                self.table = None
-                self.schema = self.file.schema_arrow
-                meta = self.file.metadata
-                groups = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
-                if sum(groups) != meta.num_rows:
+                meta = handle.metadata
+                self.schema = handle.schema_arrow
+                self.group_rows = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+                if sum(self.group_rows) != meta.num_rows:
                     raise InputError(f"{self.path}: Parquet footer says {meta.num_rows} rows but its row groups "
-                                     f"hold {sum(groups)}; the file is damaged")
-                self.group_rows = groups
+                                     f"hold {sum(self.group_rows)}; the file is damaged")
                 self.rows = int(meta.num_rows)
             else:
-                stream = pa.BufferReader(piece.data) if piece.data is not None else pa.memory_map(piece.path)
-                opener = pa.ipc.open_file if piece.head.startswith(ARROW_FILE_MAGIC) else pa.ipc.open_stream
-                self.table = opener(stream).read_all()
-                self.file = None
-                self.schema = self.table.schema
-                self.rows = int(self.table.num_rows)
-        except InputError:
-            raise
-        except (pa.ArrowException, OSError) as exc:
-            what = "Parquet" if piece.kind == "parquet" else "Arrow IPC"
-            raise InputError(f"{self.path}: not a readable {what} file ({_first_line(exc)})") from None
+                self.schema = handle.schema
+                self.rows = int(handle.num_rows)
         self.names = [*self.schema.names, *(k for k in self.partition if k not in self.schema.names)]
 
-    def chunks(self, name: str) -> Iterator[object]:
-        """The column's Arrow arrays in row order; Parquet row counts checked against the footer."""
+    @contextlib.contextmanager
+    def _opened(self) -> Iterator[Any]:
+        """The open ``ParquetFile``, or the Arrow table (zero-copy over a memory map); closed after."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        piece = self.piece
+        what = "Parquet" if piece.kind == "parquet" else "Arrow IPC"
+        source: Any = None
+        try:
+            if piece.kind == "parquet":
+                # Buffered page reads, no pre-buffering of whole column chunks: a row group is
+                # decoded batch by batch (a 1M-row group read whole costs ~5x its matrix).
+                source = pq.ParquetFile(pa.BufferReader(piece.data) if piece.data is not None else piece.path,
+                                        pre_buffer=False, buffer_size=PARQUET_BUFFER)
+                handle: Any = source
+            else:
+                source = pa.BufferReader(piece.data) if piece.data is not None else pa.memory_map(piece.path)
+                opener = pa.ipc.open_file if piece.head.startswith(ARROW_FILE_MAGIC) else pa.ipc.open_stream
+                handle = opener(source).read_all()
+        except (pa.ArrowException, OSError) as exc:
+            if source is not None:
+                source.close()
+            raise InputError(f"{self.path}: not a readable {what} file ({_first_line(exc)})") from None
+        try:
+            yield handle
+        finally:
+            del handle
+            source.close()
+
+    def chunks(self, name: str) -> Iterator[Any]:
+        """The column's Arrow arrays in row order; Parquet row counts checked against the footer.
+        Each array is valid until the next one is asked for (copy what you keep)."""
         import pyarrow as pa
 
-        if self.table is not None:
-            yield from self.table.column(name).chunks
-            return
-        assert self.file is not None
-        for group, expected in enumerate(self.group_rows):
-            try:
-                table = self.file.read_row_group(group, columns=[name])
-            except (pa.ArrowException, OSError) as exc:
-                raise InputError(f"{self.path}: row group {group} is unreadable ({_first_line(exc)})") from None
-            if table.num_rows != expected:
-                raise InputError(f"{self.path}: row group {group} holds {table.num_rows} rows but the footer "
-                                 f"says {expected}; the file is damaged")
-            yield from table.column(0).chunks
+        with self._opened() as handle:
+            if self.piece.kind != "parquet":
+                yield from handle.column(name).chunks
+                return
+            meta = handle.metadata
+            for group, expected in enumerate(self.group_rows):
+                per_row = max(1, meta.row_group(group).total_byte_size // max(1, expected))
+                batch = int(min(65536, max(256, PARQUET_BATCH_BYTES // per_row)))
+                got = 0
+                try:
+                    for record_batch in handle.iter_batches(batch_size=batch, row_groups=[group], columns=[name],
+                                                            use_threads=False):
+                        got += record_batch.num_rows
+                        if got > expected:
+                            break
+                        yield record_batch.column(0)
+                except (pa.ArrowException, OSError) as exc:
+                    raise InputError(f"{self.path}: row group {group} is unreadable ({_first_line(exc)})") from None
+                if got != expected:
+                    raise InputError(f"{self.path}: row group {group} holds {'more than ' if got > expected else ''}"
+                                     f"{got} rows but the footer says {expected}; the file is damaged")
 
     def scalar(self, name: str) -> np.ndarray:
         """A one-value-per-row column (labels, ids), or a hive partition key."""
@@ -521,7 +565,7 @@ class _ColumnarShard:
                 raise InputError(f"{self.path}: column '{name}' has null values (first at row {first}); "
                                  "expected a value in every row")
             done += len(chunk)
-            parts.append(chunk.to_numpy(zero_copy_only=False))
+            parts.append(np.array(chunk.to_numpy(zero_copy_only=False)))  # a copy: the map closes after
         values = np.concatenate(parts) if parts else np.empty(0)
         return values.astype(str) if values.dtype == object else values
 
