@@ -30,7 +30,14 @@ import pyarrow.parquet as pq
 
 from embedkit.arrays import encode_labels, validate_embeddings
 from embedkit.errors import InputError
-from embedkit.shards import Shard, is_stream_path, open_pieces, read_pieces, read_stream_path, stream_piece
+from embedkit.shards import (
+    Shard,
+    is_stream_path,
+    open_pieces,
+    read_pieces,
+    read_stream_path,
+    stream_piece,
+)
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"

@@ -107,7 +107,7 @@ def sniff_kind(head: bytes) -> str | None:
         return "npz"
     if head.startswith(b"PAR1"):
         return "parquet"
-    if head.startswith(ARROW_FILE_MAGIC) or head.startswith(ARROW_STREAM_MAGIC):
+    if head.startswith((ARROW_FILE_MAGIC, ARROW_STREAM_MAGIC)):
         return "arrow"
     return None
 
@@ -329,16 +329,15 @@ def _sidecars(pieces: Sequence[Piece], source: str) -> tuple[list[np.ndarray] | 
     from embedkit.io import load_labels, sidecar_candidates
 
     found: list[tuple[Piece, str | None]] = []
-    searched = []
+    searched: list[str] = []
     for piece in pieces:
-        if piece.data is not None:
-            found.append((piece, None))
-            continue
-        candidates = sidecar_candidates(piece.path)
-        searched.append(candidates[0] if len(pieces) == 1 else f"{Path(piece.path).stem}.labels.{{npy,txt,csv}}")
+        candidates = sidecar_candidates(piece.path) if piece.data is None else []
+        if len(pieces) == 1:
+            searched += candidates
         found.append((piece, next((c for c in candidates if os.path.exists(c)), None)))
+    if len(pieces) > 1:
+        searched.append(f"a sidecar per shard of {source} (part-0.labels.npy, .txt or .csv beside part-0)")
     have = [f for f in found if f[1] is not None]
-    searched = searched[:1] if len(pieces) == 1 else [f"{source}: a sidecar per shard (part.labels.npy, .txt, .csv)"]
     if not have:
         return None, None, searched, []
     missing = next((p for p, s in found if s is None), None)
@@ -595,7 +594,7 @@ def embedding_column(schema: object, column: str | None, source: str) -> str:
         return column
     floats = [f.name for f in schema if _is_vector_type(f.type) and pa.types.is_floating(f.type.value_type)]
     if len(floats) == 1:
-        return floats[0]
+        return str(floats[0])
     if not floats:
         found = ", ".join(f"{f.name}: {f.type}" for f in schema)
         raise InputError(f"{source}: no list-of-float embedding column (columns: {found})")

@@ -3,6 +3,7 @@ Face save_to_disk folders and hive partitions read as ONE dataset, equal to the 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import struct
@@ -45,8 +46,8 @@ def table(x: np.ndarray, labels: np.ndarray, ids: np.ndarray, *, fixed: bool = T
     return pa.table({"id": ids, "label": labels, "emb": vectors(x, fixed=fixed)})
 
 
-def parts(n: int = ROWS) -> list[tuple[int, int]]:
-    return list(zip(CUTS[:-1], CUTS[1:]))
+def parts() -> list[tuple[int, int]]:
+    return list(itertools.pairwise(CUTS))
 
 
 def write_arrow(path: Path, tab: pa.Table, *, stream: bool) -> None:

@@ -6,7 +6,15 @@ from typing import Any
 
 from rich.table import Table
 
-from cli.render import number, print_json, rows_of, shard_count, shards_note, stderr_console, stdout_console
+from cli.render import (
+    number,
+    print_json,
+    rows_of,
+    shard_count,
+    shards_note,
+    stderr_console,
+    stdout_console,
+)
 from embedkit.io import Dataset
 from embedkit.mining.strategies import MineResult
 from embedkit.output import write_table
