@@ -31,11 +31,14 @@ import pyarrow.parquet as pq
 from embedkit.arrays import encode_labels, validate_embeddings
 from embedkit.errors import InputError
 from embedkit.shards import (
+    LABEL_SIDECARS,
+    FileReaders,
     Shard,
     is_stream_path,
     open_pieces,
     read_pieces,
     read_stream_path,
+    sidecar_candidates,
     stream_piece,
 )
 
@@ -43,7 +46,7 @@ NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
 PARQUET_MAGIC = b"PAR1"
 STDIN = "-"
-SIDECAR_SUFFIXES = (".labels.npy", ".labels.txt", ".labels.csv")
+SIDECAR_SUFFIXES = LABEL_SIDECARS
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,8 @@ def load_dataset(
     else:
         pieces = open_pieces(str(path), exclude=(labels_path,))
     read = read_pieces(pieces, source, column=column, label_column=label_column, id_column=id_column,
-                       want_labels=labels_path is None)
+                       want_labels=labels_path is None,
+                       readers=FileReaders(npy=_load_npy, npz=_load_npz, labels=load_labels))
     embeddings = read.embeddings
     validate_embeddings(embeddings, source, require_finite=require_finite)
 
@@ -178,12 +182,6 @@ def load_dataset(
         labels_searched=tuple(searched),
         shards=read.shards,
     )
-
-
-def sidecar_candidates(path: str) -> list[str]:
-    """Sidecar label files for ``path``: ``emb.npy`` -> ``emb.labels.npy``, ``.txt``, ``.csv``."""
-    stem = str(Path(path).with_suffix("")) if Path(path).suffix else path
-    return [stem + suffix for suffix in SIDECAR_SUFFIXES]
 
 
 def _load_npy(source_or_bytes: str | bytes, source: str, expected: str = "a float matrix") -> np.ndarray:

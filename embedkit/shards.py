@@ -34,7 +34,7 @@ import contextlib
 import glob
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,16 @@ class Piece:
     @property
     def stem(self) -> str:
         return Path(self.path).name.split(".")[0]
+
+
+@dataclass(frozen=True)
+class FileReaders:
+    """The one-file readers :func:`read_pieces` calls for NPY, NPZ and label files. They live
+    in :mod:`embedkit.io`, which imports this module (never the other way round)."""
+
+    npy: Callable[[str | bytes, str], np.ndarray]
+    npz: Callable[[str | bytes, str], tuple[np.ndarray, np.ndarray | None]]
+    labels: Callable[[str], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -323,11 +333,15 @@ def _shard_map(pieces: Sequence[Piece], counts: Sequence[int]) -> tuple[Shard, .
     return tuple(Shard(p.path, p.kind, int(a), int(b)) for p, a, b in zip(pieces, bounds[:-1], bounds[1:]))
 
 
-def _sidecars(pieces: Sequence[Piece], source: str) -> tuple[list[np.ndarray] | None, str | None, list[str],
+def sidecar_candidates(path: str) -> list[str]:
+    """Sidecar label files for ``path``: ``emb.npy`` -> ``emb.labels.npy``, ``.txt``, ``.csv``."""
+    stem = str(Path(path).with_suffix("")) if Path(path).suffix else path
+    return [stem + suffix for suffix in LABEL_SIDECARS]
+
+
+def _sidecars(pieces: Sequence[Piece], source: str, readers: FileReaders) -> tuple[list[np.ndarray] | None, str | None, list[str],
                                                             list[str]]:
     """Per-shard label sidecars (``part-000.labels.npy`` ...): all shards or none."""
-    from embedkit.io import load_labels, sidecar_candidates
-
     found: list[tuple[Piece, str | None]] = []
     searched: list[str] = []
     for piece in pieces:
@@ -346,7 +360,7 @@ def _sidecars(pieces: Sequence[Piece], source: str) -> tuple[list[np.ndarray] | 
                          "give every shard its labels, or one --labels file")
     files = [s for _, s in found if s is not None]
     where = files[0] if len(files) == 1 else f"{len(files)} sidecar files ({files[0]}, ...)"
-    return [load_labels(f) for f in files], where, searched, files
+    return [readers.labels(f) for f in files], where, searched, files
 
 
 def _checked_labels(parts: list[np.ndarray], pieces: Sequence[Piece], counts: Sequence[int], what: str,
@@ -376,6 +390,7 @@ def read_pieces(
     label_column: str | None = None,
     id_column: str | None = None,
     want_labels: bool = True,
+    readers: FileReaders,
 ) -> ShardRead:
     """Read the shards as one dataset; see the module docstring for the rules."""
     data, metadata = split_metadata(pieces, source)
@@ -387,20 +402,18 @@ def read_pieces(
             raise InputError(f"{source}: --id-column applies to Parquet or Arrow input (or NPY shards with "
                              f"Parquet metadata), not {KIND_NAMES[kind]}")
         return _read_arrays(data, metadata, source, label_column=label_column, id_column=id_column,
-                            want_labels=want_labels)
+                            want_labels=want_labels, readers=readers)
     return _read_columnar(data, source, column=column, label_column=label_column, id_column=id_column,
-                          want_labels=want_labels)
+                          want_labels=want_labels, readers=readers)
 
 
 def _read_arrays(data: list[Piece], metadata: list[Piece], source: str, *, label_column: str | None,
-                 id_column: str | None, want_labels: bool) -> ShardRead:
-    from embedkit.io import _load_npy, _load_npz
-
+                 id_column: str | None, want_labels: bool, readers: FileReaders) -> ShardRead:
     def load(piece: Piece) -> tuple[np.ndarray, np.ndarray | None]:
         target = piece.data if piece.data is not None else piece.path
         if piece.kind == "npy":
-            return _load_npy(target, piece.path), None
-        return _load_npz(target, piece.path)
+            return readers.npy(target, piece.path), None
+        return readers.npz(target, piece.path)
 
     members: list[np.ndarray | None] = []
     if len(data) == 1:
@@ -450,7 +463,7 @@ def _read_arrays(data: list[Piece], metadata: list[Piece], source: str, *, label
             labels = _checked_labels([m for m in members if m is not None], data, counts, "member 'labels'")
             label_source = f"{source}[labels]"
     if labels is None and want_labels:
-        parts, where, tried, files = _sidecars(data, source)
+        parts, where, tried, files = _sidecars(data, source, readers)
         searched += tried
         if parts is not None:
             labels = _checked_labels(parts, data, counts, "labels", files)
@@ -665,7 +678,7 @@ def _schemas_agree(tables: Sequence[_ColumnarShard], name: str, source: str) -> 
 
 
 def _read_columnar(data: list[Piece], source: str, *, column: str | None, label_column: str | None,
-                   id_column: str | None, want_labels: bool) -> ShardRead:
+                   id_column: str | None, want_labels: bool, readers: FileReaders) -> ShardRead:
     tables = [_ColumnarShard(p) for p in data]
     name = embedding_column(tables[0].schema, column, tables[0].path)
     _schemas_agree(tables, name, source)
@@ -706,7 +719,7 @@ def _read_columnar(data: list[Piece], source: str, *, column: str | None, label_
     elif want_labels and label_column is not None:
         raise InputError(f"{source}: no column '{label_column}' for labels")
     if want_labels and labels is None:
-        parts, where, tried, files = _sidecars(data, source)
+        parts, where, tried, files = _sidecars(data, source, readers)
         searched += tried
         if parts is not None:
             labels = _checked_labels(parts, data, counts, "labels", files)
