@@ -123,6 +123,9 @@ def sniff_kind(head: bytes) -> str | None:
 
 
 def unknown_format(source: str, head: bytes) -> InputError:
+    if head.startswith(b"FEA1"):  # Feather version 1 predates the Arrow IPC file format
+        return InputError(f"{source}: is a Feather version 1 file; rewrite it as Feather v2 / Arrow IPC "
+                          "(pyarrow.feather.write_feather(table, path) writes v2)")
     return InputError(f"{source}: not an NPY, NPZ, Parquet or Arrow IPC file (starts with {head[:8]!r})")
 
 
