@@ -680,15 +680,8 @@ def _schemas_agree(tables: Sequence[_ColumnarShard], name: str, source: str) -> 
                              f"all shards of {source} must agree")
 
 
-def _read_columnar(data: list[Piece], source: str, *, column: str | None, label_column: str | None,
-                   id_column: str | None, want_labels: bool, readers: FileReaders) -> ShardRead:
-    tables = [_ColumnarShard(p) for p in data]
-    name = embedding_column(tables[0].schema, column, tables[0].path)
-    _schemas_agree(tables, name, source)
-    counts = [t.rows for t in tables]
-    total = sum(counts)
-    if total == 0:
-        raise InputError(f"{source}: {'the shards hold' if len(tables) > 1 else 'the file holds'} no rows")
+def _fill(tables: Sequence[_ColumnarShard], name: str, total: int) -> np.ndarray:
+    """The vector column of every table, in order, copied into one ``(total, dim)`` matrix."""
     dtype = np.dtype(tables[0].schema.field(name).type.value_type.to_pandas_dtype())
     out: np.ndarray | None = None
     start = 0
@@ -710,6 +703,40 @@ def _read_columnar(data: list[Piece], source: str, *, column: str | None, label_
             raise InputError(f"{table.path}: holds {table.rows - (stop - start)} rows but its metadata says "
                              f"{table.rows}; the file is damaged")
     assert out is not None
+    return out
+
+
+def read_shard(shard: Shard, *, column: str | None = None) -> np.ndarray:
+    """Rows ``shard.start:shard.stop`` of a dataset, read from the shard's file alone, as a
+    worker of a distributed engine would: NPY as a read-only memory map, NPZ whole, Parquet
+    (batch by batch) and Arrow IPC into one array. A file whose row count no longer matches
+    ``shard`` is an error."""
+    piece = file_piece(shard.path)
+    if piece.kind == "npy":
+        array = np.load(shard.path, mmap_mode="r", allow_pickle=False)
+    elif piece.kind == "npz":
+        with np.load(shard.path, allow_pickle=False) as archive:
+            array = archive["embeddings"]
+    else:
+        table = _ColumnarShard(piece)
+        name = embedding_column(table.schema, column, shard.path)
+        array = _fill([table], name, table.rows) if table.rows else np.empty((0, 0), np.float32)
+    if len(array) != shard.rows:
+        raise InputError(f"{shard.path}: holds {len(array)} rows, but the dataset read {shard.rows} from it "
+                         "(the file changed since)")
+    return array
+
+
+def _read_columnar(data: list[Piece], source: str, *, column: str | None, label_column: str | None,
+                   id_column: str | None, want_labels: bool, readers: FileReaders) -> ShardRead:
+    tables = [_ColumnarShard(p) for p in data]
+    name = embedding_column(tables[0].schema, column, tables[0].path)
+    _schemas_agree(tables, name, source)
+    counts = [t.rows for t in tables]
+    total = sum(counts)
+    if total == 0:
+        raise InputError(f"{source}: {'the shards hold' if len(tables) > 1 else 'the file holds'} no rows")
+    out = _fill(tables, name, total)
     shards = _shard_map(data, counts)
     labels = ids = None
     label_source = None

@@ -411,3 +411,17 @@ def test_outputs_inside_an_input_folder_are_refused(run_cli, layouts, tmp_path: 
 def test_library_errors_are_input_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no data files"):
         load_dataset(str(tmp_path))
+
+
+@pytest.mark.parametrize("case", ["pq", "npy", "arrow", "hf"])
+def test_each_shard_can_be_read_alone(layouts, case: str) -> None:
+    """What a distributed worker does: read only its shard's rows, by path and row range."""
+    from embedkit.shards import read_shard
+
+    dataset = load_dataset(str(layouts["root"] / case))
+    assert len(dataset.shards) == 3
+    for shard in dataset.shards:
+        np.testing.assert_array_equal(read_shard(shard), dataset.embeddings[shard.start:shard.stop])
+    moved = Shard(dataset.shards[0].path, dataset.shards[0].kind, 0, dataset.shards[0].rows + 1)
+    with pytest.raises(InputError, match="changed since"):
+        read_shard(moved)
