@@ -8,7 +8,7 @@ import typer
 
 from cli import options as opt
 from cli.errors import EXIT_CHECK_FAILED, reported_errors
-from cli.inputs import guarded_inputs, resolve_embeddings
+from cli.inputs import guarded_inputs, refuse_output_in_shard_sets, resolve_embeddings
 from cli.render import check as render
 from embedkit.checks import (
     CheckSettings,
@@ -81,6 +81,7 @@ def check(
         path = resolve_embeddings(embeddings)
         if junit is not None:
             check_output_path(junit, guarded_inputs([path, baseline], [labels]))
+            refuse_output_in_shard_sets(junit, [path, baseline])
         loaded = load_allowing_nonfinite(path, column=column, label_column=label_column, labels_path=labels)
         old = load_allowing_nonfinite(baseline, column=column, label_column=label_column) if baseline else None
         report = run_check(loaded, requirements, baseline=old, max_drops=drops, settings=settings)
