@@ -32,6 +32,8 @@ import pyarrow.parquet as pq
 from embedkit.arrays import encode_labels, validate_embeddings
 from embedkit.errors import InputError
 from embedkit.shards import (
+    refuse_duplicate_names as _refuse_duplicate_names,
+    refuse_non_scalar as _refuse_non_scalar,
     LABEL_SIDECARS,
     FileReaders,
     Shard,
@@ -310,28 +312,6 @@ def _is_vector_type(dtype: pa.DataType) -> bool:
     return bool(
         pa.types.is_fixed_size_list(dtype) or pa.types.is_list(dtype) or pa.types.is_large_list(dtype)
     )
-
-
-def _refuse_duplicate_names(names: list[str], source: str) -> None:
-    """Two columns with one name make every lookup ambiguous: refuse the table."""
-    from collections import Counter
-
-    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
-    if repeated:
-        raise InputError(f"{source}: duplicate column name(s) {', '.join(repeated)}; column names must be unique")
-
-
-def _refuse_non_scalar(dtype: pa.DataType, what: str) -> None:
-    """Labels and ids are integers, floats, strings, booleans, dates or times; refuse the rest."""
-    if pa.types.is_dictionary(dtype):
-        dtype = dtype.value_type
-    t = pa.types
-    if t.is_struct(dtype) or t.is_map(dtype) or t.is_union(dtype) or _is_vector_type(dtype):
-        raise InputError(f"{what} holds {dtype} values; expected one integer or string per row")
-    if t.is_binary(dtype) or t.is_large_binary(dtype) or t.is_fixed_size_binary(dtype):
-        raise InputError(f"{what} holds binary values; expected integers or strings (store text as a string column)")
-    if t.is_null(dtype):
-        raise InputError(f"{what} holds only nulls; expected a value in every row")
 
 
 class ParquetSource:

@@ -498,6 +498,7 @@ class _ColumnarShard:
             else:
                 self.schema = handle.schema
                 self.rows = int(handle.num_rows)
+        refuse_duplicate_names(list(self.schema.names), self.path)
         self.names = [*self.schema.names, *(k for k in self.partition if k not in self.schema.names)]
 
     @contextlib.contextmanager
@@ -571,6 +572,7 @@ class _ColumnarShard:
             raise InputError(f"{self.path}: no column '{name}' (columns: {', '.join(self.names)})")
         if _is_vector_type(self.schema.field(name).type):
             raise InputError(f"{self.path}: column '{name}' holds lists, expected one value per row")
+        refuse_non_scalar(self.schema.field(name).type, f"{self.path}: column '{name}'")
         parts = []
         done = 0
         for chunk in self.chunks(name):
@@ -583,6 +585,30 @@ class _ColumnarShard:
             parts.append(np.array(chunk.to_numpy(zero_copy_only=False)))  # a copy: the map closes after
         values = np.concatenate(parts) if parts else np.empty(0)
         return values.astype(str) if values.dtype == object else values
+
+
+def refuse_duplicate_names(names: list[str], source: str) -> None:
+    """Two columns with one name make every lookup ambiguous: refuse the table."""
+    from collections import Counter
+
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise InputError(f"{source}: duplicate column name(s) {', '.join(repeated)}; column names must be unique")
+
+
+def refuse_non_scalar(dtype: Any, what: str) -> None:
+    """Labels and ids are integers, floats, strings, booleans, dates or times; refuse the rest."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(dtype):
+        dtype = dtype.value_type
+    t = pa.types
+    if t.is_struct(dtype) or t.is_map(dtype) or t.is_union(dtype) or _is_vector_type(dtype):
+        raise InputError(f"{what} holds {dtype} values; expected one integer or string per row")
+    if t.is_binary(dtype) or t.is_large_binary(dtype) or t.is_fixed_size_binary(dtype):
+        raise InputError(f"{what} holds binary values; expected integers or strings (store text as a string column)")
+    if t.is_null(dtype):
+        raise InputError(f"{what} holds only nulls; expected a value in every row")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -381,8 +381,8 @@ def test_big_endian_and_fortran_npy_read_like_native(run_cli, tmp_path: Path, la
             got.pop(key, None)
             want.pop(key, None)
         same = json.dumps(got, sort_keys=True).replace(f"/a/{name}", "/b/e.npy").replace("/a/", "/b/")
-        if name.endswith(".npz"):
-            same = same.replace("/b/e.npy[labels]", "/b/e.labels.npy")
+        if name.endswith(".npz"):  # the same numbers; only where they came from differs
+            same = same.replace("/b/e.npy[labels]", "/b/e.labels.npy").replace('"kind": "npz"', '"kind": "npy"')
         assert same == json.dumps(want, sort_keys=True), name
 
 
