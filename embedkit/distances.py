@@ -19,9 +19,9 @@ Metric = Literal["euclidean", "cosine"]
 METRICS: tuple[Metric, ...] = ("euclidean", "cosine")
 
 
-def is_similarity(metric: Metric) -> bool:
-    """True when larger values mean closer (cosine), False for distances (Euclidean)."""
-    return metric == "cosine"
+def is_similarity(metric: str) -> bool:
+    """True when larger values mean closer (cosine, dot product), False for distances (Euclidean)."""
+    return metric in ("cosine", "dot")
 
 
 def squared_norms(embeddings: np.ndarray) -> np.ndarray:
