@@ -99,7 +99,7 @@ def report(run: RetrievalRun, *, as_json: bool) -> None:
     if run.output is None and run.preview and not r.sweep:
         table = Table(title="First rows (write them with -o FILE)", title_justify="left", show_edge=False)
         for name in run.preview:
-            table.add_column(name, justify="right")
+            table.add_column(name, justify="right", no_wrap=True)
         for i in range(len(next(iter(run.preview.values())))):
             table.add_row(*(str(number(v[i]) if not isinstance(v[i], (str, list)) else v[i])
                             for v in run.preview.values()))

@@ -297,9 +297,10 @@ def find_candidates(
             return searcher.lists(queries, query_rows[subset], k)
         return _exact_lists(queries, corpus, query_rows[subset], k, search, progress)
 
-    def build(rows: np.ndarray, scores: np.ndarray, depth: np.ndarray, window: int | None) -> Candidates:
+    def build(rows: np.ndarray, scores: np.ndarray, depth: np.ndarray, window: int | None,
+              sims_wanted: bool = with_positive_similarity) -> Candidates:
         sims = None
-        if with_positive_similarity:
+        if sims_wanted:
             sims = positive_similarity(corpus, rows, pos_ptr, pos_rows, metric=search.metric,
                                        budget_mib=search.budget_mib)
         return Candidates(query_rows=query_rows, rows=rows, scores=scores, depth=depth, pos_ptr=pos_ptr,
@@ -318,15 +319,16 @@ def find_candidates(
     rows, scores = lists(np.arange(m), k) if m else (np.zeros((0, k), np.int64), np.zeros((0, k), np.float32))
     depth = np.full(m, k, dtype=np.int64)
     pending = np.arange(m)
+    filtering = target.max_positive_similarity is not None
     while True:
-        cand = build(rows, scores, depth, None)
+        cand = build(rows, scores, depth, None, sims_wanted=filtering)
         exhaustive = depth >= n_corpus
         check = replace(target, sampling="top")
         settled = select_negatives(cand.rows, cand.scores, cand.is_positive(), cand.lowest_positive(), check,
                                    exhaustive=exhaustive, positive_similarity=cand.positive_similarity).settled
         pending = np.flatnonzero(~settled)
         if len(pending) == 0:
-            return cand
+            return build(rows, scores, depth, None) if with_positive_similarity and not filtering else cand
         k = min(n_corpus, int(depth[pending].max()) * GROW_FACTOR)
         more_rows, more_scores = lists(pending, k)
         rows, scores = _pad(rows, scores, k)
@@ -449,10 +451,13 @@ def mine_retrieval(
     margins: tuple[float, ...] = (),
     progress: Progress | None = None,
     qrels_info: dict[str, Any] | None = None,
+    keep_positive_similarity: bool = False,
 ) -> RetrievalMining:
     """Mine negatives for every query with a positive in ``judged = (query_rows, doc_rows,
     relevance)``; see the module docstring for the search and
-    :mod:`embedkit.mining.retrieval_select` for the selection."""
+    :mod:`embedkit.mining.retrieval_select` for the selection. ``keep_positive_similarity``
+    computes each candidate's similarity to the positives even without the filter (for a
+    candidates file that later runs filter with ``--max-positive-similarity``)."""
     started = time.perf_counter()
     validate_selection(spec)
     if corpus.shape[1] != queries.shape[1]:
@@ -465,7 +470,9 @@ def mine_retrieval(
         deepest = replace(spec, relative_margin=max(margins, key=lambda r: r))
     searcher = _Approximate(corpus, search, progress) if search.index != "exact" else None
     cand = find_candidates(queries, corpus, query_rows, ptr, docs, rel, spec, search,
-                           with_positive_similarity=spec.max_positive_similarity is not None, deepest=deepest,
+                           with_positive_similarity=(keep_positive_similarity
+                                                     or spec.max_positive_similarity is not None),
+                           deepest=deepest,
                            progress=progress, searcher=searcher)
     selection = select_from(cand, spec)
     described = describe_search(cand, spec, search, searcher)
@@ -490,9 +497,11 @@ def describe_search(cand: Candidates, spec: SelectionSpec, search: SearchSpec,
     if spec.range_max is not None:
         out["window"] = f"top range_max + P_max = {spec.range_max} + {cand.p_max} documents per query"
     else:
-        deeper = int((cand.depth > cand.depth.min()).sum()) if cand.queries else 0
-        out["window"] = (f"whole corpus (lists grown per query until range_min + N survivors; "
-                         f"{deeper:,} queries searched deeper than {int(cand.depth.min()) if cand.queries else 0})")
+        first = int(cand.depth.min()) if cand.queries else 0
+        deeper = int((cand.depth > first).sum()) if cand.queries else 0
+        out["window"] = (f"whole corpus, exactly: the top {first:,} documents per query, searched deeper "
+                         f"(up to {int(cand.depth.max()) if cand.queries else 0:,}) for {deeper:,} queries "
+                         "that needed more survivors")
     return out
 
 

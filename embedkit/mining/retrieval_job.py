@@ -145,6 +145,7 @@ def run_retrieval_mining(job: RetrievalJob, *, progress: Progress | None = None)
         result = mine_retrieval(corpus.embeddings, queries.embeddings,
                                 (judged.query_rows, judged.doc_rows, judged.relevance), job.selection, job.search,
                                 margins=job.margins, progress=progress,
+                                keep_positive_similarity=job.save_candidates is not None,
                                 qrels_info={"source": qrels.source, "dropped_missing": judged.dropped})
         query_ids, doc_ids = _ids(queries), _ids(corpus)
         inputs["qrels"] = result.qrels
