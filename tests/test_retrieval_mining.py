@@ -364,6 +364,8 @@ def test_unknown_ids_fail_or_are_dropped(run_cli, tmp_path):
                                                                      max_score=0.9)),
     (SelectionSpec(range_max=15, max_positive_similarity=0.9),
      SelectionSpec(range_max=15, max_positive_similarity=0.5, sampling="random", seed=3)),
+    (SelectionSpec(range_max=20), SelectionSpec(range_max=20, max_positive_similarity=0.7, min_score=0.1)),
+    (SelectionSpec(negatives=4), SelectionSpec(negatives=2, range_min=1)),
 ])
 def test_from_candidates_equals_one_pass(run_cli, tmp_path, first, second):
     queries, corpus, positives = data(seed=6, n=150, m=12)
@@ -550,3 +552,34 @@ def test_row_number_ids_with_npy(run_cli, tmp_path):
     t = pacsv.read_csv(tmp_path / "o.csv").to_pydict()
     expect = oracle(queries, corpus, positives, SelectionSpec())
     assert sorted(set(zip(t["query_id"], t["negative_id"]))) == sorted((q, d) for q, v in expect.items() for d in v)
+
+
+def test_from_candidates_warns_when_the_saved_window_is_narrower(run_cli, tmp_path):
+    queries, corpus, positives = data(seed=6, n=150, m=12)
+    write_inputs(tmp_path, queries, corpus)
+    qrels = write_qrels(tmp_path, positives)
+    saved = tmp_path / "cands.parquet"
+    r = cli_mine(run_cli, tmp_path, "--qrels", qrels, "--range-max", "5", "--save-candidates", saved)
+    assert r.exit_code == 0, r.stderr
+    table = pq.read_table(saved)
+    assert table.column_names[:4] == ["query_id", "query_row", "doc_id", "doc_row"]
+    assert sum(table["positive"].to_pylist()) == sum(map(len, positives.values()))
+    r = run_cli("mine", "--from-candidates", saved, "--range-max", "20")
+    assert r.exit_code == 0, r.stderr
+    assert "may be too short for 12 queries" in r.stdout
+    r = run_cli("mine", "--from-candidates", saved, "--qrels", qrels)
+    assert r.exit_code == 2 and "drop --qrels" in r.stderr
+    r = run_cli("mine", "--from-candidates", tmp_path / "qrels.csv")
+    assert r.exit_code == 2 and r.stderr.startswith("error:")
+    r = cli_mine(run_cli, tmp_path, "--qrels", qrels, "--save-candidates", tmp_path / "c.csv")
+    assert r.exit_code == 2 and "Parquet" in r.stderr
+
+
+def test_library_stays_free_of_the_cli():
+    import subprocess
+    import sys
+
+    code = ("import sys, embedkit.mining.retrieval_job, embedkit.mining.retrieval_output; "
+            "print('typer' in sys.modules or 'rich' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

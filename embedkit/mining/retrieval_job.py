@@ -95,7 +95,7 @@ def _provenance(job: RetrievalJob, result: RetrievalMining) -> dict[str, Any]:
 def run_retrieval_mining(job: RetrievalJob, *, progress: Progress | None = None) -> RetrievalRun:
     """Read, mine, write (the output and ``--save-candidates`` are atomic)."""
     from embedkit.io import load_dataset
-    from embedkit.output import check_output_path
+    from embedkit.output import check_output_path, table_format
 
     guarded = [p for p in (job.corpus, job.queries, job.qrels, job.from_candidates) if p]
     for target in (job.output, job.save_candidates):
@@ -103,8 +103,11 @@ def run_retrieval_mining(job: RetrievalJob, *, progress: Progress | None = None)
             check_output_path(target, guarded)
     if job.output is not None:
         check_format_output(job.fmt, job.output)
-    if job.save_candidates is not None and job.save_candidates == job.output:
-        raise OptionError("--save-candidates and -o name the same file")
+    if job.save_candidates is not None:
+        if job.save_candidates == job.output:
+            raise OptionError("--save-candidates and -o name the same file")
+        if table_format(job.save_candidates) != "parquet":
+            raise OptionError(f"{job.save_candidates}: --save-candidates writes Parquet; name it .parquet")
 
     corpus = queries = None
     if job.corpus is not None:

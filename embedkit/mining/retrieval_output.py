@@ -246,19 +246,19 @@ def save_candidates(cand: Candidates, path: str, *, query_ids: np.ndarray, doc_i
         key_pos = owner.astype(np.int64) * (cand.corpus_rows + 1) + cand.pos_rows
         inlist = np.isin(key_pos, key_list)
     extra = np.flatnonzero(~inlist)
-    rel_lookup = {(int(o), int(d)): float(r) for o, d, r in zip(owner, cand.pos_rows, cand.pos_relevance)}
-    score_lookup = {(int(o), int(d)): float(s) for o, d, s in zip(owner, cand.pos_rows, cand.pos_scores)}
-    sims = cand.positive_similarity
     qi = np.concatenate([q_idx, owner[extra]]).astype(np.int64)
     docs = np.concatenate([cand.rows[q_idx, col], cand.pos_rows[extra]]).astype(np.int64)
     scores = np.concatenate([cand.scores[q_idx, col], cand.pos_scores[extra]]).astype(np.float32)
     rank = np.concatenate([col + 1, np.zeros(len(extra), dtype=np.int64)]).astype(np.int64)
     positive = np.concatenate([is_pos[q_idx, col], np.ones(len(extra), dtype=bool)])
-    relevance = np.array([rel_lookup.get((int(a), int(b)), 0.0) if p else 0.0
-                          for a, b, p in zip(qi, docs, positive)], dtype=np.float64)
     # A positive's score is its exact pair score (the one the margins use), listed or not.
-    scores = np.array([score_lookup[(int(a), int(b))] if p else v for a, b, p, v in zip(qi, docs, positive, scores)],
-                      dtype=np.float32)
+    key_pos = owner.astype(np.int64) * (cand.corpus_rows + 1) + cand.pos_rows
+    order_pos = np.argsort(key_pos, kind="stable")
+    found = np.searchsorted(key_pos[order_pos], qi * (cand.corpus_rows + 1) + docs)
+    where = order_pos[found.clip(0, len(key_pos) - 1)]
+    scores = np.where(positive, cand.pos_scores[where], scores).astype(np.float32)
+    relevance = np.where(positive, cand.pos_relevance[where].astype(np.float64), 0.0)
+    sims = cand.positive_similarity
     sim = np.concatenate([sims[q_idx, col] if sims is not None else np.full(len(q_idx), np.nan, np.float32),
                           np.full(len(extra), np.nan, np.float32)]).astype(np.float32)
     order = np.lexsort((rank == 0, rank, qi))
