@@ -131,7 +131,7 @@ def select_negatives(
     >>> pos = np.array([[True, False, False, False]])
     >>> spec = SelectionSpec(negatives=2, relative_margin=0.1)
     >>> select_negatives(rows, scores, pos, np.array([0.9]), spec).rows.tolist()
-    [[2, 9]]
+    [[7, 2]]
     """
     m, width = rows.shape
     n = spec.negatives
