@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from embedkit.errors import OptionError
 from embedkit.mining.retrieval import Candidates, SearchSpec, mine_from_candidates, mine_retrieval
 from embedkit.mining.retrieval_select import SelectionSpec, select_negatives
 
@@ -583,3 +584,10 @@ def test_library_stays_free_of_the_cli():
             "print('typer' in sys.modules or 'rich' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_deep_lists_beyond_the_budget_are_refused_not_allocated():
+    queries, corpus, positives = data(seed=3, n=400)
+    spec = SelectionSpec(negatives=3, max_score=-0.6)
+    with pytest.raises(OptionError, match="--range-max"):
+        mine_retrieval(corpus, queries, judged(positives), spec, SearchSpec(budget_mib=0.01))

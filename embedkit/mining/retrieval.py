@@ -34,6 +34,8 @@ RetrievalIndex = Literal["exact", "ivf", "hnsw"]
 #: Extra depth of the first pass without a window, and the growth factor of later passes.
 GROW_SLACK = 16
 GROW_FACTOR = 4
+#: Candidate lists may take this many times ``budget_mib`` (grown lists are padded to one width).
+LIST_BUDGETS = 8
 STATS = ("count", "mean", "median", "std", "min", "25%", "50%", "75%", "max")
 
 
@@ -330,11 +332,26 @@ def find_candidates(
         if len(pending) == 0:
             return build(rows, scores, depth, None) if with_positive_similarity and not filtering else cand
         k = min(n_corpus, int(depth[pending].max()) * GROW_FACTOR)
+        _check_list_memory(m, k, len(pending), search.budget_mib)
         more_rows, more_scores = lists(pending, k)
         rows, scores = _pad(rows, scores, k)
         rows[pending] = more_rows
         scores[pending] = more_scores
         depth[pending] = k
+
+
+def _check_list_memory(queries: int, depth: int, pending: int, budget_mib: float) -> None:
+    """Refuse lists that would outgrow the memory they may take (``LIST_BUDGETS`` × the budget).
+
+    The lists are one ``(queries, depth)`` array: a few queries whose survivors lie deep (a
+    low ``--max-score``, a wide margin) widen every row."""
+    need = queries * depth * 16
+    allowed = LIST_BUDGETS * budget_mib * 1024 * 1024
+    if need > allowed:
+        raise OptionError(
+            f"without --range-max, {pending:,} queries need lists deeper than {depth // GROW_FACTOR:,} documents "
+            f"(the filters remove the top of their ranking); {queries:,} lists of {depth:,} would take "
+            f"{need / 2**20:,.0f} MiB, over {LIST_BUDGETS} × --budget-mib. Give --range-max B, or raise --budget-mib")
 
 
 # -- the whole run ------------------------------------------------------------------------------
