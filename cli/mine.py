@@ -111,8 +111,7 @@ def mine(
 ) -> None:
     """Mine triplets or negative pairs from an embedding file, exactly by default.
 
-    Retrieval mode (`embedkit mine CORPUS --queries Q --qrels R -o OUT`): hard negatives from a
-    corpus for each query's positives, for retrieval training (see the Retrieval options).
+    Retrieval mode (`embedkit mine CORPUS --queries Q --qrels R -o OUT`): hard negatives from a corpus for each query's positives, for retrieval training; the selection is stated under --queries.
 
     Reads labels as `embedkit loss` does. The summary (anchors, items, anchors with none,
     distance quantiles, index, time) goes to stdout, or to stderr when stdout carries data.
