@@ -159,9 +159,9 @@ def test_deep_lists_grow_until_enough_survivors():
        relative=st.one_of(st.none(), st.sampled_from([0.0, 0.05, 0.3, -0.1])),
        absolute=st.one_of(st.none(), st.sampled_from([0.0, 1.0, 3.0])),
        max_score=st.one_of(st.none(), st.integers(-2, 6)), min_score=st.one_of(st.none(), st.integers(-6, 2)),
-       max_pos=st.one_of(st.none(), st.integers(-2, 8)), sampling_top=st.just(True))
+       max_pos=st.one_of(st.none(), st.integers(-2, 8)))
 def test_integer_dot_scores_with_ties_equal_the_oracle(seed, negatives, range_min, range_max, relative, absolute,
-                                                      max_score, min_score, max_pos, sampling_top):
+                                                      max_score, min_score, max_pos):
     # Small integer vectors and --metric dot: scores are exact, ties are everywhere and must
     # rank by ascending corpus row.
     if range_max is not None and range_min >= range_max:
@@ -463,7 +463,7 @@ def test_formats_load_and_texts_come_first(run_cli, tmp_path, fmt, suffix):
         assert "negative_3_id" in names and "negative_3_score" in names
         assert len(rows) == sum(len(positives[q]) for q in expect if len(expect[q]) == 3)
     elif fmt == "labeled-pair":
-        assert names[:3] == ["query", "positive", "label"]
+        assert names == ["query", "positive", "label", "score", "query_id", "doc_id"]
         assert sum(row["label"] == 0 for row in rows) == sum(map(len, expect.values()))
     elif fmt == "labeled-list":
         assert names[:3] == ["query", "positive", "labels"]
@@ -591,3 +591,18 @@ def test_deep_lists_beyond_the_budget_are_refused_not_allocated():
     spec = SelectionSpec(negatives=3, max_score=-0.6)
     with pytest.raises(OptionError, match="--range-max"):
         mine_retrieval(corpus, queries, judged(positives), spec, SearchSpec(budget_mib=0.01))
+
+
+def test_labeled_formats_without_texts_lead_with_ids():
+    queries, corpus, positives = data(seed=11, n=80, m=4)
+    result = mine_retrieval(corpus, queries, judged(positives), SelectionSpec(negatives=2), SearchSpec())
+    from embedkit.mining.retrieval_output import training_columns
+    ids = {"query_ids": np.arange(4), "doc_ids": np.arange(80)}
+    pair, _ = training_columns(result, "labeled-pair", **ids)
+    assert list(pair) == ["query_id", "doc_id", "label", "score"]
+    expect = oracle(queries, corpus, positives, SelectionSpec(negatives=2))
+    first = [(int(d), int(lab)) for q, d, lab in zip(pair["query_id"], pair["doc_id"], pair["label"]) if q == 0]
+    assert first == [(d, 1) for d in positives[0]] + [(d, 0) for d in expect[0]]
+    listed, _ = training_columns(result, "labeled-list", **ids)
+    assert list(listed) == ["query_id", "doc_ids", "labels", "scores"]
+    assert listed["doc_ids"][0] == [positives[0][0], *expect[0]] and listed["labels"][0] == [1, 0, 0]

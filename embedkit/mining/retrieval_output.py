@@ -10,10 +10,12 @@ Formats (``--format``), one row per:
   sentence-transformers, a pair with fewer than N negatives is left out (a trainer needs a
   fixed width); the report counts them;
 - ``labeled-pair``: per query its positives (``label`` 1) then its negatives (``label`` 0):
-  ``query_id, doc_id, label, score`` (sentence-transformers: ``anchor, positive, label,
-  score`` where the second column holds every passage);
+  ``query_id, doc_id, label, score``; with texts ``query, positive, label, score, query_id,
+  doc_id`` (sentence-transformers: ``anchor, positive, label, score``, the second column
+  holding every passage);
 - ``labeled-list``: per (query, positive) with at least one negative: ``query_id,
-  doc_ids, labels, scores`` with ``[positive, negatives…]`` / ``[1, 0, …]`` lists;
+  doc_ids, labels, scores`` with ``[positive, negatives…]`` / ``[1, 0, …]`` lists; with texts
+  ``query, positive, labels, scores, query_id, doc_ids``;
 - ``flagembedding``: JSON lines ``{"query", "pos": [...], "neg": [...], "pos_scores",
   "neg_scores", "query_id", "pos_ids", "neg_ids"}``, one per query with a negative
   (FlagEmbedding's fine-tuning format; needs texts).
@@ -120,9 +122,11 @@ def training_columns(
         da = np.asarray(d_list, dtype=np.int64)
         if texts:
             text_cols = {"query": query_texts[qa], "positive": doc_texts[da]}
-        cols = {"label": np.asarray(labels, dtype=np.int64), "score": np.asarray(scores, dtype=np.float32),
-                "query_id": query_ids[qa], "doc_id": doc_ids[da]}
-        return {**text_cols, **cols}, 0
+        label_cols = {"label": np.asarray(labels, dtype=np.int64), "score": np.asarray(scores, dtype=np.float32)}
+        id_cols = {"query_id": query_ids[qa], "doc_id": doc_ids[da]}
+        if texts:  # st's order (anchor, passage, label, score), then the ids
+            return {**text_cols, **label_cols, **id_cols}, 0
+        return {**id_cols, **label_cols}, 0
 
     if fmt == "labeled-list":
         keep = per_query[owner] > 0
@@ -135,10 +139,12 @@ def training_columns(
         if texts:
             text_cols = {"query": query_texts[cand.query_rows[q]],
                          "positive": _objects([doc_texts[np.asarray(d)].tolist() for d in docs])}
-        cols = {"labels": _objects(labels_l), "scores": _objects(scores_l),
-                "query_id": query_ids[cand.query_rows[q]],
-                "doc_ids": _objects([doc_ids[np.asarray(d)].tolist() for d in docs])}
-        return {**text_cols, **cols}, int((~keep).sum())
+        label_cols = {"labels": _objects(labels_l), "scores": _objects(scores_l)}
+        id_cols = {"query_id": query_ids[cand.query_rows[q]],
+                   "doc_ids": _objects([doc_ids[np.asarray(d)].tolist() for d in docs])}
+        if texts:
+            return {**text_cols, **label_cols, **id_cols}, int((~keep).sum())
+        return {**id_cols, **label_cols}, int((~keep).sum())
 
     if fmt == "flagembedding":
         assert query_texts is not None and doc_texts is not None
