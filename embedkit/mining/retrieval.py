@@ -34,8 +34,10 @@ RetrievalIndex = Literal["exact", "ivf", "hnsw"]
 #: Extra depth of the first pass without a window, and the growth factor of later passes.
 GROW_SLACK = 16
 GROW_FACTOR = 4
-#: Candidate lists may take this many times ``budget_mib`` (grown lists are padded to one width).
-LIST_BUDGETS = 8
+#: Candidate lists (16 bytes an entry) may take this many times ``budget_mib``.
+LIST_BUDGETS = 16
+#: Working memory of one padded block of the selection.
+SELECT_BUDGET_MIB = 32.0
 STATS = ("count", "mean", "median", "std", "min", "25%", "50%", "75%", "max")
 
 
@@ -55,17 +57,20 @@ class SearchSpec:
 
 @dataclass(frozen=True)
 class Candidates:
-    """Ranked candidate lists of the mined queries, and their positives.
+    """Ranked candidate lists of the mined queries, and their positives (ragged, CSR).
 
-    ``rows[i]`` / ``scores[i]`` hold the top ``depth[i]`` corpus documents of query
-    ``query_rows[i]`` (score descending, ties by row), padded with ``-1`` / NaN.
-    Positives of query i are ``pos_rows[pos_ptr[i]:pos_ptr[i+1]]`` with their scores and
-    relevance. ``positive_similarity`` (same shape as ``rows``) is each candidate's largest
-    similarity to a positive of its query, when it was computed. ``window`` is the
-    ``range_max + P_max`` depth the lists were cut at, or ``None`` (grown per query).
+    Query i (row ``query_rows[i]`` of the queries) has the list
+    ``rows[list_ptr[i]:list_ptr[i+1]]`` / ``scores[...]``: its top ``depth[i]`` corpus
+    documents, score descending, ties by row ascending. Lists have their own lengths, so one
+    query that needs a deep list does not widen the others. Positives of query i are
+    ``pos_rows[pos_ptr[i]:pos_ptr[i+1]]`` with their exact scores and relevance.
+    ``positive_similarity`` (aligned with ``rows``) is each candidate's largest similarity to a
+    positive of its query, when computed. ``window`` is the ``range_max + P_max`` depth the
+    lists were cut at, or ``None`` (grown per query).
     """
 
     query_rows: np.ndarray
+    list_ptr: np.ndarray
     rows: np.ndarray
     scores: np.ndarray
     depth: np.ndarray
@@ -84,12 +89,21 @@ class Candidates:
         return int(len(self.query_rows))
 
     @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.list_ptr)
+
+    @property
     def positives_per_query(self) -> np.ndarray:
         return np.diff(self.pos_ptr)
 
     @property
     def p_max(self) -> int:
         return int(self.positives_per_query.max()) if self.queries else 0
+
+    def owners(self) -> tuple[np.ndarray, np.ndarray]:
+        """For every list entry: its query index and its 0-based position in that list."""
+        owner = np.repeat(np.arange(self.queries, dtype=np.int64), self.lengths)
+        return owner, np.arange(len(self.rows), dtype=np.int64) - self.list_ptr[:-1][owner]
 
     def lowest_positive(self) -> np.ndarray:
         """``p``: each query's lowest positive score (float64)."""
@@ -98,12 +112,40 @@ class Candidates:
         return np.minimum.reduceat(self.pos_scores.astype(np.float64), self.pos_ptr[:-1])
 
     def is_positive(self) -> np.ndarray:
-        """``(m, K)`` mask: the list entry is a positive of its query."""
-        m = self.queries
-        owner = np.repeat(np.arange(m, dtype=np.int64), self.positives_per_query)
-        keys = np.sort(owner * (self.corpus_rows + 1) + self.pos_rows)
-        listed = np.arange(m, dtype=np.int64)[:, None] * (self.corpus_rows + 1) + self.rows
-        return np.isin(listed, keys) & (self.rows >= 0)
+        """Per list entry: the document is a positive of its query."""
+        owner_pos = np.repeat(np.arange(self.queries, dtype=np.int64), self.positives_per_query)
+        keys = owner_pos * (self.corpus_rows + 1) + self.pos_rows
+        owner, _ = self.owners()
+        return np.isin(owner * (self.corpus_rows + 1) + self.rows, keys)
+
+
+def ragged_to_padded(ptr: np.ndarray, flat: np.ndarray, lo: int, hi: int, fill: Any) -> np.ndarray:
+    """Lists ``lo..hi`` of a CSR array as one ``(hi - lo, longest)`` array padded with ``fill``."""
+    lengths = ptr[lo + 1:hi + 1] - ptr[lo:hi]
+    width = int(lengths.max()) if len(lengths) else 0
+    col = np.arange(width)[None, :]
+    valid = col < lengths[:, None]
+    if not len(flat):
+        return np.full((hi - lo, width), fill, dtype=flat.dtype)
+    taken = flat[np.where(valid, ptr[lo:hi, None] + col, 0)]
+    return np.where(valid, taken, np.asarray(fill, dtype=flat.dtype)).astype(flat.dtype)
+
+
+def list_chunks(lengths: np.ndarray, budget_mib: float, bytes_per_entry: int = 96) -> list[tuple[int, int]]:
+    """Contiguous query ranges whose padded ``queries × longest`` block fits the budget
+    (at least one query each)."""
+    cap = rows_per_block(bytes_per_entry, budget_mib)
+    out: list[tuple[int, int]] = []
+    lo, widest = 0, 0
+    for i, length in enumerate(lengths.tolist()):
+        wider = max(widest, length, 1)
+        if i > lo and (i - lo + 1) * wider > cap:
+            out.append((lo, i))
+            lo, wider = i, max(length, 1)
+        widest = wider
+    if len(lengths):
+        out.append((lo, len(lengths)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -180,31 +222,30 @@ def pair_scores(
 
 
 def positive_similarity(
-    corpus: np.ndarray, rows: np.ndarray, pos_ptr: np.ndarray, pos_rows: np.ndarray, *,
+    corpus: np.ndarray, list_ptr: np.ndarray, rows: np.ndarray, pos_ptr: np.ndarray, pos_rows: np.ndarray, *,
     metric: RetrievalMetric, budget_mib: float = 64.0,
 ) -> np.ndarray:
-    """Each candidate's largest similarity to a positive of its query, ``(m, K)`` float32
-    (NaN for padding), computed in blocks of queries."""
-    m, width = rows.shape
-    counts = np.diff(pos_ptr)
-    p_max = int(counts.max()) if m else 0
-    out = np.full((m, width), np.nan, dtype=np.float32)
-    if m == 0 or width == 0:
+    """Each list entry's largest similarity to a positive of its query (float32, aligned with
+    ``rows``), computed over padded blocks of queries within the budget."""
+    m = len(list_ptr) - 1
+    out = np.empty(len(rows), dtype=np.float32)
+    if m == 0 or len(rows) == 0:
         return out
+    counts = np.diff(pos_ptr)
+    p_max = int(counts.max())
     dim = corpus.shape[1]
-    step = rows_per_block((width + p_max) * dim * 4 + width * p_max * 4, budget_mib)
-    for start, stop in blocks(m, step):
-        cand = rows[start:stop]
-        vectors = _ready(corpus[np.where(cand >= 0, cand, 0).ravel()], metric).reshape(len(cand), width, dim)
-        pad = np.zeros((stop - start, p_max), dtype=np.int64)
-        valid = np.arange(p_max)[None, :] < counts[start:stop, None]
-        for i in range(stop - start):
-            n = counts[start + i]
-            pad[i, :n] = pos_rows[pos_ptr[start + i]:pos_ptr[start + i] + n]
-        positives = _ready(corpus[pad.ravel()], metric).reshape(stop - start, p_max, dim)
+    lengths = np.diff(list_ptr)
+    for lo, hi in list_chunks(lengths, budget_mib, bytes_per_entry=(dim + p_max) * 4 + p_max * 4 + 16):
+        cand = ragged_to_padded(list_ptr, rows, lo, hi, -1)
+        width = cand.shape[1]
+        vectors = _ready(corpus[np.where(cand >= 0, cand, 0).ravel()], metric).reshape(hi - lo, width, dim)
+        positives_padded = ragged_to_padded(pos_ptr, pos_rows, lo, hi, -1)
+        valid = positives_padded >= 0
+        positives = _ready(corpus[np.where(valid, positives_padded, 0).ravel()], metric)
+        positives = positives.reshape(hi - lo, positives_padded.shape[1], dim)
         sims = np.einsum("bkd,bpd->bkp", vectors, positives)
         sims = np.where(valid[:, None, :], sims, -np.inf).max(axis=2)
-        out[start:stop] = np.where(cand >= 0, sims, np.nan)
+        out[list_ptr[lo]:list_ptr[hi]] = sims[cand >= 0]
     return out
 
 
@@ -261,12 +302,36 @@ class _Approximate:
         return out_rows, out_scores
 
 
-def _pad(rows: np.ndarray, scores: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    extra = width - rows.shape[1]
-    if extra <= 0:
-        return rows, scores
-    return (np.pad(rows, ((0, 0), (0, extra)), constant_values=-1),
-            np.pad(scores, ((0, 0), (0, extra)), constant_values=np.nan))
+def _flatten(rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(b, k)`` lists padded with ``-1`` at their ends -> ``(lengths, rows, scores)`` flat."""
+    valid = rows >= 0
+    return valid.sum(axis=1).astype(np.int64), rows[valid], scores[valid]
+
+
+def _replace_lists(ptr: np.ndarray, rows: np.ndarray, scores: np.ndarray, subset: np.ndarray,
+                   new_lengths: np.ndarray, new_rows: np.ndarray, new_scores: np.ndarray) -> tuple[
+                       np.ndarray, np.ndarray, np.ndarray]:
+    """CSR lists with the lists of queries ``subset`` replaced by new (flat) ones."""
+    m = len(ptr) - 1
+    lengths = np.diff(ptr)
+    replaced = np.zeros(m, dtype=bool)
+    replaced[subset] = True
+    lengths_out = lengths.copy()
+    lengths_out[subset] = new_lengths
+    ptr_out = np.concatenate([[0], np.cumsum(lengths_out)]).astype(np.int64)
+    rows_out = np.empty(int(ptr_out[-1]), dtype=np.int64)
+    scores_out = np.empty(int(ptr_out[-1]), dtype=np.float32)
+    owner = np.repeat(np.arange(m, dtype=np.int64), lengths)
+    keep = ~replaced[owner]
+    where_old = ptr_out[owner[keep]] + (np.arange(len(rows)) - ptr[owner])[keep]
+    rows_out[where_old] = rows[keep]
+    scores_out[where_old] = scores[keep]
+    new_owner = np.repeat(np.asarray(subset, dtype=np.int64), new_lengths)
+    new_ptr = np.concatenate([[0], np.cumsum(new_lengths)]).astype(np.int64)
+    position = np.arange(len(new_rows)) - np.repeat(new_ptr[:-1], new_lengths)
+    rows_out[ptr_out[new_owner] + position] = new_rows
+    scores_out[ptr_out[new_owner] + position] = new_scores
+    return ptr_out, rows_out, scores_out
 
 
 def find_candidates(
@@ -294,64 +359,66 @@ def find_candidates(
     pos_scores = pair_scores(queries, corpus, query_rows[owner], pos_rows, metric=search.metric,
                              budget_mib=search.budget_mib)
 
-    def lists(subset: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if searcher is not None:
-            return searcher.lists(queries, query_rows[subset], k)
-        return _exact_lists(queries, corpus, query_rows[subset], k, search, progress)
+    def lists(subset: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Flat top-k lists of the queries ``subset``, searched in query blocks whose
+        ``(block, k)`` answers fit the budget."""
+        parts = []
+        step = rows_per_block(k * 12, search.budget_mib) if len(subset) > 1 else 1
+        for start, stop in blocks(len(subset), step):
+            chosen = query_rows[subset[start:stop]]
+            if searcher is not None:
+                parts.append(_flatten(*searcher.lists(queries, chosen, k)))
+            else:
+                parts.append(_flatten(*_exact_lists(queries, corpus, chosen, k, search,
+                                                    progress if start == 0 and stop == len(subset) else None)))
+        if not parts:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+        return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                np.concatenate([p[2] for p in parts]))
 
-    def build(rows: np.ndarray, scores: np.ndarray, depth: np.ndarray, window: int | None,
+    def build(ptr: np.ndarray, rows: np.ndarray, scores: np.ndarray, depth: np.ndarray, window: int | None,
               sims_wanted: bool = with_positive_similarity) -> Candidates:
         sims = None
         if sims_wanted:
-            sims = positive_similarity(corpus, rows, pos_ptr, pos_rows, metric=search.metric,
+            sims = positive_similarity(corpus, ptr, rows, pos_ptr, pos_rows, metric=search.metric,
                                        budget_mib=search.budget_mib)
-        return Candidates(query_rows=query_rows, rows=rows, scores=scores, depth=depth, pos_ptr=pos_ptr,
-                          pos_rows=pos_rows, pos_scores=pos_scores, pos_relevance=pos_relevance,
+        return Candidates(query_rows=query_rows, list_ptr=ptr, rows=rows, scores=scores, depth=depth,
+                          pos_ptr=pos_ptr, pos_rows=pos_rows, pos_scores=pos_scores, pos_relevance=pos_relevance,
                           corpus_rows=n_corpus, metric=search.metric, window=window, positive_similarity=sims,
                           approximate=searcher is not None)
 
-    if selection.range_max is not None:
-        window = selection.range_max + p_max
-        k = min(window, n_corpus)
-        rows, scores = lists(np.arange(m), k) if m else (np.zeros((0, k), np.int64), np.zeros((0, k), np.float32))
-        return build(rows, scores, np.full(m, k, dtype=np.int64), window)
-
     target = deepest or selection
-    k = min(n_corpus, target.needed + p_max + GROW_SLACK)
-    rows, scores = lists(np.arange(m), k) if m else (np.zeros((0, k), np.int64), np.zeros((0, k), np.float32))
+    window = None if selection.range_max is None else selection.range_max + p_max
+    k = min(n_corpus, window if window is not None else target.needed + p_max + GROW_SLACK)
+    lengths, rows, scores = lists(np.arange(m), k)
+    ptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     depth = np.full(m, k, dtype=np.int64)
-    pending = np.arange(m)
+    if window is not None:
+        return build(ptr, rows, scores, depth, window)
     filtering = target.max_positive_similarity is not None
+    check = replace(target, sampling="top")
     while True:
-        cand = build(rows, scores, depth, None, sims_wanted=filtering)
-        exhaustive = depth >= n_corpus
-        check = replace(target, sampling="top")
-        settled = select_negatives(cand.rows, cand.scores, cand.is_positive(), cand.lowest_positive(), check,
-                                   exhaustive=exhaustive, positive_similarity=cand.positive_similarity).settled
+        cand = build(ptr, rows, scores, depth, None, sims_wanted=filtering)
+        settled = select_from(cand, check).settled
         pending = np.flatnonzero(~settled)
         if len(pending) == 0:
-            return build(rows, scores, depth, None) if with_positive_similarity and not filtering else cand
+            return build(ptr, rows, scores, depth, None) if with_positive_similarity and not filtering else cand
         k = min(n_corpus, int(depth[pending].max()) * GROW_FACTOR)
-        _check_list_memory(m, k, len(pending), search.budget_mib)
-        more_rows, more_scores = lists(pending, k)
-        rows, scores = _pad(rows, scores, k)
-        rows[pending] = more_rows
-        scores[pending] = more_scores
+        _check_list_memory(len(rows) + len(pending) * k, len(pending), k, search.budget_mib)
+        new_lengths, new_rows, new_scores = lists(pending, k)
+        ptr, rows, scores = _replace_lists(ptr, rows, scores, pending, new_lengths, new_rows, new_scores)
         depth[pending] = k
 
 
-def _check_list_memory(queries: int, depth: int, pending: int, budget_mib: float) -> None:
-    """Refuse lists that would outgrow the memory they may take (``LIST_BUDGETS`` × the budget).
-
-    The lists are one ``(queries, depth)`` array: a few queries whose survivors lie deep (a
-    low ``--max-score``, a wide margin) widen every row."""
-    need = queries * depth * 16
+def _check_list_memory(entries: int, pending: int, depth: int, budget_mib: float) -> None:
+    """Refuse candidate lists that would take more than ``LIST_BUDGETS`` × the budget."""
+    need = entries * 16
     allowed = LIST_BUDGETS * budget_mib * 1024 * 1024
     if need > allowed:
         raise OptionError(
-            f"without --range-max, {pending:,} queries need lists deeper than {depth // GROW_FACTOR:,} documents "
-            f"(the filters remove the top of their ranking); {queries:,} lists of {depth:,} would take "
-            f"{need / 2**20:,.0f} MiB, over {LIST_BUDGETS} × --budget-mib. Give --range-max B, or raise --budget-mib")
+            f"without --range-max, {pending:,} queries need lists of {depth:,} documents (the filters remove "
+            f"the top of their ranking); the lists would take {need / 2**20:,.0f} MiB, over {LIST_BUDGETS} × "
+            "--budget-mib. Give --range-max B, or raise --budget-mib")
 
 
 # -- the whole run ------------------------------------------------------------------------------
@@ -368,13 +435,43 @@ def quantiles(values: np.ndarray) -> dict[str, float]:
 
 
 def select_from(candidates: Candidates, spec: SelectionSpec) -> Selection:
-    """The selection over candidate lists (window lists are complete by construction)."""
+    """The selection over candidate lists, in padded blocks of queries within a fixed budget
+    (window lists are complete by construction). One random generator runs through all
+    blocks in query order, so the blocks do not change the draws."""
     exhaustive = candidates.depth >= candidates.corpus_rows
     if spec.range_max is not None:
         exhaustive = exhaustive | (candidates.depth >= min(candidates.corpus_rows, spec.range_max + candidates.p_max))
-    return select_negatives(candidates.rows, candidates.scores, candidates.is_positive(),
-                            candidates.lowest_positive(), spec, exhaustive=exhaustive,
-                            positive_similarity=candidates.positive_similarity)
+    lowest = candidates.lowest_positive()
+    is_pos = candidates.is_positive()
+    ptr = candidates.list_ptr
+    rng = np.random.default_rng(spec.seed)
+    parts = []
+    for lo, hi in list_chunks(candidates.lengths, SELECT_BUDGET_MIB):
+        sims = None
+        if candidates.positive_similarity is not None:
+            sims = ragged_to_padded(ptr, candidates.positive_similarity, lo, hi, np.nan)
+        parts.append(select_negatives(
+            ragged_to_padded(ptr, candidates.rows, lo, hi, -1), ragged_to_padded(ptr, candidates.scores, lo, hi, np.nan),
+            ragged_to_padded(ptr, is_pos, lo, hi, False), lowest[lo:hi], spec, exhaustive=exhaustive[lo:hi],
+            positive_similarity=sims, rng=rng))
+    return merge_selections(parts, spec.negatives)
+
+
+def merge_selections(parts: list[Selection], negatives: int) -> Selection:
+    """Selections of consecutive query blocks as one."""
+    if not parts:
+        empty = np.zeros((0, negatives), dtype=np.int64)
+        return Selection(rows=empty, scores=empty.astype(np.float32), positions=empty,
+                         survivors=np.zeros(0, np.int64), settled=np.zeros(0, bool))
+    removed: dict[str, int] = {}
+    for part in parts:
+        for name, count in part.removed.items():
+            removed[name] = removed.get(name, 0) + count
+    return Selection(rows=np.concatenate([p.rows for p in parts]), scores=np.concatenate([p.scores for p in parts]),
+                     positions=np.concatenate([p.positions for p in parts]),
+                     survivors=np.concatenate([p.survivors for p in parts]),
+                     settled=np.concatenate([p.settled for p in parts]), removed=removed,
+                     examined=sum(p.examined for p in parts))
 
 
 def window_cut(candidates: Candidates, spec: SelectionSpec) -> Candidates:
@@ -382,10 +479,14 @@ def window_cut(candidates: Candidates, spec: SelectionSpec) -> Candidates:
     if spec.range_max is None:
         return candidates
     width = spec.range_max + candidates.p_max
-    if width >= candidates.rows.shape[1]:
+    if not len(candidates.lengths) or width >= int(candidates.lengths.max()):
         return candidates
-    sims = None if candidates.positive_similarity is None else candidates.positive_similarity[:, :width]
-    return replace(candidates, rows=candidates.rows[:, :width], scores=candidates.scores[:, :width],
+    _, position = candidates.owners()
+    keep = position < width
+    lengths = np.minimum(candidates.lengths, width)
+    sims = None if candidates.positive_similarity is None else candidates.positive_similarity[keep]
+    return replace(candidates, list_ptr=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                   rows=candidates.rows[keep], scores=candidates.scores[keep],
                    depth=np.minimum(candidates.depth, width), positive_similarity=sims, window=width)
 
 

@@ -239,33 +239,28 @@ def save_candidates(cand: Candidates, path: str, *, query_ids: np.ndarray, doc_i
     if table_format(path) != "parquet":
         raise OptionError(f"{path}: --save-candidates writes Parquet; name it .parquet")
     check_output_path(path, inputs)
-    m, width = cand.rows.shape
-    listed = cand.rows >= 0
+    m = cand.queries
     is_pos = cand.is_positive()
-    q_idx, col = np.nonzero(listed)
+    q_idx, col = cand.owners()
     counts = cand.positives_per_query
     owner = np.repeat(np.arange(m), counts)
     # Positives missing from their query's list get a row of their own (rank 0).
-    inlist = np.zeros(len(cand.pos_rows), dtype=bool)
-    if len(q_idx):
-        key_list = q_idx.astype(np.int64) * (cand.corpus_rows + 1) + cand.rows[q_idx, col]
-        key_pos = owner.astype(np.int64) * (cand.corpus_rows + 1) + cand.pos_rows
-        inlist = np.isin(key_pos, key_list)
-    extra = np.flatnonzero(~inlist)
-    qi = np.concatenate([q_idx, owner[extra]]).astype(np.int64)
-    docs = np.concatenate([cand.rows[q_idx, col], cand.pos_rows[extra]]).astype(np.int64)
-    scores = np.concatenate([cand.scores[q_idx, col], cand.pos_scores[extra]]).astype(np.float32)
-    rank = np.concatenate([col + 1, np.zeros(len(extra), dtype=np.int64)]).astype(np.int64)
-    positive = np.concatenate([is_pos[q_idx, col], np.ones(len(extra), dtype=bool)])
-    # A positive's score is its exact pair score (the one the margins use), listed or not.
+    key_list = q_idx * (cand.corpus_rows + 1) + cand.rows
     key_pos = owner.astype(np.int64) * (cand.corpus_rows + 1) + cand.pos_rows
+    extra = np.flatnonzero(~np.isin(key_pos, key_list))
+    qi = np.concatenate([q_idx, owner[extra]]).astype(np.int64)
+    docs = np.concatenate([cand.rows, cand.pos_rows[extra]]).astype(np.int64)
+    scores = np.concatenate([cand.scores, cand.pos_scores[extra]]).astype(np.float32)
+    rank = np.concatenate([col + 1, np.zeros(len(extra), dtype=np.int64)]).astype(np.int64)
+    positive = np.concatenate([is_pos, np.ones(len(extra), dtype=bool)])
+    # A positive's score is its exact pair score (the one the margins use), listed or not.
     order_pos = np.argsort(key_pos, kind="stable")
     found = np.searchsorted(key_pos[order_pos], qi * (cand.corpus_rows + 1) + docs)
     where = order_pos[found.clip(0, len(key_pos) - 1)]
     scores = np.where(positive, cand.pos_scores[where], scores).astype(np.float32)
     relevance = np.where(positive, cand.pos_relevance[where].astype(np.float64), 0.0)
     sims = cand.positive_similarity
-    sim = np.concatenate([sims[q_idx, col] if sims is not None else np.full(len(q_idx), np.nan, np.float32),
+    sim = np.concatenate([sims if sims is not None else np.full(len(q_idx), np.nan, np.float32),
                           np.full(len(extra), np.nan, np.float32)]).astype(np.float32)
     order = np.lexsort((rank == 0, rank, qi))
     qrow = cand.query_rows[qi]
@@ -309,25 +304,22 @@ def load_candidates(path: str) -> tuple[Candidates, dict[int, Any], dict[int, An
     depth_col = table["depth"].to_numpy().astype(np.int64)
     query_rows, inverse = np.unique(qrow, return_inverse=True)
     m = len(query_rows)
-    listed = rank > 0
-    width = int(rank.max()) if len(rank) else 0
-    rows = np.full((m, width), -1, dtype=np.int64)
-    sc = np.full((m, width), np.nan, dtype=np.float32)
-    sim = np.full((m, width), np.nan, dtype=np.float32)
-    rows[inverse[listed], rank[listed] - 1] = docs[listed]
-    sc[inverse[listed], rank[listed] - 1] = scores[listed]
-    sim[inverse[listed], rank[listed] - 1] = sims[listed]
+    listed = np.flatnonzero(rank > 0)
+    listed = listed[np.lexsort((rank[listed], inverse[listed]))]
+    lengths = np.bincount(inverse[listed], minlength=m).astype(np.int64)
+    list_ptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     depth = np.zeros(m, dtype=np.int64)
     depth[inverse] = depth_col
     order = np.lexsort((docs[positive], inverse[positive]))
     pos_q = inverse[positive][order]
     pos_ptr = np.searchsorted(pos_q, np.arange(m + 1)).astype(np.int64)
     metric: RetrievalMetric = meta["metric"]
-    cand = Candidates(query_rows=query_rows, rows=rows, scores=sc, depth=depth, pos_ptr=pos_ptr,
+    cand = Candidates(query_rows=query_rows, list_ptr=list_ptr, rows=docs[listed], scores=scores[listed],
+                      depth=depth, pos_ptr=pos_ptr,
                       pos_rows=docs[positive][order], pos_scores=scores[positive][order],
                       pos_relevance=relevance[positive][order], corpus_rows=int(meta["corpus_rows"]),
                       metric=metric, window=meta.get("window"),
-                      positive_similarity=sim if meta.get("has_positive_similarity") else None,
+                      positive_similarity=sims[listed] if meta.get("has_positive_similarity") else None,
                       approximate=bool(meta.get("approximate")))
     qids = dict(zip(qrow.tolist(), table["query_id"].to_pylist()))
     dids = dict(zip(docs.tolist(), table["doc_id"].to_pylist()))

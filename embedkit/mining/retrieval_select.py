@@ -117,6 +117,7 @@ def select_negatives(
     *,
     exhaustive: np.ndarray | None = None,
     positive_similarity: np.ndarray | None = None,
+    rng: np.random.Generator | None = None,
 ) -> Selection:
     """Apply the filters, ranks and sampling to ``(m, K)`` ranked candidate lists.
 
@@ -125,6 +126,7 @@ def select_negatives(
     *settled* only when it holds ``range_min + N`` survivors, else it needs a deeper list.
     Filter removals are counted over the whole list with ``range_max`` (as
     sentence-transformers counts its window), else up to the last survivor looked at.
+    ``rng`` (default: a new generator seeded with ``spec.seed``) draws ``random`` samples.
 
     >>> rows = np.array([[4, 7, 2, 9]])
     >>> scores = np.array([[0.9, 0.8, 0.5, 0.4]], dtype=np.float32)
@@ -161,7 +163,7 @@ def select_negatives(
         slot = rank[q, col] - spec.range_min
         out_pos[q, slot] = col
     else:
-        rng = np.random.default_rng(spec.seed)
+        rng = rng if rng is not None else np.random.default_rng(spec.seed)
         for i in range(m):
             pool = np.flatnonzero(eligible[i])
             if len(pool) > n:
