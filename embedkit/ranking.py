@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,10 +33,12 @@ from threadpoolctl import threadpool_limits
 from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
 from embedkit.engine import Engine, LocalEngine, Progress, available_cores
 from embedkit.errors import InputError, OptionError
-from embedkit.mining.knn import Neighbours
+from embedkit.distances import RANKING_METRICS, RankingMetric
 
-RankingMetric = Literal["cosine", "dot", "euclidean"]
-RANKING_METRICS: tuple[RankingMetric, ...] = ("cosine", "dot", "euclidean")
+if TYPE_CHECKING:
+    from embedkit.mining.knn import Neighbours
+
+__all__ = ["RANKING_METRICS", "RankingMetric", "top_k", "prepare_rows"]
 #: Heap sentinel: an empty slot ranks after every corpus row.
 _NO_ROW = np.iinfo(np.int64).max
 #: Every score tile is exactly QUERY_TILE × CORPUS_TILE (edges zero-padded) and aligned to
@@ -150,6 +152,8 @@ def top_k(
     >>> top_k(np.array([[1.0, 0.1]]), c, 2, metric="dot").indices.tolist()
     [[0, 2]]
     """
+    from embedkit.mining.knn import Neighbours  # a twin of the FAISS results (FAISS imported lazily)
+
     if metric not in RANKING_METRICS:
         raise OptionError(f"unknown metric {metric!r}; expected one of {', '.join(RANKING_METRICS)}")
     if k < 1:
