@@ -208,3 +208,29 @@ def test_properties_bounds_and_permutation(seed, metric):
 def test_score_rankings_with_no_judgement_for_a_ranked_document():
     s = score_rankings(np.array([[3, -1]]), np.array([0]), np.array([9]), np.array([2]), (2,))
     assert s["ndcg_at_2"][0] == 0.0 and s["recall_at_2"][0] == 0.0 and s["precision_at_2"][0] == 0.0
+
+
+def test_readme_worked_example():
+    """sample_data/ir/ and the README's table: q1 ranks d1 d2 d3 …, q2 ranks d4 d3 d5 …, q3 skipped."""
+    from embedkit.io import load_dataset
+    from embedkit.qrels import read_qrels
+    from tests.conftest import SAMPLE
+
+    corpus = load_dataset(str(SAMPLE / "ir" / "corpus.parquet"), id_column="id")
+    queries = load_dataset(str(SAMPLE / "ir" / "queries.parquet"), id_column="id")
+    result = evaluate_qrels(corpus, queries, read_qrels(str(SAMPLE / "ir" / "qrels.tsv")), ks=(1, 3), keep_run=True)
+    assert result.run.doc_ids.tolist() == [["d1", "d2", "d3"], ["d4", "d3", "d5"]]
+    l3 = math.log2(3)
+    q1 = (2 / l3) / (2 + 1 / l3)
+    q2 = (1 + 2 / l3) / (2 + 1 / l3)
+    expected = {
+        "ndcg_at_1": (0 + 1 / 2) / 2, "ndcg_at_3": (q1 + q2) / 2,
+        "mrr_at_1": 0.5, "mrr_at_3": (1 / 2 + 1) / 2,
+        "map_at_1": (0 + 1 / 2) / 2, "map_at_3": ((1 / 2) / 2 + (1 + 2 / 2) / 2) / 2,
+        "recall_at_1": 0.25, "recall_at_3": (1 / 2 + 1) / 2,
+        "precision_at_1": 0.5, "precision_at_3": (1 / 3 + 2 / 3) / 2,
+    }
+    assert result.figures == pytest.approx(expected, rel=1e-12)
+    assert round(result.figures["ndcg_at_3"], 5) == 0.66967 and (result.queries, result.skipped_queries) == (2, 1)
+    readme = (SAMPLE.parent / "README.md").read_text()
+    assert "| 3 | 0.66967 | 0.75 | 0.625 | 0.75 | 0.5 |" in readme
