@@ -17,6 +17,9 @@ from embedkit.chunking import blocks, rows_per_block
 
 Metric = Literal["euclidean", "cosine"]
 METRICS: tuple[Metric, ...] = ("euclidean", "cosine")
+#: Query -> corpus ranking also knows the plain inner product (a similarity).
+RankingMetric = Literal["cosine", "dot", "euclidean"]
+RANKING_METRICS: tuple[RankingMetric, ...] = ("cosine", "dot", "euclidean")
 
 
 def is_similarity(metric: str) -> bool:

@@ -317,6 +317,22 @@ def _heap_replace_root(keys, ids, key, ident):  # type: ignore[no-untyped-def]
     ids[pos] = ident
 
 
+@njit(nogil=True, cache=True, fastmath=True)
+def _row_bound(row, query_sq, corpus_sq, distance):  # type: ignore[no-untyped-def]
+    """About the largest key of a tile row, in one vectorised float32 pass. Exact for
+    similarities (a maximum involves no arithmetic); fastmath may round the Euclidean
+    bound differently from the keys, and the caller allows for it."""
+    best = np.float32(-np.inf)
+    if distance:
+        two = np.float32(2.0)
+        for j in range(row.shape[0]):
+            best = max(best, two * row[j] - corpus_sq[j])
+        return best - query_sq
+    for j in range(row.shape[0]):
+        best = max(best, row[j])
+    return best
+
+
 @njit(nogil=True, cache=True)
 def topk_tile(tile, first_col, query_sq, corpus_sq, distance, keys, ids):  # type: ignore[no-untyped-def]
     """Merge a score tile into running per-query heaps of the k best corpus rows.
@@ -334,6 +350,16 @@ def topk_tile(tile, first_col, query_sq, corpus_sq, distance, keys, ids):  # typ
         hi = ids[i]
         top_key = hk[0]
         top_id = hi[0]
+        # Most rows of a tile hold nothing better than the current k-th: one vectorised pass
+        # proves it (with a relative allowance for the rounding of the fast Euclidean bound).
+        if distance:
+            bound = _row_bound(tile[i], query_sq[i], corpus_sq, distance)
+            slack = 1e-4 * (abs(bound) + abs(top_key) + abs(query_sq[i])) + 1e-30
+        else:
+            bound = _row_bound(tile[i], np.float32(0.0), corpus_sq, distance)
+            slack = 0.0
+        if bound + slack < top_key:
+            continue
         if distance:
             qs = query_sq[i]
             for j in range(cols):

@@ -316,10 +316,17 @@ def _parse_grades(grades: np.ndarray | list[object] | None, source: str) -> np.n
     return values
 
 
+def pair_codes(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """One int64 code per (first, second) pair of ids: equal pairs get equal codes."""
+    _, a = np.unique(first, return_inverse=True)
+    names, b = np.unique(second, return_inverse=True)
+    return a.astype(np.int64).ravel() * max(1, len(names)) + b.astype(np.int64).ravel()
+
+
 def _deduplicated(queries: np.ndarray, docs: np.ndarray, relevance: np.ndarray, source: str) -> Qrels:
     if len(relevance) == 0:
         relevance = np.ones(len(queries), dtype=np.int64)
-    pairs = np.char.add(np.char.add(queries.astype(str), "\x00"), docs.astype(str))
+    pairs = pair_codes(queries, docs)
     unique, first, inverse = np.unique(pairs, return_index=True, return_inverse=True)
     if len(unique) < len(pairs):
         # Every duplicate must repeat the grade of the pair's first occurrence.

@@ -24,26 +24,28 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
 from embedkit.engine import Engine, LocalEngine, Progress, available_cores
 from embedkit.errors import InputError, OptionError
-from embedkit.mining.knn import Neighbours
+from embedkit.distances import RANKING_METRICS, RankingMetric
 
-RankingMetric = Literal["cosine", "dot", "euclidean"]
-RANKING_METRICS: tuple[RankingMetric, ...] = ("cosine", "dot", "euclidean")
+if TYPE_CHECKING:
+    from embedkit.mining.knn import Neighbours
+
+__all__ = ["RANKING_METRICS", "RankingMetric", "top_k", "prepare_rows"]
 #: Heap sentinel: an empty slot ranks after every corpus row.
 _NO_ROW = np.iinfo(np.int64).max
 #: Every score tile is exactly QUERY_TILE × CORPUS_TILE (edges zero-padded) and aligned to
 #: multiples of these sizes: BLAS rounds an entry the same way only at the same place of a
 #: tile of the same shape, so a fixed grid makes scores independent of budget and engine.
-QUERY_TILE = 64
-CORPUS_TILE = 4096
+QUERY_TILE = 256
+CORPUS_TILE = 1024
 #: Most query tiles per task (a block of queries searched against one corpus block).
 MAX_TILES_PER_TASK = 8
 
@@ -84,7 +86,7 @@ def _rank_block(job: _BlockJob, bounds: tuple[int, int]) -> tuple[np.ndarray, np
     keys = np.full((stop - start, width), -np.inf, dtype=np.float32)
     rows = np.full((stop - start, width), _NO_ROW, dtype=np.int64)
     empty = np.zeros(0, np.float32)
-    with threadpool_limits(limits=1, user_api="blas"):  # one core per task; and BLAS rounding by thread count
+    with _blas_controller().limit(limits=1, user_api="blas"):  # one core per task (also: fixed rounding)
         for qa, qb in blocks(stop - start, QUERY_TILE):
             queries = _padded(job.queries[start + qa:start + qb], QUERY_TILE)
             query_sq = job.query_sq[start + qa:start + qb] if job.query_sq is not None else empty
@@ -94,6 +96,16 @@ def _rank_block(job: _BlockJob, bounds: tuple[int, int]) -> tuple[np.ndarray, np
                 topk_tile(tile[: qb - qa, : hi - lo], job.first_row + lo, query_sq, corpus_sq, job.distance,
                           keys[qa:qb], rows[qa:qb])
     return _sorted(keys, rows)
+
+
+_CONTROLLER: list[ThreadpoolController] = []
+
+
+def _blas_controller() -> ThreadpoolController:
+    """This process's thread-pool controller (finding the BLAS libraries takes ~1 ms; once)."""
+    if not _CONTROLLER:
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
 
 
 def _padded(rows: np.ndarray, size: int) -> np.ndarray:
@@ -150,6 +162,8 @@ def top_k(
     >>> top_k(np.array([[1.0, 0.1]]), c, 2, metric="dot").indices.tolist()
     [[0, 2]]
     """
+    from embedkit.mining.knn import Neighbours  # a twin of the FAISS results (FAISS imported lazily)
+
     if metric not in RANKING_METRICS:
         raise OptionError(f"unknown metric {metric!r}; expected one of {', '.join(RANKING_METRICS)}")
     if k < 1:
@@ -165,9 +179,9 @@ def top_k(
     rows = np.full((n_queries, width), _NO_ROW, dtype=np.int64)
     if n_queries and width:
         prepared, query_sq = prepare_rows(queries, metric)
-        # Tasks: whole query tiles, at most MAX_TILES_PER_TASK, enough tasks to keep every core busy.
-        tiles = math.ceil(n_queries / (2 * available_cores() * QUERY_TILE))
-        per_task = QUERY_TILE * max(1, min(MAX_TILES_PER_TASK, tiles))
+        # Tasks: whole query tiles, at most MAX_TILES_PER_TASK, about 4 tasks per core (balance).
+        tiles = math.ceil(n_queries / QUERY_TILE)
+        per_task = QUERY_TILE * max(1, min(MAX_TILES_PER_TASK, tiles // (4 * available_cores())))
         query_blocks = list(blocks(n_queries, per_task))
         corpus_rows = CORPUS_TILE * max(1, rows_per_block(dim * 4 + 8, budget_mib) // CORPUS_TILE)
         runner = engine if engine is not None else LocalEngine()

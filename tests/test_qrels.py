@@ -145,3 +145,9 @@ def test_duplicate_dataset_ids_are_an_error():
 def test_row_numbers_need_a_count():
     with pytest.raises(OptionError):
         resolve_qrels(QRELS, None, np.array(["3"]))
+
+
+def test_pairs_are_not_confused_by_concatenation(tmp_path):
+    # ("q1", "0d") and ("q10", "d") concatenate to the same text; they are different pairs.
+    q = read_qrels(_write(tmp_path, "q.txt", "q1 0 0d 1\nq10 0 d 2\n"))
+    assert q.query_ids.tolist() == ["q1", "q10"] and q.relevance.tolist() == [1, 2]

@@ -52,7 +52,7 @@ def test_ties_rank_by_ascending_row_whatever_the_blocks(metric, monkeypatch):
     corpus = rng.integers(-2, 3, (257, 4)).astype(np.float32)
     queries = rng.integers(-2, 3, (23, 4)).astype(np.float32)
     expected, _ = oracle(queries, corpus, 30, metric)
-    for budget_rows, query_tile, corpus_tile in ((1, 1, 1), (7, 3, 5), (64, 8, 16), (10_000, 64, 4096)):
+    for budget_rows, query_tile, corpus_tile in ((1, 2, 7), (40, 3, 5), (64, 8, 16), (10_000, 64, 4096)):
         monkeypatch.setattr(ranking, "QUERY_TILE", query_tile)
         monkeypatch.setattr(ranking, "CORPUS_TILE", corpus_tile)
         got = top_k(queries, corpus, 30, metric=metric, budget_mib=budget_rows * 24 / 2**20)
