@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from embedkit.chunking import blocks, rows_per_block
-from embedkit.engine import Progress
+from embedkit.engines import Progress
 from embedkit.errors import InputError, OptionError
 from embedkit.mining.retrieval_select import FILTERS, Selection, SelectionSpec, select_negatives
 
@@ -266,7 +266,7 @@ class _Approximate:
     """A FAISS IVF/HNSW index over the corpus; its candidates are re-scored exactly."""
 
     def __init__(self, corpus: np.ndarray, search: SearchSpec, progress: Progress | None) -> None:
-        from embedkit.mining.knn import build_index
+        from embedkit.knn import build_index
 
         if search.metric != "cosine":
             raise OptionError("--index ivf/hnsw supports --metric cosine only; use the exact search for dot")
@@ -277,7 +277,7 @@ class _Approximate:
                                  progress=progress)
 
     def lists(self, queries: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        from embedkit.mining.knn import _search_params
+        from embedkit.knn import _search_params
 
         k = min(k, self.corpus.shape[0])
         params = _search_params(self.built, k, None)

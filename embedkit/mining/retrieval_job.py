@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from embedkit.engine import Progress
+from embedkit.engines import Progress
 from embedkit.errors import InputError, OptionError
 from embedkit.mining.retrieval import RetrievalMining, SearchSpec, mine_from_candidates, mine_retrieval
 from embedkit.mining.retrieval_output import (
