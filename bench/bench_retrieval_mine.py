@@ -8,7 +8,7 @@ For each corpus size, in one run of this script:
 
 1. baseline: ``faiss.IndexFlatIP`` over L2-normalised copies of the corpus, searched with the
    normalised queries at k = 33 (normalising, adding and searching timed), in this process;
-2. the whole command, in a child process under ``resource.getrusage(RUSAGE_CHILDREN)``:
+2. the whole command, in a child process under ``/usr/bin/time -v`` (peak RSS of that child):
 
        embedkit mine corpus.npy --queries queries.npy --qrels qrels.tsv \\
            --relative-margin 0.05 --range-max 30 --negatives 4 -o triplets.parquet -q --json
@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import re
 import shutil
 import subprocess
 import sys
@@ -75,9 +75,9 @@ def faiss_baseline(folder: Path, k: int = 33) -> float:
     return seconds
 
 
-def run_command(folder: Path) -> tuple[float, dict]:
+def run_command(folder: Path) -> tuple[float, dict, float]:
     exe = shutil.which("embedkit") or str(Path(sys.executable).with_name("embedkit"))
-    cmd = [exe, "mine", str(folder / "corpus.npy"), "--queries", str(folder / "queries.npy"),
+    cmd = ["/usr/bin/time", "-v", exe, "mine", str(folder / "corpus.npy"), "--queries", str(folder / "queries.npy"),
            "--qrels", str(folder / "qrels.tsv"), "--relative-margin", "0.05", "--range-max", "30",
            "--negatives", "4", "-o", str(folder / "triplets.parquet"), "-q", "--json"]
     started = time.perf_counter()
@@ -85,7 +85,8 @@ def run_command(folder: Path) -> tuple[float, dict]:
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"command failed ({done.returncode}): {done.stderr}")
-    return seconds, json.loads(done.stdout)
+    peak_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr).group(1))
+    return seconds, json.loads(done.stdout), peak_kib / 1024**2
 
 
 def main() -> None:
@@ -98,8 +99,7 @@ def main() -> None:
         folder = Path(tempfile.mkdtemp(prefix="bench_rmine_"))
         try:
             make_data(folder, docs, args.queries)
-            command, payload = run_command(folder)  # first: RUSAGE_CHILDREN then holds only this child
-            peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
+            command, payload, peak_gib = run_command(folder)
             floor = faiss_baseline(folder)
             print(f"\n{docs:,} docs × {DIM}, {args.queries:,} queries (2 positives each), "
                   "--relative-margin 0.05 --range-max 30 --negatives 4")
@@ -112,8 +112,6 @@ def main() -> None:
                   f"removed by margin: {payload['removed'].get('relative_margin', 0):,}")
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        if len(args.docs) > 1:
-            print("  (RUSAGE_CHILDREN is a maximum over children: later sizes report the largest so far)")
 
 
 if __name__ == "__main__":
