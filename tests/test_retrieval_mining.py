@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from embedkit.errors import OptionError
-from embedkit.mining.retrieval import Candidates, SearchSpec, mine_from_candidates, mine_retrieval
+from embedkit.mining.retrieval import SearchSpec, mine_from_candidates, mine_retrieval
 from embedkit.mining.retrieval_select import SelectionSpec, select_negatives
 
 # -- oracles ------------------------------------------------------------------------------------

@@ -188,7 +188,8 @@ def validate_selection(spec: SelectionSpec) -> SelectionSpec:
     if spec.range_max is not None and spec.range_min >= spec.range_max:
         raise OptionError(f"--range-min ({spec.range_min}) must be below --range-max ({spec.range_max})")
     if spec.sampling == "random" and spec.range_max is None:
-        raise OptionError("--sampling random needs --range-max B (the survivors ranked below B are the pool it draws from)")
+        raise OptionError("--sampling random needs --range-max B "
+                          "(the survivors ranked below B are the pool it draws from)")
     for name in ("absolute_margin", "relative_margin", "max_score", "min_score", "max_positive_similarity"):
         value = getattr(spec, name)
         if value is not None and not np.isfinite(value):
@@ -451,7 +452,8 @@ def select_from(candidates: Candidates, spec: SelectionSpec) -> Selection:
         if candidates.positive_similarity is not None:
             sims = ragged_to_padded(ptr, candidates.positive_similarity, lo, hi, np.nan)
         parts.append(select_negatives(
-            ragged_to_padded(ptr, candidates.rows, lo, hi, -1), ragged_to_padded(ptr, candidates.scores, lo, hi, np.nan),
+            ragged_to_padded(ptr, candidates.rows, lo, hi, -1),
+            ragged_to_padded(ptr, candidates.scores, lo, hi, np.nan),
             ragged_to_padded(ptr, is_pos, lo, hi, False), lowest[lo:hi], spec, exhaustive=exhaustive[lo:hi],
             positive_similarity=sims, rng=rng))
     return merge_selections(parts, spec.negatives)
