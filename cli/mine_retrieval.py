@@ -8,13 +8,8 @@ import typer
 
 from cli.errors import reported_errors
 from cli.inputs import parse_floats
-from cli.render import mine_retrieval as render
-from cli.render import progress_bar
 from embedkit.errors import OptionError
-from embedkit.mining.retrieval import SearchSpec
-from embedkit.mining.retrieval_job import RetrievalJob, run_retrieval_mining
-from embedkit.mining.retrieval_output import OutputFormat
-from embedkit.mining.retrieval_select import Sampling, SelectionSpec
+from embedkit.mining.retrieval_select import OutputFormat, Sampling, SelectionSpec
 
 AnyMetric = Literal["euclidean", "cosine", "dot"]
 RQ, FILTERS, STRATEGY, OUTPUT = "Retrieval (qrels)", "Filters", "Strategy", "Output"
@@ -100,6 +95,12 @@ def refuse_retrieval_options(ctx: typer.Context) -> None:
 
 def run(ctx: typer.Context, **o: Any) -> None:
     """Check the options, run one retrieval mining call, render the report."""
+    # Imported here: label mining and --help do not pay for them.
+    from cli.render import mine_retrieval as render
+    from cli.render import progress_bar
+    from embedkit.mining.retrieval import SearchSpec
+    from embedkit.mining.retrieval_job import RetrievalJob, run_retrieval_mining
+
     with reported_errors():
         for name in LABEL_ONLY:
             if _given(ctx, name):

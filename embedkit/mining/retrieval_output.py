@@ -31,15 +31,16 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from embedkit.errors import InputError, OptionError
 from embedkit.mining.retrieval import Candidates, RetrievalMetric, RetrievalMining
+from embedkit.mining.retrieval_select import FORMATS, OutputFormat
 
-OutputFormat = Literal["triplet", "n-tuple", "labeled-pair", "labeled-list", "flagembedding"]
-FORMATS: tuple[OutputFormat, ...] = ("triplet", "n-tuple", "labeled-pair", "labeled-list", "flagembedding")
+__all__ = ["FORMATS", "OutputFormat", "check_format_output", "load_candidates", "save_candidates",
+           "training_columns", "write_training_file"]
 PROVENANCE_KEY = b"embedkit"
 CANDIDATES_KEY = b"embedkit.candidates"
 

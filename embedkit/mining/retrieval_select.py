@@ -27,6 +27,10 @@ from typing import Literal
 import numpy as np
 
 Sampling = Literal["top", "random"]
+#: Training-file formats (written by :mod:`embedkit.mining.retrieval_output`); here so that the
+#: CLI can name them without importing the writers.
+OutputFormat = Literal["triplet", "n-tuple", "labeled-pair", "labeled-list", "flagembedding"]
+FORMATS: tuple[OutputFormat, ...] = ("triplet", "n-tuple", "labeled-pair", "labeled-list", "flagembedding")
 #: Filter names in the order they are applied (and counted).
 FILTERS = ("absolute_margin", "relative_margin", "max_score", "min_score", "max_positive_similarity")
 
