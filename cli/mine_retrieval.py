@@ -99,6 +99,7 @@ def run(ctx: typer.Context, **o: Any) -> None:
     from cli.render import mine_retrieval as render
     from cli.render import progress_bar
     from embedkit.mining.retrieval import SearchSpec
+    from embedkit.engines import make_engine
     from embedkit.mining.retrieval_job import RetrievalJob, run_retrieval_mining
 
     with reported_errors():
@@ -142,6 +143,7 @@ def run(ctx: typer.Context, **o: Any) -> None:
             query_id_column=o["query_id_column"], text_column=o["text_column"],
             ignore_missing=o["ignore_missing"], margins=margins, output=o["output"], fmt=o["format_"],
             save_candidates=o["save_candidates"])
-        with progress_bar("mining (retrieval)", enabled=not o["quiet"] and not o["json"]) as progress:
-            result = run_retrieval_mining(job, progress=progress)
+        with make_engine("local", workers=o["workers"]) as engine, \
+                progress_bar("mining (retrieval)", enabled=not o["quiet"] and not o["json"]) as progress:
+            result = run_retrieval_mining(job, engine=engine, progress=progress)
     render.report(result, as_json=o["json"])

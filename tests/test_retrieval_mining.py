@@ -625,3 +625,17 @@ def test_lists_are_ragged_and_blocks_do_not_change_the_selection(monkeypatch):
     monkeypatch.setattr(retrieval, "SELECT_BUDGET_MIB", 64.0)
     b = mine_retrieval(corpus, queries, judged(positives), rand, SearchSpec())
     assert np.array_equal(a.selection.rows, b.selection.rows)
+
+
+def test_workers_do_not_change_the_result(run_cli, tmp_path):
+    queries, corpus, positives = data(seed=12, n=120, m=8)
+    write_inputs(tmp_path, queries, corpus)
+    qrels = write_qrels(tmp_path, positives)
+    outs = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"w{workers}.parquet"
+        r = cli_mine(run_cli, tmp_path, "--qrels", qrels, "--workers", workers, "--relative-margin", "0.05",
+                     "--budget-mib", "0.01", "-o", out)
+        assert r.exit_code == 0, r.stderr
+        outs.append(pq.read_table(out).to_pydict())
+    assert outs[0] == outs[1]

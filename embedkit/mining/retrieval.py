@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from embedkit.chunking import blocks, rows_per_block
-from embedkit.engines import Progress
+from embedkit.engines import Engine, Progress
 from embedkit.errors import InputError, OptionError
 from embedkit.mining.retrieval_select import FILTERS, Selection, SelectionSpec, select_negatives
 
@@ -253,13 +253,13 @@ def positive_similarity(
 # -- searching ----------------------------------------------------------------------------------
 
 def _exact_lists(queries: np.ndarray, corpus: np.ndarray, rows: np.ndarray, k: int, search: SearchSpec,
-                 progress: Progress | None) -> tuple[np.ndarray, np.ndarray]:
+                 progress: Progress | None, engine: Engine | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k lists of ``queries[rows]`` by :func:`embedkit.ranking.top_k`."""
     from embedkit.ranking import top_k
 
     k = min(k, corpus.shape[0])
     found = top_k(np.asarray(queries[rows]), corpus, k, metric=search.metric, budget_mib=search.budget_mib,
-                  progress=progress)
+                  engine=engine, progress=progress)
     return np.asarray(found.indices, dtype=np.int64), np.asarray(found.values, dtype=np.float32)
 
 
@@ -349,6 +349,7 @@ def find_candidates(
     deepest: SelectionSpec | None = None,
     progress: Progress | None = None,
     searcher: _Approximate | None = None,
+    engine: Engine | None = None,
 ) -> Candidates:
     """Ranked candidate lists deep enough for ``selection`` (or ``deepest``, the most
     demanding of a sweep): the ``range_max + P_max`` window, or grown per query."""
@@ -371,7 +372,8 @@ def find_candidates(
                 parts.append(_flatten(*searcher.lists(queries, chosen, k)))
             else:
                 parts.append(_flatten(*_exact_lists(queries, corpus, chosen, k, search,
-                                                    progress if start == 0 and stop == len(subset) else None)))
+                                                    progress if start == 0 and stop == len(subset) else None,
+                                                    engine)))
         if not parts:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
         return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
@@ -572,6 +574,7 @@ def mine_retrieval(
     progress: Progress | None = None,
     qrels_info: dict[str, Any] | None = None,
     keep_positive_similarity: bool = False,
+    engine: Engine | None = None,
 ) -> RetrievalMining:
     """Mine negatives for every query with a positive in ``judged = (query_rows, doc_rows,
     relevance)``; see the module docstring for the search and
@@ -593,11 +596,11 @@ def mine_retrieval(
                            with_positive_similarity=(keep_positive_similarity
                                                      or spec.max_positive_similarity is not None),
                            deepest=deepest,
-                           progress=progress, searcher=searcher)
+                           progress=progress, searcher=searcher, engine=engine)
     selection = select_from(cand, spec)
     described = describe_search(cand, spec, search, searcher)
     if searcher is not None and search.check_recall > 0:
-        described["recall"] = _recall(queries, corpus, cand, spec, search, selection)
+        described["recall"] = _recall(queries, corpus, cand, spec, search, selection, engine)
     result = summarise(cand, spec, selection, described, qrels={**(qrels_info or {}), **info},
                        sweep=sweep_margins(cand, spec, margins) if margins else None,
                        certainty={"certain": True, "uncertain_queries": 0})
@@ -626,7 +629,7 @@ def describe_search(cand: Candidates, spec: SelectionSpec, search: SearchSpec,
 
 
 def _recall(queries: np.ndarray, corpus: np.ndarray, cand: Candidates, spec: SelectionSpec, search: SearchSpec,
-            selection: Selection) -> dict[str, Any]:
+            selection: Selection, engine: Engine | None = None) -> dict[str, Any]:
     """Share of the exactly selected negatives of ``check_recall`` sampled queries that the
     approximate run selected too."""
     m = cand.queries
@@ -637,7 +640,7 @@ def _recall(queries: np.ndarray, corpus: np.ndarray, cand: Candidates, spec: Sel
     rel = np.concatenate([cand.pos_relevance[cand.pos_ptr[i]:cand.pos_ptr[i + 1]] for i in take])
     exact = find_candidates(queries, corpus, cand.query_rows[take], ptr, pos, rel, spec,
                             replace(search, index="exact"),
-                            with_positive_similarity=spec.max_positive_similarity is not None)
+                            with_positive_similarity=spec.max_positive_similarity is not None, engine=engine)
     truth = select_from(exact, spec).rows
     got = selection.rows[take]
     hits = sum(len(np.intersect1d(t[t >= 0], g[g >= 0])) for t, g in zip(truth, got))

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from embedkit.engines import Progress
+from embedkit.engines import Engine, Progress
 from embedkit.errors import InputError, OptionError
 from embedkit.mining.retrieval import RetrievalMining, SearchSpec, mine_from_candidates, mine_retrieval
 from embedkit.mining.retrieval_output import (
@@ -92,8 +92,10 @@ def _provenance(job: RetrievalJob, result: RetrievalMining) -> dict[str, Any]:
     }
 
 
-def run_retrieval_mining(job: RetrievalJob, *, progress: Progress | None = None) -> RetrievalRun:
-    """Read, mine, write (the output and ``--save-candidates`` are atomic)."""
+def run_retrieval_mining(job: RetrievalJob, *, engine: Engine | None = None,
+                         progress: Progress | None = None) -> RetrievalRun:
+    """Read, mine, write (the output and ``--save-candidates`` are atomic). ``engine`` runs the
+    exact search's query blocks (default: threads on every core)."""
     from embedkit.io import load_dataset
     from embedkit.output import check_output_path, table_format
 
@@ -148,7 +150,7 @@ def run_retrieval_mining(job: RetrievalJob, *, progress: Progress | None = None)
         result = mine_retrieval(corpus.embeddings, queries.embeddings,
                                 (judged.query_rows, judged.doc_rows, judged.relevance), job.selection, job.search,
                                 margins=job.margins, progress=progress,
-                                keep_positive_similarity=job.save_candidates is not None,
+                                keep_positive_similarity=job.save_candidates is not None, engine=engine,
                                 qrels_info={"source": qrels.source, "dropped_missing": judged.dropped})
         query_ids, doc_ids = _ids(queries), _ids(corpus)
         inputs["qrels"] = result.qrels
