@@ -12,7 +12,7 @@ from cli.inputs import guarded_inputs, load_inputs, parse_ints
 from cli.render import eval as render
 from cli.render import ireval as render_ir
 from cli.render import progress_bar
-from embedkit.engine import make_engine
+from embedkit.engines import make_engine
 from embedkit.errors import OptionError
 from embedkit.io import Dataset
 from embedkit.metrics import evaluate_retrieval

@@ -32,7 +32,7 @@ from typing import BinaryIO
 import numpy as np
 
 from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks
-from embedkit.engine import Engine, Progress
+from embedkit.engines import Engine, Progress
 from embedkit.errors import InputError, OptionError
 from embedkit.io import Dataset
 from embedkit.qrels import STDIN, Qrels, canonical_ids, pair_codes, resolve_qrels, row_ids

@@ -31,12 +31,12 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
-from embedkit.engine import Engine, LocalEngine, Progress, available_cores
+from embedkit.engines import Engine, LocalEngine, Progress, available_cores
 from embedkit.errors import InputError, OptionError
 from embedkit.distances import RANKING_METRICS, RankingMetric
 
 if TYPE_CHECKING:
-    from embedkit.mining.knn import Neighbours
+    from embedkit.knn import Neighbours
 
 __all__ = ["RANKING_METRICS", "RankingMetric", "top_k", "prepare_rows"]
 #: Heap sentinel: an empty slot ranks after every corpus row.
@@ -162,7 +162,7 @@ def top_k(
     >>> top_k(np.array([[1.0, 0.1]]), c, 2, metric="dot").indices.tolist()
     [[0, 2]]
     """
-    from embedkit.mining.knn import Neighbours  # a twin of the FAISS results (FAISS imported lazily)
+    from embedkit.knn import Neighbours  # a twin of the FAISS results (FAISS imported lazily)
 
     if metric not in RANKING_METRICS:
         raise OptionError(f"unknown metric {metric!r}; expected one of {', '.join(RANKING_METRICS)}")

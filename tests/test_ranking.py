@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embedkit import ranking
-from embedkit.engine import LocalEngine
+from embedkit.engines import LocalEngine
 from embedkit.ranking import top_k
 
 
