@@ -153,6 +153,9 @@ def _qrels_eval(
     if len(from_stdin) > 1:
         raise OptionError(f"only one input can be read from stdin ('-'); got {' and '.join(from_stdin)}")
     inputs = guarded_inputs([embeddings, queries], [qrels, from_run])
+    for name, path in (("--run", run), ("--per-query", per_query)):
+        if path == "-":
+            raise OptionError(f"{name} -: give a file name (stdout carries the figures)")
     for path in (per_query, run):
         if path is not None:
             check_output_path(path, inputs)

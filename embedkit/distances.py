@@ -17,8 +17,8 @@ from embedkit.chunking import blocks, rows_per_block
 Metric = Literal["euclidean", "cosine"]
 METRICS: tuple[Metric, ...] = ("euclidean", "cosine")
 #: Query -> corpus ranking also knows the plain inner product (a similarity).
-RankingMetric = Literal["cosine", "dot", "euclidean"]
-RANKING_METRICS: tuple[RankingMetric, ...] = ("cosine", "dot", "euclidean")
+RankingMetric = Literal["euclidean", "cosine", "dot"]
+RANKING_METRICS: tuple[RankingMetric, ...] = ("euclidean", "cosine", "dot")
 
 
 def is_similarity(metric: str) -> bool:

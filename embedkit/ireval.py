@@ -129,15 +129,15 @@ def score_rankings(
     keys = judged_query.astype(np.int64) * width + judged_doc.astype(np.int64)
     order = np.argsort(keys, kind="stable")
     keys, sorted_grades = keys[order], grades[order]
-    # Ideal gains: each query's positive grades in descending order, the first kmax of them.
-    ideal = np.zeros((q, kmax))
+    # Ideal gains: each query's positive grades in descending order, the first kmax of them
+    # (filled per block of queries below).
     pq, pg = judged_query[positive], grades[positive]
     by = np.lexsort((-pg, pq))
     pq, pg = pq[by], pg[by]
     starts = np.searchsorted(pq, np.arange(q))
     place = np.arange(len(pq)) - starts[pq]
     keep = place < kmax
-    ideal[pq[keep], place[keep]] = pg[keep]
+    pq, pg, place = pq[keep], pg[keep], place[keep]
 
     discount = 1.0 / np.log2(np.arange(2, kmax + 2, dtype=np.float64))
     positions = np.arange(1, kmax + 1, dtype=np.float64)
@@ -153,7 +153,10 @@ def score_rankings(
         hits = gains > 0
         cumulative = np.cumsum(hits, axis=1)
         dcg = np.cumsum(gains * discount, axis=1)
-        idcg = np.cumsum(ideal[start:stop] * discount, axis=1)
+        ideal = np.zeros(block.shape)
+        lo, hi = np.searchsorted(pq, [start, stop])
+        ideal[pq[lo:hi] - start, place[lo:hi]] = pg[lo:hi]
+        idcg = np.cumsum(ideal * discount, axis=1)
         precision_at_i = cumulative / positions
         ap = np.cumsum(np.where(hits, precision_at_i, 0.0), axis=1)
         first = np.where(hits.any(axis=1), np.argmax(hits, axis=1), -1)
@@ -161,7 +164,8 @@ def score_rankings(
         with np.errstate(invalid="ignore", divide="ignore"):
             for k in ks:
                 c = k - 1
-                out[f"ndcg_at_{k}"][start:stop] = np.where(idcg[:, c] > 0, dcg[:, c] / np.where(idcg[:, c] > 0, idcg[:, c], 1), 0.0)
+                safe = np.where(idcg[:, c] > 0, idcg[:, c], 1.0)
+                out[f"ndcg_at_{k}"][start:stop] = np.where(idcg[:, c] > 0, dcg[:, c] / safe, 0.0)
                 out[f"map_at_{k}"][start:stop] = np.where(r > 0, ap[:, c] / np.maximum(r, 1), 0.0)
                 out[f"recall_at_{k}"][start:stop] = np.where(r > 0, cumulative[:, c] / np.maximum(r, 1), 0.0)
                 out[f"precision_at_{k}"][start:stop] = cumulative[:, c] / k

@@ -368,6 +368,22 @@ def _lookup(values: np.ndarray, ordered: np.ndarray, order: np.ndarray) -> np.nd
     return np.where(found, order[safe], -1).astype(np.int64)
 
 
+def _row_number_lookup(values: np.ndarray, n: int) -> np.ndarray:
+    """Row of each id when the ids are the row numbers ``"0" … str(n-1)``; ``-1`` when absent.
+
+    Only the canonical text of a row number matches (ASCII digits, no leading zero)."""
+    values = np.asarray(values, dtype=str)
+    out = np.full(len(values), -1, dtype=np.int64)
+    if len(values) == 0:
+        return out
+    length = np.char.str_len(values)
+    ok = np.char.isdigit(values) & (length <= 18) & ((length == 1) | ~np.char.startswith(values, "0"))
+    ok &= np.fromiter((v.isascii() for v in values.tolist()), dtype=bool, count=len(values))
+    numbers = values[ok].astype(np.int64)
+    out[np.flatnonzero(ok)] = np.where(numbers < n, numbers, -1)
+    return out
+
+
 def resolve_qrels(
     qrels: Qrels,
     query_ids: np.ndarray | None,
@@ -405,7 +421,10 @@ def resolve_qrels(
                 raise OptionError(f"{source}: {len(canonical)} {name} ids for {n} rows")
         sides.append((canonical, name, source))
     rows = []
-    for (canonical, _, source), wanted in zip(sides, (qrels.query_ids, qrels.doc_ids)):
+    for (canonical, _, source), wanted, ids in zip(sides, (qrels.query_ids, qrels.doc_ids), (query_ids, doc_ids)):
+        if ids is None:  # row numbers: parse the qrels ids instead of sorting n strings
+            rows.append(_row_number_lookup(wanted, len(canonical)))
+            continue
         ordered, order = _index_of(canonical, source)
         rows.append(_lookup(wanted, ordered, order))
     query_rows, doc_rows = rows

@@ -86,12 +86,14 @@ def _rank_block(job: _BlockJob, bounds: tuple[int, int]) -> tuple[np.ndarray, np
     keys = np.full((stop - start, width), -np.inf, dtype=np.float32)
     rows = np.full((stop - start, width), _NO_ROW, dtype=np.int64)
     empty = np.zeros(0, np.float32)
+    # One tile buffer per task: a fresh 1 MiB array per tile would be mapped and faulted in each time.
+    tile = np.empty((QUERY_TILE, CORPUS_TILE), dtype=np.float32)
     with _blas_controller().limit(limits=1, user_api="blas"):  # one core per task (also: fixed rounding)
         for qa, qb in blocks(stop - start, QUERY_TILE):
             queries = _padded(job.queries[start + qa:start + qb], QUERY_TILE)
             query_sq = job.query_sq[start + qa:start + qb] if job.query_sq is not None else empty
             for lo, hi in blocks(len(job.corpus), CORPUS_TILE):
-                tile = queries @ _padded(job.corpus[lo:hi], CORPUS_TILE).T
+                np.matmul(queries, _padded(job.corpus[lo:hi], CORPUS_TILE).T, out=tile)
                 corpus_sq = job.corpus_sq[lo:hi] if job.corpus_sq is not None else empty
                 topk_tile(tile[: qb - qa, : hi - lo], job.first_row + lo, query_sq, corpus_sq, job.distance,
                           keys[qa:qb], rows[qa:qb])

@@ -234,3 +234,15 @@ def test_readme_worked_example():
     assert round(result.figures["ndcg_at_3"], 5) == 0.66967 and (result.queries, result.skipped_queries) == (2, 1)
     readme = (SAMPLE.parent / "README.md").read_text()
     assert "| 3 | 0.66967 | 0.75 | 0.625 | 0.75 | 0.5 |" in readme
+
+
+def test_scoring_blocks_do_not_change_anything(monkeypatch):
+    from embedkit import ireval
+
+    corpus, queries, dids, qids, qrels, table = _data(seed=11)
+    args = (Dataset(corpus, "c", ids=dids), Dataset(queries, "q", ids=qids), table)
+    whole = evaluate_qrels(*args, ks=(2, 5, 100), per_query=True)
+    monkeypatch.setattr(ireval, "_SCORE_BLOCK", 2)
+    blocked = evaluate_qrels(*args, ks=(2, 5, 100), per_query=True)
+    for name, values in whole.per_query.items():
+        assert values.tolist() == blocked.per_query[name].tolist(), name

@@ -165,3 +165,13 @@ def test_check_baseline_needs_its_queries(run_cli, files):
 def test_check_ir_names_need_qrels(run_cli, files):
     r = run_cli("check", files / "corpus.npy", "--require", "ndcg_at_10>=0.5")
     assert r.exit_code == 2 and "needs --queries and --qrels" in r.stderr
+
+
+def test_qrels_from_stdin_and_stdout_outputs_refused(run_cli, files):
+    text = (files / "qrels.txt").read_text()
+    r = run_cli("eval", files / "corpus.npy", "--queries", files / "queries.npy", "--qrels", "-", "--json", input=text)
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["queries"] == 29
+    r = run_cli("eval", files / "corpus.npy", "--queries", files / "queries.npy", "--qrels", files / "qrels.txt",
+                "--run", "-")
+    assert r.exit_code == 2 and "--run -: give a file name" in r.stderr

@@ -151,3 +151,13 @@ def test_pairs_are_not_confused_by_concatenation(tmp_path):
     # ("q1", "0d") and ("q10", "d") concatenate to the same text; they are different pairs.
     q = read_qrels(_write(tmp_path, "q.txt", "q1 0 0d 1\nq10 0 d 2\n"))
     assert q.query_ids.tolist() == ["q1", "q10"] and q.relevance.tolist() == [1, 2]
+
+
+def test_row_number_ids_match_only_their_canonical_text():
+    q = Qrels(np.array(["0", "0", "0", "0", "0", "0"]), np.array(["2", "02", "٣", "9", "-1", "1"]),
+              np.ones(6, np.int64), "r")
+    r = resolve_qrels(q, None, None, n_queries=1, n_docs=5, ignore_missing=True)
+    assert r.doc_rows.tolist() == [1, 2] and r.dropped == 4
+    # The same answer as matching against explicit row-number ids.
+    explicit = resolve_qrels(q, np.array([0]), np.arange(5), ignore_missing=True)
+    assert explicit.doc_rows.tolist() == [1, 2] and explicit.dropped == 4
