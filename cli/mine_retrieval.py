@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Optional
 import typer
 
 from cli.errors import reported_errors
-from cli.inputs import parse_floats
+from cli.inputs import parse_floats, refuse_output_in_shard_sets
 from embedkit.errors import OptionError
 from embedkit.mining.retrieval_select import OutputFormat, Sampling, SelectionSpec
 
@@ -125,6 +125,8 @@ def run(ctx: typer.Context, **o: Any) -> None:
                 raise OptionError("--from-candidates does not search; drop --index")
         elif o["queries"] is None or o["qrels"] is None or o["embeddings"] is None:
             raise OptionError("retrieval mining needs CORPUS, --queries and --qrels (or --from-candidates FILE)")
+        for target in (o["output"], o["save_candidates"]):
+            refuse_output_in_shard_sets(target, [o["embeddings"], o["queries"]])
         margins = parse_floats(o["relative_margins"], "--relative-margins")
         if margins and o["output"] is not None:
             raise OptionError("--relative-margins only counts survivors at each margin; run again with "

@@ -639,3 +639,24 @@ def test_workers_do_not_change_the_result(run_cli, tmp_path):
         assert r.exit_code == 0, r.stderr
         outs.append(pq.read_table(out).to_pydict())
     assert outs[0] == outs[1]
+
+
+def test_shard_folder_corpus_mines_as_one_file(run_cli, tmp_path):
+    queries, corpus, positives = data(seed=13, n=90, m=5)
+    (tmp_path / "shards").mkdir()
+    np.save(tmp_path / "shards" / "part-0.npy", corpus[:50])
+    np.save(tmp_path / "shards" / "part-1.npy", corpus[50:])
+    np.save(tmp_path / "c.npy", corpus)
+    np.save(tmp_path / "q.npy", queries)
+    (tmp_path / "qrels.tsv").write_text("query_id\tdoc_id\n" + "".join(
+        f"{q}\t{d}\n" for q, ds in positives.items() for d in ds))
+    got = []
+    for source in ("shards", "c.npy"):
+        r = run_cli("mine", tmp_path / source, "--queries", tmp_path / "q.npy", "--qrels", tmp_path / "qrels.tsv",
+                    "-o", tmp_path / f"{source}.csv".replace("/", "_"), "--json", "-q")
+        assert r.exit_code == 0, r.stderr
+        got.append((tmp_path / f"{source}.csv").read_text())
+    assert got[0] == got[1]
+    r = run_cli("mine", tmp_path / "shards", "--queries", tmp_path / "q.npy", "--qrels", tmp_path / "qrels.tsv",
+                "-o", tmp_path / "shards" / "out.parquet")
+    assert r.exit_code == 2 and "shard" in r.stderr
