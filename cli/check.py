@@ -8,7 +8,7 @@ import typer
 
 from cli import options as opt
 from cli.errors import EXIT_CHECK_FAILED, reported_errors
-from cli.inputs import guarded_inputs, load_inputs, resolve_embeddings
+from cli.inputs import guarded_inputs, load_inputs, refuse_output_in_shard_sets, resolve_embeddings
 from cli.render import check as render
 from embedkit.checks import (
     CheckSettings,
@@ -106,6 +106,7 @@ def check(
         path = resolve_embeddings(embeddings)
         if junit is not None:
             check_output_path(junit, guarded_inputs([path, baseline, queries, baseline_queries], [labels, qrels]))
+            refuse_output_in_shard_sets(junit, [path, baseline, queries, baseline_queries])
         retrieval = None
         if retrieval_mode:
             assert qrels is not None and queries is not None

@@ -8,7 +8,7 @@ import typer
 
 from cli import options as opt
 from cli.errors import reported_errors
-from cli.inputs import guarded_inputs, resolve_embeddings
+from cli.inputs import guarded_inputs, refuse_output_in_shard_sets, resolve_embeddings
 from cli.render import inspect as render
 from embedkit.inspection import (
     DEFAULT_BINS,
@@ -53,6 +53,7 @@ def inspect(
         path = resolve_embeddings(embeddings)
         if plot is not None:
             check_output_path(plot, guarded_inputs([path], [labels]))
+            refuse_output_in_shard_sets(plot, [path])
         loaded = load_allowing_nonfinite(path, column=column, label_column=label_column, labels_path=labels)
         result = inspect_embeddings(loaded, normalize=normalize, exact_pairs=exact_pairs, sample=sample,
                                     seed=seed, bins=bins)

@@ -11,7 +11,8 @@ from embedkit.distances import Metric, RankingMetric
 EmbeddingsArg = Annotated[
     Optional[str],
     typer.Argument(
-        help="Embeddings: .npy (memory-mapped), .npz or Parquet; '-' or nothing reads stdin.",
+        help="Embeddings: .npy (memory-mapped), .npz, Parquet or Arrow IPC; a folder or a quoted glob of such "
+        "shards is one dataset (sorted by name); '-' or nothing reads stdin.",
         show_default=False,
     ),
 ]

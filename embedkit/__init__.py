@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "Dataset": "embedkit.io",
     "load_dataset": "embedkit.io",
     "load_labels": "embedkit.io",
+    "Shard": "embedkit.shards",
     "LoadedEmbeddings": "embedkit.rawinput",
     "load_allowing_nonfinite": "embedkit.rawinput",
     # losses
@@ -100,3 +101,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from embedkit.qrels import JudgedRows, Qrels, read_qrels, resolve_qrels
     from embedkit.ranking import top_k
     from embedkit.rawinput import LoadedEmbeddings, load_allowing_nonfinite
+    from embedkit.shards import Shard
