@@ -8,7 +8,7 @@ import typer
 
 from cli import options as opt
 from cli.errors import reported_errors
-from cli.inputs import guarded_inputs, load_inputs, parse_ints
+from cli.inputs import guarded_inputs, load_inputs, parse_ints, refuse_output_in_shard_sets
 from cli.render import eval as render
 from cli.render import ireval as render_ir
 from cli.render import progress_bar
@@ -159,6 +159,7 @@ def _qrels_eval(
     for path in (per_query, run):
         if path is not None:
             check_output_path(path, inputs)
+            refuse_output_in_shard_sets(path, [embeddings, queries])
     if per_query is not None:
         table_format(per_query)
     if from_run is not None:
