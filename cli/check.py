@@ -8,10 +8,11 @@ import typer
 
 from cli import options as opt
 from cli.errors import EXIT_CHECK_FAILED, reported_errors
-from cli.inputs import guarded_inputs, refuse_output_in_shard_sets, resolve_embeddings
+from cli.inputs import guarded_inputs, load_inputs, refuse_output_in_shard_sets, resolve_embeddings
 from cli.render import check as render
 from embedkit.checks import (
     CheckSettings,
+    RetrievalCheck,
     parse_max_drops,
     parse_requirements,
     run_check,
@@ -19,8 +20,10 @@ from embedkit.checks import (
 )
 from embedkit.inspection import DEFAULT_EXACT_PAIRS, DEFAULT_SAMPLE, DEFAULT_SEED
 from embedkit.losses.contrastive import ContrastiveForm
+from embedkit.errors import OptionError
 from embedkit.losses.spec import LossSpec
 from embedkit.output import check_output_path
+from embedkit.qrels import read_qrels
 from embedkit.rawinput import load_allowing_nonfinite
 
 EPILOG = (
@@ -32,7 +35,10 @@ EPILOG = (
     "negative_distance_mean, {positive,negative}_distance_{p01,p05,p25,p50,p75,p95,p99}.  "
     "Exit 0: all hold; 1: one fails; 2: bad requirement or input.  "
     "Examples:  embedkit check emb.npy --require precision_at_1>=0.9 --require nan_rows==0  ·  "
-    "embedkit check new.npy --baseline old.npy --max-drop precision_at_1=0.01 --junit report.xml"
+    "embedkit check new.npy --baseline old.npy --max-drop precision_at_1=0.01 --junit report.xml  ·  "
+    "With --queries and --qrels: ndcg_at_K, mrr_at_K, map_at_K, recall_at_K, precision_at_K (IR figures, as "
+    "embedkit eval --qrels reports them), e.g. embedkit check corpus.npy --queries q.npy --qrels qrels.tsv "
+    "--require 'ndcg_at_10>=0.45'"
 )
 
 
@@ -48,7 +54,17 @@ def check(
         show_default=False)] = None,
     junit: Annotated[Optional[str], typer.Option(
         "--junit", help="Also write a JUnit XML report to FILE (one test case per requirement).")] = None,
-    metric: opt.MetricOpt = "euclidean",
+    metric: opt.RankingMetricOpt = None,
+    queries: Annotated[Optional[str], typer.Option(
+        "--queries", rich_help_panel=opt.QRELS_PANEL, show_default=False,
+        help="With --qrels: the query embeddings; EMB is the corpus.")] = None,
+    qrels: opt.QrelsOpt = None,
+    baseline_queries: Annotated[Optional[str], typer.Option(
+        "--baseline-queries", rich_help_panel=opt.QRELS_PANEL, show_default=False,
+        help="With --qrels and --baseline: the queries embedded by the baseline model.")] = None,
+    id_column: opt.CorpusIdColumnOpt = None,
+    query_id_column: opt.QueryIdColumnOpt = None,
+    ignore_missing: opt.IgnoreMissingOpt = False,
     margin: Annotated[float, typer.Option("--margin", "-m", help="Loss figures: margin (contrastive, triplet).")] = 1.0,
     temperature: Annotated[Optional[float], typer.Option(
         "--temperature", "-t", help="Loss figures: τ for infonce (default 0.07) and supcon (default 0.1).")] = None,
@@ -72,18 +88,41 @@ def check(
     fails with exit 1; figures of eval and loss are undefined (and fail) on such embeddings.
     """
     with reported_errors():
-        requirements = parse_requirements(require or ())
-        drops = parse_max_drops(max_drop or ())
+        retrieval_mode = qrels is not None
+        if not retrieval_mode:
+            for name, value in (("--queries", queries), ("--baseline-queries", baseline_queries),
+                                ("--id-column", id_column), ("--query-id-column", query_id_column),
+                                ("--ignore-missing", ignore_missing or None)):
+                if value is not None:
+                    raise OptionError(f"{name} applies to IR figures: give --qrels too")
+            if metric == "dot":
+                raise OptionError("--metric dot applies to IR figures (with --qrels)")
+        elif queries is None:
+            raise OptionError("--qrels needs --queries QUERIES (the query embeddings; EMB is the corpus)")
+        requirements = parse_requirements(require or (), qrels=retrieval_mode)
+        drops = parse_max_drops(max_drop or (), qrels=retrieval_mode)
         spec = LossSpec(kind="contrastive", margin=margin, temperature=temperature, form=form, squared=squared,
                         scale=scale, bias=bias, normalize=normalize).validated()
-        settings = CheckSettings(metric=metric, loss=spec, exact_pairs=exact_pairs, sample=sample, seed=seed,
-                                 workers=workers)
         path = resolve_embeddings(embeddings)
         if junit is not None:
-            check_output_path(junit, guarded_inputs([path, baseline], [labels]))
-            refuse_output_in_shard_sets(junit, [path, baseline])
-        loaded = load_allowing_nonfinite(path, column=column, label_column=label_column, labels_path=labels)
-        old = load_allowing_nonfinite(baseline, column=column, label_column=label_column) if baseline else None
+            check_output_path(junit, guarded_inputs([path, baseline, queries, baseline_queries], [labels, qrels]))
+            refuse_output_in_shard_sets(junit, [path, baseline, queries, baseline_queries])
+        retrieval = None
+        if retrieval_mode:
+            assert qrels is not None and queries is not None
+            retrieval = RetrievalCheck(
+                queries=load_inputs(queries, column=column, id_column=query_id_column or id_column),
+                qrels=read_qrels(qrels),
+                baseline_queries=load_inputs(baseline_queries, column=column, id_column=query_id_column or id_column)
+                if baseline_queries else None,
+                metric=metric or "cosine", ignore_missing=ignore_missing)
+        settings = CheckSettings(metric="euclidean" if metric in (None, "dot") else metric, loss=spec,
+                                 exact_pairs=exact_pairs, sample=sample, seed=seed, workers=workers,
+                                 retrieval=retrieval)
+        loaded = load_allowing_nonfinite(path, column=column, label_column=label_column, labels_path=labels,
+                                         id_column=id_column)
+        old = load_allowing_nonfinite(baseline, column=column, label_column=label_column,
+                                      id_column=id_column) if baseline else None
         report = run_check(loaded, requirements, baseline=old, max_drops=drops, settings=settings)
         if junit is not None:
             write_junit(report, junit)

@@ -11,7 +11,7 @@ from cli.errors import reported_errors
 from cli.inputs import load_inputs
 from cli.render import mine as render
 from cli.render import progress_bar
-from embedkit.distances import Metric
+from cli import mine_retrieval
 from embedkit.engines import make_engine
 from embedkit.errors import OptionError
 from embedkit.knn import IndexKind
@@ -33,7 +33,10 @@ EPILOG = (
 
 
 def mine(
-    embeddings: opt.EmbeddingsArg = None,
+    ctx: typer.Context,
+    embeddings: Annotated[Optional[str], typer.Argument(
+        help="Embeddings: .npy (memory-mapped), .npz or Parquet; '-' or nothing reads stdin. "
+        "With --queries/--qrels: the CORPUS of documents.", show_default=False)] = None,
     strategy: Annotated[Strategy, typer.Option("--strategy", "-s", help=(
         "d = Euclidean distance (or 1 − cos with --metric cosine); positive = same label, negative = other label. "
         "hard: each anchor's K nearest negatives (K = --negatives). "
@@ -42,7 +45,9 @@ def mine(
         "easy: negatives with d_an − d_ap > margin; the closest one per (a, p), or --select all. "
         "within-margin: every negative pair i < j with d < margin (the pairs with a gradient in the contrastive loss)."))] = "semi-hard",
     margin: Annotated[float, typer.Option("--margin", "-m", help="Margin of the semi-hard/easy band and of within-margin.")] = 1.0,
-    negatives: Annotated[int, typer.Option("--negatives", "-k", help="hard: negatives per anchor (K).")] = 1,
+    negatives: Annotated[Optional[int], typer.Option("--negatives", "-k", help=(
+        "hard: negatives per anchor (K), default 1. Retrieval mode: negatives per query (N), default 3."),
+        show_default=False)] = None,
     positives: Annotated[Optional[PositiveChoice], typer.Option("--positives", help=(
         "Positives paired with each anchor: all, hardest (farthest), nearest, or random (--positives-count of them, "
         "drawn with --seed). Default: random 1 (batch-hard: hardest)."), show_default=False)] = None,
@@ -55,10 +60,13 @@ def mine(
     squared: Annotated[bool, typer.Option("--squared/--no-squared", help=(
         "semi-hard/easy bands on squared distances: d_ap² < d_an² ≤ d_ap² + margin (FaceNet; matches "
         "`embedkit loss --kind triplet`'s default squared form).")) ] = False,
-    metric: Annotated[Metric, typer.Option("--metric", help="euclidean, or cosine (distance 1 − cos).")] = "euclidean",
+    metric: Annotated[Optional[mine_retrieval.AnyMetric], typer.Option("--metric", help=(
+        "Label mode: euclidean (default), or cosine (distance 1 − cos). Retrieval mode: cosine (default; rows "
+        "L2-normalised) or dot; score = similarity."), show_default=False)] = None,
     index: Annotated[IndexKind, typer.Option("--index", help=(
         "exact: blocked scan of every pair, equals the definition. hnsw/ivf: approximate FAISS index (hard, "
-        "batch-hard). auto: exact up to 200,000 rows or when the strategy needs a band, IVF beyond."))] = "auto",
+        "batch-hard; retrieval mode: candidates re-scored exactly). auto: exact up to 200,000 rows or when the "
+        "strategy needs a band, IVF beyond (retrieval mode: exact)."))] = "auto",
     check_recall: Annotated[int, typer.Option("--check-recall", min=0, help=(
         "Compare N sampled anchors' negatives with an exact scan and report the recall (hard, batch-hard)."))] = 0,
     nlist: Annotated[Optional[int], typer.Option("--nlist", help="IVF lists (default ≈ 4·√n).", show_default=False)] = None,
@@ -83,13 +91,41 @@ def mine(
     engine: opt.EngineOpt = "local",
     scheduler: opt.SchedulerOpt = None,
     parts_dir: opt.PartsDirOpt = None,
+    queries: mine_retrieval.QueriesOpt = None,
+    qrels: mine_retrieval.QrelsOpt = None,
+    query_id_column: mine_retrieval.QueryIdColumnOpt = None,
+    ignore_missing: mine_retrieval.IgnoreMissingOpt = False,
+    range_min: mine_retrieval.RangeMinOpt = 0,
+    range_max: mine_retrieval.RangeMaxOpt = None,
+    absolute_margin: mine_retrieval.AbsoluteMarginOpt = None,
+    relative_margin: mine_retrieval.RelativeMarginOpt = None,
+    max_score: mine_retrieval.MaxScoreOpt = None,
+    min_score: mine_retrieval.MinScoreOpt = None,
+    max_positive_similarity: mine_retrieval.MaxPositiveSimilarityOpt = None,
+    sampling: mine_retrieval.SamplingOpt = "top",
+    format_: mine_retrieval.FormatOpt = "triplet",
+    text_column: mine_retrieval.TextColumnOpt = None,
+    save_candidates: mine_retrieval.SaveCandidatesOpt = None,
+    from_candidates: mine_retrieval.FromCandidatesOpt = None,
+    relative_margins: mine_retrieval.RelativeMarginsOpt = None,
 ) -> None:
     """Mine triplets or negative pairs from an embedding file, exactly by default.
+
+    Retrieval mode (`embedkit mine CORPUS --queries Q --qrels R -o OUT`): hard negatives from a corpus for each query's positives, for retrieval training; the selection is stated under --queries.
 
     Reads labels as `embedkit loss` does. The summary (anchors, items, anchors with none,
     distance quantiles, index, time) goes to stdout, or to stderr when stdout carries data.
     """
+    if mine_retrieval.is_retrieval(ctx):
+        mine_retrieval.run(ctx, **{k: v for k, v in locals().items() if k != "ctx"})
+        return
     with reported_errors():
+        mine_retrieval.refuse_retrieval_options(ctx)
+        negatives = 1 if negatives is None else negatives
+        metric = metric or "euclidean"
+        if metric == "dot":
+            raise OptionError("--metric dot applies to retrieval mining (--queries/--qrels); label mining uses "
+                              "euclidean or cosine")
         if json and output == "-":
             raise OptionError("--json and -o - would both write to stdout; write the items to a file")
         if not 0 < budget_mib < float("inf"):  # also refuses nan

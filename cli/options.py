@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from embedkit.distances import Metric
+from embedkit.distances import Metric, RankingMetric
 
 EmbeddingsArg = Annotated[
     Optional[str],
@@ -71,4 +71,36 @@ PartsDirOpt = Annotated[
     typer.Option("--parts-dir", help="With --engine dask: each shard writes its result to a part file here "
                  "(atomically) and the command merges them in shard order; the folder must be visible to "
                  "every worker. Default: results come back over Dask's connections."),
+]
+
+# -- retrieval with relevance judgements (qrels) ------------------------------------------------
+QRELS_PANEL = "Retrieval (qrels)"
+QrelsOpt = Annotated[
+    Optional[str],
+    typer.Option("--qrels", rich_help_panel=QRELS_PANEL, show_default=False,
+                 help="Relevance judgements: CSV/TSV/JSONL/Parquet with query_id, doc_id[, relevance|score] "
+                 "(BEIR's query-id, corpus-id, score too), or TREC qrels 'qid 0 docid rel'. Grade <= 0 = "
+                 "not relevant; no grade column = 1. With it, EMB is the corpus and --queries the queries."),
+]
+QueryIdColumnOpt = Annotated[
+    Optional[str],
+    typer.Option("--query-id-column", rich_help_panel=QRELS_PANEL, show_default=False,
+                 help="Parquet id column of --queries (default: --id-column). Without ids, ids are row numbers."),
+]
+CorpusIdColumnOpt = Annotated[
+    Optional[str],
+    typer.Option("--id-column", rich_help_panel=QRELS_PANEL, show_default=False,
+                 help="Parquet id column of the corpus (and of --queries unless --query-id-column). "
+                 "Ids match the qrels as text (7 == \"7\"); without ids, ids are row numbers."),
+]
+IgnoreMissingOpt = Annotated[
+    bool,
+    typer.Option("--ignore-missing", rich_help_panel=QRELS_PANEL,
+                 help="Drop (and count) qrels rows naming a query or document the inputs lack, instead of failing."),
+]
+RankingMetricOpt = Annotated[
+    Optional[RankingMetric],
+    typer.Option("--metric", show_default=False,
+                 help="euclidean: rank by ascending ‖q − r‖₂; cosine: by descending cosine; dot (with --qrels): "
+                 "by descending inner product. Default: euclidean, or cosine with --qrels."),
 ]

@@ -16,11 +16,14 @@ from embedkit.chunking import blocks, rows_per_block
 
 Metric = Literal["euclidean", "cosine"]
 METRICS: tuple[Metric, ...] = ("euclidean", "cosine")
+#: Query -> corpus ranking also knows the plain inner product (a similarity).
+RankingMetric = Literal["euclidean", "cosine", "dot"]
+RANKING_METRICS: tuple[RankingMetric, ...] = ("euclidean", "cosine", "dot")
 
 
-def is_similarity(metric: Metric) -> bool:
-    """True when larger values mean closer (cosine), False for distances (Euclidean)."""
-    return metric == "cosine"
+def is_similarity(metric: str) -> bool:
+    """True when larger values mean closer (cosine, dot product), False for distances (Euclidean)."""
+    return metric in ("cosine", "dot")
 
 
 def squared_norms(embeddings: np.ndarray) -> np.ndarray:
