@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import signal
 import sys
 from types import FrameType
 from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
 
 import embedkit
 from cli import check as check_command
@@ -15,7 +18,15 @@ from cli import eval as eval_command
 from cli import inspect as inspect_command
 from cli import loss as loss_command
 from cli import mine as mine_command
-from cli.errors import EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, ClickException
+from cli.errors import (
+    EXIT_OK,
+    EXIT_SIGINT,
+    EXIT_SIGPIPE,
+    EXIT_SIGTERM,
+    EXIT_USAGE,
+    ClickException,
+    NoArgsIsHelpError,
+)
 
 app = typer.Typer(
     name="embedkit",
@@ -50,31 +61,91 @@ app.command(name="inspect", epilog=inspect_command.EPILOG, no_args_is_help=False
 app.command(name="mine", epilog=mine_command.EPILOG, no_args_is_help=False)(mine_command.mine)
 
 
+def _pipe_closed(self: Console) -> None:
+    # Rich's default ends the process with exit 1 (our "check failed" code); let the error
+    # reach `run` instead, which ends quietly with 141. Patched on the class because Typer's
+    # help makes its own consoles.
+    self.quiet = True
+    raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
+Console.on_broken_pipe = _pipe_closed  # type: ignore[method-assign]
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     # SystemExit unwinds through every finally: partial outputs are removed on the way out.
     raise SystemExit(EXIT_SIGTERM)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry: one-line usage errors, 130 on Ctrl-C, 143 on SIGTERM."""
-    signal.signal(signal.SIGTERM, _terminate)
+def _discard_stdout() -> None:
+    """Point fd 1 at /dev/null so the interpreter's last flush of what is still buffered
+    cannot fail a second time (and print 'Exception ignored ...')."""
     try:
-        result = app(args=argv, prog_name="embedkit", standalone_mode=False)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _stdout_failed(exc: OSError) -> int:
+    """Exit code for an error writing our stdout: quiet 141 for a closed pipe (the reader,
+    e.g. ``| head``, has what it wanted), else ``error: ...`` and 2."""
+    _discard_stdout()
+    if isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE:
+        return EXIT_SIGPIPE
+    print(f"error: cannot write to stdout: {exc.strerror or exc}", file=sys.stderr, flush=True)
+    return EXIT_USAGE
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Parse ``argv``, run the command, flush stdout; return the exit code.
+
+    Click's own main loop is bypassed on purpose: it turns a closed stdout into exit 1
+    (the code of a failed check) and Ctrl-C into a bare 130.
+    """
+    command = typer.main.get_command(app)
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        try:
+            with command.make_context("embedkit", args) as ctx:
+                command.invoke(ctx)
+        finally:
+            sys.stdout.flush()
+    except typer.Exit as exc:
+        code = exc.exit_code
+        if code == EXIT_SIGINT:
+            print("error: interrupted", file=sys.stderr, flush=True)
+        return code
+    except NoArgsIsHelpError:
+        # The help is on stdout already; say what is missing instead of an empty error line.
+        print("error: no command given; pick one of the commands above (embedkit COMMAND --help)",
+              file=sys.stderr, flush=True)
+        return EXIT_USAGE
     except ClickException as exc:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)  # type: ignore[attr-defined]
-        message = " ".join(str(message).replace("Value error, ", "").split())
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
+        message = " ".join(str(message).replace("Value error, ", "").split()) or "invalid command line"
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        return int(getattr(exc, "exit_code", EXIT_USAGE))
     except (typer.Abort, KeyboardInterrupt):
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(EXIT_SIGINT)
-    except BrokenPipeError:
-        # The reader of our stdout went away (e.g. `| head`): not an error of ours.
-        sys.stderr.close()
-        sys.exit(0)
-    if result == EXIT_SIGINT:  # Typer turns Ctrl-C into Exit(130)
-        print("error: interrupted", file=sys.stderr)
-    sys.exit(result if isinstance(result, int) else 0)
+        print("error: interrupted", file=sys.stderr, flush=True)
+        return EXIT_SIGINT
+    except OSError as exc:
+        # Only writes to stdout get here: commands turn every other OSError into `error:` lines.
+        return _stdout_failed(exc)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script body: one-line usage errors, 130 on Ctrl-C, 143 on SIGTERM, 141 on a
+    closed stdout pipe, 2 when stdout cannot be written."""
+    signal.signal(signal.SIGTERM, _terminate)
+    code = run(argv)
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        code = _stdout_failed(exc)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
