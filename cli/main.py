@@ -18,6 +18,7 @@ from cli import eval as eval_command
 from cli import inspect as inspect_command
 from cli import loss as loss_command
 from cli import mine as mine_command
+from cli.streams import degrade_to_ascii
 from cli.errors import (
     EXIT_OK,
     EXIT_SIGINT,
@@ -104,6 +105,7 @@ def run(argv: list[str] | None = None) -> int:
     Click's own main loop is bypassed on purpose: it turns a closed stdout into exit 1
     (the code of a failed check) and Ctrl-C into a bare 130.
     """
+    degrade_to_ascii()
     command = typer.main.get_command(app)
     args = sys.argv[1:] if argv is None else list(argv)
     try:

@@ -3,6 +3,7 @@ and exit 2, Ctrl-C while Python imports is `error: interrupted` and 130; never e
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_streams import run_app
 from tests.conftest import ROOT, SAMPLE, SEED
 
 FACES = str(SEED / "faces.npy")
@@ -36,13 +38,23 @@ def embedkit(args: list[str], **kwargs) -> subprocess.Popen:
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
-def test_stdout_closed_before_the_first_write_ends_quietly(name: str) -> None:
-    process = embedkit(COMMANDS[name], stdout=subprocess.PIPE)
-    process.stdout.close()  # the reader is gone before anything is written: every write is EPIPE
+def test_stdout_closed_before_the_first_write_ends_quietly(name: str, tmp_path: Path) -> None:
+    """In-process: stdout is a pipe whose reader is gone, so every write is EPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    err_path = tmp_path / "stderr"
+    with open(write_end, "wb", closefd=True) as out, open(err_path, "wb") as err:
+        code = run_app(COMMANDS[name], out, err)
+    err_text = err_path.read_text()
+    assert code in (0, 141), (code, err_text)
+    assert err_text == "", err_text
+
+
+def test_console_script_with_a_closed_stdout() -> None:
+    process = embedkit(["loss", "--help"], stdout=subprocess.PIPE)
+    process.stdout.close()
     _, err = process.communicate(timeout=120)
-    err_text = err.decode()
-    assert process.returncode in (0, 141), (process.returncode, err_text)
-    assert "Traceback" not in err_text and "error" not in err_text.lower(), err_text
+    assert process.returncode in (0, 141) and err == b"", (process.returncode, err)
 
 
 def test_head_of_a_large_csv_on_stdout_ends_quietly(tmp_path: Path) -> None:
@@ -80,18 +92,27 @@ def full_device(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("as_json", [False, True], ids=["human", "json"])
 @pytest.mark.parametrize("name", list(COMMANDS))
-def test_stdout_on_a_full_device_is_one_error_line_and_exit_2(name: str, as_json: bool, full_device: Path) -> None:
+def test_stdout_on_a_full_device_is_one_error_line_and_exit_2(name: str, as_json: bool, full_device: Path,
+                                                               tmp_path: Path) -> None:
     args = COMMANDS[name]
     if as_json:
         if name in ("help", "loss-help", "version"):
             pytest.skip("no --json form")
         args = [*args, "--json"]
+    err_path = tmp_path / "stderr"
+    with open(full_device, "wb") as out, open(err_path, "wb") as err:
+        code = run_app(args, out, err)
+    lines = err_path.read_text().strip().splitlines()
+    assert code == 2, (code, lines)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "stdout" in lines[0], lines
+
+
+def test_console_script_on_a_full_device(full_device: Path) -> None:
     with open(full_device, "wb") as sink:
-        process = embedkit(args, stdout=sink)
+        process = embedkit(["eval", FACES, "--json"], stdout=sink)
         _, err = process.communicate(timeout=120)
-    lines = err.decode().strip().splitlines()
-    assert process.returncode == 2, (process.returncode, err.decode())
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "stdout" in lines[0], err.decode()
+    assert process.returncode == 2, err
+    assert err.decode() == "error: cannot write to stdout: No space left on device\n"
 
 
 def test_items_to_stdout_on_a_full_device(full_device: Path, tmp_path: Path) -> None:
@@ -122,10 +143,10 @@ def test_ctrl_c_while_python_imports_is_one_line_and_130() -> None:
     assert done.stdout == ""
 
 
-def test_no_command_prints_help_and_a_clear_error() -> None:
-    process = embedkit([], stdout=subprocess.PIPE)
-    out, err = process.communicate(timeout=60)
-    assert process.returncode == 2
-    assert b"Usage" in out
-    lines = err.decode().strip().splitlines()
+def test_no_command_prints_help_and_a_clear_error(tmp_path: Path) -> None:
+    out, err = io.BytesIO(), io.BytesIO()
+    code = run_app([], out, err)
+    assert code == 2
+    assert b"Usage" in out.getvalue()
+    lines = err.getvalue().decode().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and len(lines[0]) > len("error: ") + 10, err

@@ -78,8 +78,8 @@ def to_jsonable(value: Any) -> Any:
 
 
 def print_json(payload: dict[str, Any]) -> None:
-    """One JSON object on stdout."""
-    sys.stdout.write(json.dumps(to_jsonable(payload), ensure_ascii=False) + "\n")
+    """One JSON object on stdout, ASCII only (non-ASCII escaped): valid in any stdout encoding."""
+    sys.stdout.write(json.dumps(to_jsonable(payload), ensure_ascii=True) + "\n")
     sys.stdout.flush()
 
 
