@@ -23,7 +23,7 @@ import time
 import faiss
 import numpy as np
 
-from embedkit.engine import available_cores
+from embedkit.engines import available_cores
 from embedkit.io import Dataset
 from embedkit.metrics import evaluate_retrieval
 

@@ -18,8 +18,8 @@ from embedkit.checks import (
     write_junit,
 )
 from embedkit.inspection import DEFAULT_EXACT_PAIRS, DEFAULT_SAMPLE, DEFAULT_SEED
-from embedkit.losses.compute import LossSpec
 from embedkit.losses.contrastive import ContrastiveForm
+from embedkit.losses.spec import LossSpec
 from embedkit.output import check_output_path
 from embedkit.rawinput import load_allowing_nonfinite
 

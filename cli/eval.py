@@ -11,7 +11,7 @@ from cli.errors import reported_errors
 from cli.inputs import load_inputs, parse_ints
 from cli.render import eval as render
 from cli.render import progress_bar
-from embedkit.engine import make_engine
+from embedkit.engines import make_engine
 from embedkit.errors import OptionError
 from embedkit.io import Dataset
 from embedkit.metrics import evaluate_retrieval

@@ -11,12 +11,13 @@ from cli.errors import reported_errors
 from cli.inputs import load_inputs, parse_floats
 from cli.render import loss as render
 from cli.render import progress_bar
-from embedkit.engine import make_engine
+from embedkit.engines import make_engine
 from embedkit.errors import OptionError
 from embedkit.io import read_table
-from embedkit.losses.compute import LossKind, LossSpec, compute_loss
+from embedkit.losses.compute import compute_loss
 from embedkit.losses.contrastive import ContrastiveForm
 from embedkit.losses.result import Reduction
+from embedkit.losses.spec import LossKind, LossSpec
 
 EPILOG = (
     "Examples:  embedkit loss --kind contrastive --margin 1.0 emb.npy  ·  "

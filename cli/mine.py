@@ -12,9 +12,9 @@ from cli.inputs import load_inputs
 from cli.render import mine as render
 from cli.render import progress_bar
 from embedkit.distances import Metric
-from embedkit.engine import make_engine
+from embedkit.engines import make_engine
 from embedkit.errors import OptionError
-from embedkit.mining.knn import IndexKind
+from embedkit.knn import IndexKind
 from embedkit.mining.strategies import (
     Fallback,
     MineSpec,

@@ -1,3 +1,85 @@
-"""embedkit: contrastive-learning losses, hard-negative mining and retrieval checks on exported embeddings."""
+"""embedkit: contrastive-learning losses, hard-negative mining and retrieval checks on exported embeddings.
+
+The public API. Names are imported on first use (PEP 562), so ``import embedkit`` stays
+light and the command line starts fast; ``from embedkit import compute_loss`` works as usual.
+
+>>> import numpy as np, embedkit
+>>> data = embedkit.Dataset(np.eye(4), "example", labels=np.array([0, 0, 1, 1]))
+>>> embedkit.compute_loss(data, embedkit.LossSpec("contrastive", margin=1.0)).count
+6
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: public name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    # errors
+    "EmbedkitError": "embedkit.errors",
+    "InputError": "embedkit.errors",
+    "OptionError": "embedkit.errors",
+    # loading
+    "Dataset": "embedkit.io",
+    "load_dataset": "embedkit.io",
+    "load_labels": "embedkit.io",
+    "LoadedEmbeddings": "embedkit.rawinput",
+    "load_allowing_nonfinite": "embedkit.rawinput",
+    # losses
+    "LossSpec": "embedkit.losses.spec",
+    "compute_loss": "embedkit.losses.compute",
+    "LossResult": "embedkit.losses.result",
+    # mining
+    "MineSpec": "embedkit.mining.strategies",
+    "MineResult": "embedkit.mining.strategies",
+    "mine": "embedkit.mining.strategies",
+    "mine_dataset": "embedkit.mining.strategies",
+    # search and evaluation
+    "exact_knn": "embedkit.knn",
+    "RetrievalMetrics": "embedkit.metrics",
+    "evaluate_retrieval": "embedkit.metrics",
+    "retrieval_metrics": "embedkit.metrics",
+    # inspection and checks
+    "Inspection": "embedkit.inspection",
+    "inspect_embeddings": "embedkit.inspection",
+    "CheckReport": "embedkit.checks",
+    "CheckSettings": "embedkit.checks",
+    "run_check": "embedkit.checks",
+    "parse_requirements": "embedkit.checks",
+    "parse_max_drops": "embedkit.checks",
+    # engines
+    "make_engine": "embedkit.engines",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'embedkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this hook
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from embedkit.checks import CheckReport, CheckSettings, parse_max_drops, parse_requirements, run_check
+    from embedkit.engines import make_engine
+    from embedkit.errors import EmbedkitError, InputError, OptionError
+    from embedkit.inspection import Inspection, inspect_embeddings
+    from embedkit.io import Dataset, load_dataset, load_labels
+    from embedkit.losses.compute import compute_loss
+    from embedkit.losses.spec import LossSpec
+    from embedkit.losses.result import LossResult
+    from embedkit.metrics import RetrievalMetrics, evaluate_retrieval, retrieval_metrics
+    from embedkit.knn import exact_knn
+    from embedkit.mining.strategies import MineResult, MineSpec, mine, mine_dataset
+    from embedkit.rawinput import LoadedEmbeddings, load_allowing_nonfinite

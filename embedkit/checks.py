@@ -35,7 +35,8 @@ from embedkit.inspection import (
     FIGURE_PARTS,
     inspect_embeddings,
 )
-from embedkit.losses.compute import LOSS_KINDS, LossSpec, compute_loss
+from embedkit.losses.compute import compute_loss
+from embedkit.losses.spec import LOSS_KINDS, LossSpec
 from embedkit.metrics import METRIC_NAMES, evaluate_retrieval
 from embedkit.output import atomic_output
 from embedkit.rawinput import LoadedEmbeddings

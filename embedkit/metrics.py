@@ -1,7 +1,7 @@
 """Retrieval metrics from exact k-nearest neighbours, as pytorch-metric-learning defines them.
 
 Every query's neighbours are ranked by FAISS (exact ``IndexFlatL2`` / ``IndexFlatIP``
-through :mod:`embedkit.mining.knn`); a neighbour is *relevant* when it has the query's
+through :mod:`embedkit.knn`); a neighbour is *relevant* when it has the query's
 label. With ``R`` = the number of reference rows sharing the query's label (the query
 itself excluded when queries are the reference rows):
 
@@ -17,7 +17,7 @@ Queries whose label has no other reference row (``R = 0``, "lone" queries) are s
 by every metric, as ``AccuracyCalculator`` does. The search width is the size of the
 largest reference class (or the largest ``k`` asked, if larger), so every relevant row a
 metric could need is retrieved. Ties: neighbours rank by ``(value, row id)`` (see
-:func:`embedkit.mining.knn.search_index`): among equal values the smaller row id comes
+:func:`embedkit.knn.search_index`): among equal values the smaller row id comes
 first; metrics use that order as given.
 
 Queries are processed in blocks under a memory budget; nothing n×n is ever held.
@@ -34,10 +34,10 @@ import numpy as np
 
 from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
 from embedkit.distances import Metric
-from embedkit.engine import Engine, LocalEngine, Progress
+from embedkit.engines import Engine, LocalEngine, Progress
 from embedkit.errors import InputError, OptionError
 from embedkit.io import Dataset
-from embedkit.mining.knn import faiss_ready, flat_index, search_index, set_threads
+from embedkit.knn import faiss_ready, flat_index, search_index, set_threads
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
 #: The headline metrics, in display order.

@@ -32,7 +32,7 @@ def test_every_command_has_help_with_an_example(run_cli, name: str) -> None:
 
 
 def test_library_never_imports_the_cli_stack() -> None:
-    code = ("import sys, embedkit, embedkit.io, embedkit.losses.compute, embedkit.mining.knn; "
+    code = ("import sys, embedkit, embedkit.io, embedkit.losses.compute, embedkit.knn; "
             "bad = [m for m in ('typer', 'rich', 'click', 'cli') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr

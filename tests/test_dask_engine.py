@@ -9,7 +9,7 @@ import signal
 import numpy as np
 import pytest
 
-from embedkit.engine import LocalEngine
+from embedkit.engines import LocalEngine
 from embedkit.losses.allpairs import scan_label_pairs
 from embedkit.losses.compute import LossSpec, compute_loss
 from tests.conftest import clustered, dataset
@@ -19,7 +19,7 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def dask_engine():
-    from embedkit.dask_engine import DaskEngine
+    from embedkit.engines.dask import DaskEngine
 
     engine = DaskEngine(workers=2)
     yield engine
@@ -64,7 +64,7 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(dask_engine) -> No
 def test_missing_dask_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import builtins
 
-    from embedkit.dask_engine import DaskEngine
+    from embedkit.engines.dask import DaskEngine
     from embedkit.errors import OptionError
 
     real_import = builtins.__import__
@@ -110,7 +110,7 @@ def test_mine_is_identical_on_dask(dask_engine, case: dict) -> None:
 
 
 def test_approximate_mining_shards_anchors_over_the_cluster(dask_engine) -> None:
-    from embedkit.mining.knn import (
+    from embedkit.knn import (
         approximate_nearest_negatives,
         build_index,
         sharded_approximate_nearest_negatives,
@@ -206,7 +206,7 @@ def test_shards_write_part_files_merged_in_order(dask_engine, tmp_path) -> None:
 
 
 def test_parts_dir_must_exist() -> None:
-    from embedkit.dask_engine import DaskEngine
+    from embedkit.engines.dask import DaskEngine
     from embedkit.errors import OptionError
 
     with pytest.raises(OptionError, match="--parts-dir /nonexistent/parts: no such folder"):

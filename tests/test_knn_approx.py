@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedkit.mining.knn import (
+from embedkit.knn import (
     approximate_nearest_negatives,
     build_index,
     exact_knn,

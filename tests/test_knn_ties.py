@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedkit.mining.knn import exact_knn
+from embedkit.knn import exact_knn
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from embedkit.errors import EmbedkitError, OptionError
-from embedkit.losses import compute as compute_module
 from embedkit.losses.compute import LossSpec, compute_loss
 from embedkit.losses.contrastive import contrastive_loss
 from embedkit.losses.result import reduce_losses
@@ -134,14 +133,12 @@ def test_bce_matches_the_oracle(dtype: type) -> None:
 
 @pytest.mark.parametrize("kind,form", [("contrastive", "squared"), ("contrastive", "halved"),
                                        ("contrastive", "linear"), ("bce", "squared")])
-def test_tiled_scan_equals_the_enumerated_oracle(monkeypatch: pytest.MonkeyPatch, dtype: type, kind: str, form: str) -> None:
+def test_tiled_scan_equals_the_enumerated_oracle(dtype: type, kind: str, form: str) -> None:
     x, labels = clustered(700, 6, 9, seed=5, spread=0.8, dtype=dtype)
     x = x * 0.3
     spec = LossSpec(kind, margin=1.0, form=form, margins=(0.5, 2.0) if kind == "contrastive" else ())
-    monkeypatch.setattr(compute_module, "ENUMERATE_PAIRS_BELOW", 10**12)
-    enumerated = compute_loss(dataset(x, labels), spec, top=8)
-    monkeypatch.setattr(compute_module, "ENUMERATE_PAIRS_BELOW", 0)
-    tiled = compute_loss(dataset(x, labels), spec, top=8)
+    enumerated = compute_loss(dataset(x, labels), spec, top=8, enumerate_pairs_below=10**12)
+    tiled = compute_loss(dataset(x, labels), spec, top=8, enumerate_pairs_below=0)
     assert tiled.details["method"] == "tiled kernel" and enumerated.details["method"] == "enumerated"
     tol = 1e-4 if dtype == np.float32 else 1e-9
     assert tiled.count == enumerated.count == 700 * 699 // 2
@@ -252,22 +249,19 @@ def test_pair_table_validation() -> None:
                      triplets={"anchor": np.array([0]), "positive": np.array([1]), "negative": np.array([1])})
 
 
-def test_listing_too_many_items_points_to_mining(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(compute_module, "MAX_OUTPUT_ITEMS", 10)
+def test_listing_too_many_items_points_to_mining() -> None:
     x, labels = small(np.float64)
     with pytest.raises(EmbedkitError, match="embedkit mine"):
-        compute_loss(dataset(x, labels), LossSpec("triplet", reduction="none"))
+        compute_loss(dataset(x, labels), LossSpec("triplet", reduction="none"), max_output_items=10)
 
 
 @pytest.mark.parametrize("squared", [True, False])
-def test_sorted_triplet_sums_equal_enumeration(monkeypatch: pytest.MonkeyPatch, dtype: type, squared: bool) -> None:
+def test_sorted_triplet_sums_equal_enumeration(dtype: type, squared: bool) -> None:
     x, labels = clustered(60, 4, 4, seed=2, spread=0.9, dtype=dtype)
     labels[0] = 17  # a class of one: never an anchor, always a negative
     spec = LossSpec("triplet", margin=0.8, squared=squared, margins=(0.1, 3.0))
-    monkeypatch.setattr(compute_module, "ENUMERATE_TRIPLETS_BELOW", 10**12)
-    enumerated = compute_loss(dataset(x, labels), spec, top=6, trace=7)
-    monkeypatch.setattr(compute_module, "ENUMERATE_TRIPLETS_BELOW", 0)
-    summed = compute_loss(dataset(x, labels), spec, top=6, trace=7)
+    enumerated = compute_loss(dataset(x, labels), spec, top=6, trace=7, enumerate_triplets_below=10**12)
+    summed = compute_loss(dataset(x, labels), spec, top=6, trace=7, enumerate_triplets_below=0)
     assert summed.details["method"] == "sorted prefix sums"
     assert summed.count == enumerated.count == len(oracles.label_triplets(labels))
     np.testing.assert_allclose(summed.total, enumerated.total, rtol=1e-10)

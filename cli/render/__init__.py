@@ -18,7 +18,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from embedkit.engine import Progress as ProgressCallback
+from embedkit.engines import Progress as ProgressCallback
 
 
 def stdout_console() -> Console:

@@ -18,7 +18,7 @@ BAR_WIDTH = 22
 
 
 def inspection_payload(result: Inspection) -> dict[str, Any]:
-    """The ``--json`` contract (see docs/eval-check-inspect.md)."""
+    """The ``--json`` contract (README: "`embedkit inspect`")."""
     payload: dict[str, Any] = {
         "source": result.source, "rows": result.rows, "dim": result.dim, "dtype": result.dtype,
         "nan_rows": result.nan_rows, "inf_rows": result.inf_rows, "normalize": result.normalize,

@@ -18,7 +18,7 @@ PREVIEW = 5
 
 
 def summary_payload(result: MineResult, dataset: Dataset, output: str | None) -> dict[str, Any]:
-    """The ``--json`` contract (see docs/mine.md): stable keys scripts depend on."""
+    """The ``--json`` contract (README: "`embedkit mine`"): stable keys scripts depend on."""
     return {
         "strategy": result.strategy,
         "definition": result.definition,

@@ -16,7 +16,7 @@ import numpy as np
 
 from embedkit.arrays import as_work_array
 from embedkit.distances import centred_squared_norms, column_mean, gram_tiles, inverse_norms
-from embedkit.engine import Engine, LocalEngine, Progress
+from embedkit.engines import Engine, LocalEngine, Progress
 from embedkit.kernels import FORM_BCE, scan_pair_tile
 
 TILE_ROWS = 512

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from embedkit.losses.definition import CONVENTION_PAIRS, LossDefinition, SpecFields
+
 BCE_FORMULA = "−y·log σ(z) − (1−y)·log(1−σ(z)), z = scale·cos + bias"
 
 
@@ -29,3 +31,8 @@ def binary_cross_entropy_loss(
     z = scale * np.asarray(cosines, dtype=np.float64) + bias
     y = np.asarray(similar).astype(bool)
     return np.where(y, softplus(-z), softplus(z))
+
+
+def definition(spec: SpecFields) -> LossDefinition:
+    """Binary cross-entropy on scaled and shifted cosine similarities."""
+    return LossDefinition(BCE_FORMULA, "cosine similarity", CONVENTION_PAIRS, ("scale", "bias"))

@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 
 from embedkit.errors import OptionError
+from embedkit.losses.definition import CONVENTION_PAIRS, LossDefinition, SpecFields
 
 ContrastiveForm = Literal["squared", "halved", "linear"]
 CONTRASTIVE_FORMS: tuple[ContrastiveForm, ...] = ("squared", "halved", "linear")
@@ -55,3 +56,9 @@ def contrastive_loss(
     if form == "linear":
         return np.where(y, 0.5 * d * d, hinge)
     raise OptionError(f"unknown contrastive form {form!r}; expected one of {', '.join(CONTRASTIVE_FORMS)}")
+
+
+def definition(spec: SpecFields) -> LossDefinition:
+    """The contrastive loss of ``spec.form``, on unsquared Euclidean distances."""
+    return LossDefinition(CONTRASTIVE_FORMULAS[spec.form], "Euclidean D = ‖a − b‖₂ (unsquared)",
+                          CONVENTION_PAIRS, ("margin", "form"))

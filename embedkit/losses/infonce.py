@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from embedkit.losses.bce import softplus
+from embedkit.losses.definition import LossDefinition, SpecFields
 
 INFONCE_FORMULA = "−log(exp(s_ap/τ) / (exp(s_ap/τ) + Σ_n exp(s_an/τ))), s = cosine"
 
@@ -50,3 +51,9 @@ def info_nce_block(
         "neg_lse": neg_lse[rows],
         "loss": loss,
     }
+
+
+def definition(spec: SpecFields) -> LossDefinition:
+    """InfoNCE / NT-Xent over ordered positive pairs, cosine similarities over a temperature."""
+    return LossDefinition(INFONCE_FORMULA, "cosine similarity",
+                          "items: ordered positive pairs (same label, a ≠ p); negatives: other labels", ("temperature",))

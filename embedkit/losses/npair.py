@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from embedkit.losses.bce import softplus
+from embedkit.losses.definition import LossDefinition, SpecFields
 from embedkit.losses.infonce import masked_logsumexp
 
 NPAIR_FORMULA = "log(1 + Σ_{j≠i} exp(f_i·f_j⁺ − f_i·f_i⁺)) + λ·(‖f_i‖² + ‖f_i⁺‖²)"
@@ -40,3 +41,9 @@ def n_pair_block(
         + np.einsum("ij,ij->i", positives[columns], positives[columns])
     )
     return {"s_pos": s_pos, "neg_lse": neg_lse, "l2": l2, "loss": softplus(neg_lse - s_pos) + l2}
+
+
+def definition(spec: SpecFields) -> LossDefinition:
+    """The N-pair loss on dot products, one (anchor, positive) pair per class."""
+    return LossDefinition(NPAIR_FORMULA, "dot product",
+                          "one (anchor, positive) pair per class; other classes' positives are negatives", ("l2_reg",))

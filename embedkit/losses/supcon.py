@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from embedkit.losses.definition import LossDefinition, SpecFields
 from embedkit.losses.infonce import masked_logsumexp
 
 SUPCON_FORMULA = "−(1/|P(i)|)·Σ_p log(exp(s_ip/τ) / Σ_{a≠i} exp(s_ia/τ)), s = cosine"
@@ -40,3 +41,9 @@ def supervised_contrastive_block(
         "lse": lse[keep],
         "loss": lse[keep] - mean_pos,
     }
+
+
+def definition(spec: SpecFields) -> LossDefinition:
+    """SupCon L_out over anchors with a positive, cosine similarities over a temperature."""
+    return LossDefinition(SUPCON_FORMULA, "cosine similarity",
+                          "items: anchors with a positive (same label); denominator: all other rows", ("temperature",))

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from embedkit.losses.definition import LossDefinition, SpecFields
+
 TRIPLET_FORMULAS = {
     True: "max(‖a−p‖² − ‖a−n‖² + α, 0)",
     False: "max(‖a−p‖ − ‖a−n‖ + α, 0)",
@@ -26,7 +28,9 @@ def triplet_margin_loss(
 
     >>> triplet_margin_loss(np.array([1.0]), np.array([2.0]), margin=1.0, squared=False)
     array([0.])
-    >>> triplet_margin_loss(np.array([1.0]), np.array([1.5]), margin=1.0, squared=True)
+    >>> triplet_margin_loss(np.array([1.0]), np.array([1.5]), margin=1.0, squared=False)
+    array([0.5])
+    >>> triplet_margin_loss(np.array([1.0]), np.array([1.5]), margin=2.0, squared=True)
     array([0.75])
     """
     ap = np.asarray(d_ap, dtype=np.float64)
@@ -34,3 +38,10 @@ def triplet_margin_loss(
     if squared:
         ap, an = ap * ap, an * an
     return np.maximum(ap - an + margin, 0.0)
+
+
+def definition(spec: SpecFields) -> LossDefinition:
+    """The triplet margin loss, on squared (FaceNet) or unsquared (torch.nn) distances."""
+    distance = "Euclidean, squared (FaceNet)" if spec.squared else "Euclidean, unsquared (torch.nn)"
+    return LossDefinition(TRIPLET_FORMULAS[spec.squared], distance,
+                          "positive: same label as the anchor; negative: another label", ("margin", "squared"))

@@ -2,7 +2,7 @@
 per anchor by the numba kernels in :mod:`embedkit.kernels`. Nothing n×n is ever held.
 
 Anchors are cut into stripes of ``tile_rows``; each stripe is an independent task on the
-:mod:`embedkit.engine` engine (local threads or Dask workers; results merged in stripe
+:mod:`embedkit.engines` engine (local threads or Dask workers; results merged in stripe
 order, so the answer does not depend on scheduling or engine). A stripe multiplies its rows with column tiles of at most
 ``tile_cols`` rows (BLAS, one thread per worker) and hands each tile to a kernel. Working
 memory per worker: one ``tile_rows × tile_cols`` tile plus the stripe's state.
@@ -24,7 +24,7 @@ import numpy as np
 from embedkit.arrays import as_work_array, l2_normalized
 from embedkit.chunking import DEFAULT_BUDGET_MIB, rows_per_block
 from embedkit.distances import Metric, centred_squared_norms, column_mean, gram_tiles, is_similarity
-from embedkit.engine import Engine, LocalEngine, Progress
+from embedkit.engines import Engine, LocalEngine, Progress
 from embedkit.kernels import (
     band_all_tile,
     band_closest_tile,
@@ -261,9 +261,16 @@ def pairs_below(
     budget_mib: float = DEFAULT_BUDGET_MIB, workers: int | None = None, engine: Engine | None = None,
     progress: Progress | None = None, tile_rows: int = TILE_ROWS, tile_cols: int = TILE_COLS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every negative pair ``i < j`` with key ``< limit_key``, sorted by ``(i, j)``."""
+    """Every negative pair ``i < j`` with key ``< limit_key``, sorted by ``(i, j)``.
+
+    Pairs are selected on the tiles' keys; the keys returned are recomputed per pair by
+    :meth:`Prepared.pair_keys`, because BLAS rounds a tile's products differently for
+    different tile shapes and the reported figures must not depend on the tiling.
+    """
     job = _job(prep, labels, budget_mib, tile_rows, tile_cols, max_items=max_items, limit_key=limit_key)
-    return _merge_emitted(_run(_pairs_below_stripe, job, len(prep.x), engine, workers, progress), max_items)
+    first, second, _ = _merge_emitted(_run(_pairs_below_stripe, job, len(prep.x), engine, workers, progress),
+                                      max_items)
+    return first, second, prep.pair_keys(first, second)
 
 
 def _merge_emitted(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],

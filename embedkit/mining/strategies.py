@@ -18,7 +18,7 @@ Exact search scans every anchor against every row in BLAS tiles (see
 :mod:`embedkit.mining.blocked`) with the per-anchor band applied inside the scan, so no
 answer is missed because a neighbour list was too short. ``hard`` and ``batch-hard`` may
 use an approximate FAISS index instead (``index="hnsw"|"ivf"``, or ``"auto"`` beyond
-:data:`~embedkit.mining.knn.AUTO_EXACT_MAX_ROWS` rows); its recall is measured against the
+:data:`~embedkit.knn.AUTO_EXACT_MAX_ROWS` rows); its recall is measured against the
 exact scan with ``check_recall``.
 """
 
@@ -33,7 +33,7 @@ import numpy as np
 
 from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
 from embedkit.distances import Metric, is_similarity, paired_cosines, paired_distances
-from embedkit.engine import Engine, LocalEngine, Progress
+from embedkit.engines import Engine, LocalEngine, Progress
 from embedkit.errors import InputError, OptionError
 from embedkit.io import Dataset
 from embedkit.mining.blocked import (
@@ -46,7 +46,7 @@ from embedkit.mining.blocked import (
     pairs_below,
     prepare,
 )
-from embedkit.mining.knn import (
+from embedkit.knn import (
     AUTO_EXACT_MAX_ROWS,
     INDEX_KINDS,
     IndexKind,

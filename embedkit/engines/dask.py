@@ -1,4 +1,4 @@
-"""The Dask engine: the same tasks as :class:`embedkit.engine.LocalEngine`, on a Dask cluster.
+"""The Dask engine: the same tasks as :class:`embedkit.engines.local.LocalEngine`, on a Dask cluster.
 
 Install with ``pip install 'embedkit[dask]'``. ``scheduler`` (``tcp://HOST:PORT``) joins a
 running cluster; without one, a ``LocalCluster`` is started here and shut down on
@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from embedkit.engine import Engine, Progress, available_cores
+from embedkit.engines.base import Engine, Progress, available_cores
 from embedkit.errors import OptionError
 
 T = TypeVar("T")

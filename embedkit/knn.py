@@ -20,7 +20,7 @@ import numpy as np
 
 from embedkit.chunking import blocks, rows_per_block
 from embedkit.distances import Metric, is_similarity
-from embedkit.engine import Engine, Progress, available_cores
+from embedkit.engines import Engine, Progress, available_cores
 from embedkit.errors import OptionError
 
 
