@@ -8,20 +8,7 @@ import typer
 
 from cli import options as opt
 from cli.errors import EXIT_CHECK_FAILED, reported_errors
-from cli.inputs import guarded_inputs, resolve_embeddings
-from cli.render import check as render
-from embedkit.checks import (
-    CheckSettings,
-    parse_max_drops,
-    parse_requirements,
-    run_check,
-    write_junit,
-)
-from embedkit.inspection import DEFAULT_EXACT_PAIRS, DEFAULT_SAMPLE, DEFAULT_SEED
-from embedkit.losses.contrastive import ContrastiveForm
-from embedkit.losses.spec import LossSpec
-from embedkit.output import check_output_path
-from embedkit.rawinput import load_allowing_nonfinite
+from embedkit.choices import DEFAULT_EXACT_PAIRS, DEFAULT_SAMPLE, DEFAULT_SEED, ContrastiveForm
 
 EPILOG = (
     "Requirement: NAME OP VALUE, OP one of >= <= > < ==.  Figures: precision_at_1, r_precision, map_at_r, "
@@ -71,6 +58,13 @@ def check(
     NaN/Inf rows are counted (nan_rows, inf_rows) rather than refused, so `--require nan_rows==0`
     fails with exit 1; figures of eval and loss are undefined (and fail) on such embeddings.
     """
+    from cli.inputs import guarded_inputs, resolve_embeddings
+    from cli.render import check as render
+    from embedkit.checks import CheckSettings, parse_max_drops, parse_requirements, run_check, write_junit
+    from embedkit.losses.spec import LossSpec
+    from embedkit.output import check_output_path
+    from embedkit.rawinput import load_allowing_nonfinite
+
     with reported_errors():
         requirements = parse_requirements(require or ())
         drops = parse_max_drops(max_drop or ())

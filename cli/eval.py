@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from cli import options as opt
 from cli.errors import reported_errors
-from cli.inputs import load_inputs, parse_ints
-from cli.render import eval as render
-from cli.render import progress_bar
-from embedkit.engines import make_engine
 from embedkit.errors import OptionError
-from embedkit.io import Dataset
-from embedkit.metrics import evaluate_retrieval
+
+if TYPE_CHECKING:
+    from embedkit.io import Dataset
 
 EPILOG = (
     "Examples:  embedkit eval emb.npy  ·  embedkit eval emb.parquet --metric cosine --k 1,10,100 --json  ·  "
@@ -34,6 +31,8 @@ def load_split(
         raise OptionError("--reference needs --queries (without it every row of EMB is a query)")
     if query_labels is not None and queries is None:
         raise OptionError("--query-labels needs --queries")
+    from cli.inputs import load_inputs
+
     if queries is None:
         return load_inputs(embeddings, labels=labels, column=column, label_column=label_column), None
     reference_path = reference if reference is not None else embeddings
@@ -77,6 +76,12 @@ def eval_(
     defines them (R = same-label references of the query; queries with R = 0 are skipped),
     and recall_at_k for each --k.
     """
+    from cli.inputs import parse_ints
+    from cli.render import eval as render
+    from cli.render import progress_bar
+    from embedkit.engines import make_engine
+    from embedkit.metrics import evaluate_retrieval
+
     with reported_errors():
         ks = parse_ints(k, "--k")
         reference_set, query_set = load_split(embeddings, queries, reference, query_labels,

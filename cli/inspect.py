@@ -8,17 +8,7 @@ import typer
 
 from cli import options as opt
 from cli.errors import reported_errors
-from cli.inputs import guarded_inputs, resolve_embeddings
-from cli.render import inspect as render
-from embedkit.inspection import (
-    DEFAULT_BINS,
-    DEFAULT_EXACT_PAIRS,
-    DEFAULT_SAMPLE,
-    DEFAULT_SEED,
-    inspect_embeddings,
-)
-from embedkit.output import check_output_path
-from embedkit.rawinput import load_allowing_nonfinite
+from embedkit.choices import DEFAULT_BINS, DEFAULT_EXACT_PAIRS, DEFAULT_SAMPLE, DEFAULT_SEED
 
 EPILOG = (
     "Examples:  embedkit inspect emb.npy  ·  embedkit inspect emb.parquet --json | jq .distances.margin  ·  "
@@ -47,6 +37,12 @@ def inspect(
     (fraction of negative pairs inside it) + (fraction of positive pairs beyond it).
     NaN/Inf rows are counted and left out of the other figures.
     """
+    from cli.inputs import guarded_inputs, resolve_embeddings
+    from cli.render import inspect as render
+    from embedkit.inspection import inspect_embeddings
+    from embedkit.output import check_output_path
+    from embedkit.rawinput import load_allowing_nonfinite
+
     with reported_errors():
         if plot is not None:
             render.require_matplotlib()

@@ -8,16 +8,8 @@ import typer
 
 from cli import options as opt
 from cli.errors import reported_errors
-from cli.inputs import load_inputs, parse_floats
-from cli.render import loss as render
-from cli.render import progress_bar
-from embedkit.engines import make_engine
+from embedkit.choices import ContrastiveForm, LossKind, Reduction
 from embedkit.errors import OptionError
-from embedkit.io import read_table
-from embedkit.losses.compute import compute_loss
-from embedkit.losses.contrastive import ContrastiveForm
-from embedkit.losses.result import Reduction
-from embedkit.losses.spec import LossKind, LossSpec
 
 EPILOG = (
     "Examples:  embedkit loss --kind contrastive --margin 1.0 emb.npy  ·  "
@@ -69,6 +61,14 @@ def loss(
     parts_dir: opt.PartsDirOpt = None,
 ) -> None:
     """Compute a contrastive-learning loss over an embedding file, with a trace table."""
+    from cli.inputs import load_inputs, parse_floats
+    from cli.render import loss as render
+    from cli.render import progress_bar
+    from embedkit.engines import make_engine
+    from embedkit.io import read_table
+    from embedkit.losses.compute import compute_loss
+    from embedkit.losses.spec import LossSpec
+
     with reported_errors():
         sweep = parse_floats(margins, "--margins")
         spec = LossSpec(kind=kind, margin=margin, form=form, squared=squared, temperature=temperature,

@@ -18,7 +18,6 @@ from cli import eval as eval_command
 from cli import inspect as inspect_command
 from cli import loss as loss_command
 from cli import mine as mine_command
-from cli.streams import degrade_to_ascii
 from cli.errors import (
     EXIT_OK,
     EXIT_SIGINT,
@@ -28,6 +27,7 @@ from cli.errors import (
     ClickException,
     NoArgsIsHelpError,
 )
+from cli.streams import degrade_to_ascii
 
 app = typer.Typer(
     name="embedkit",

@@ -8,21 +8,8 @@ import typer
 
 from cli import options as opt
 from cli.errors import reported_errors
-from cli.inputs import load_inputs
-from cli.render import mine as render
-from cli.render import progress_bar
-from embedkit.distances import Metric
-from embedkit.engines import make_engine
+from embedkit.choices import Fallback, IndexKind, Metric, PositiveChoice, Select, Strategy
 from embedkit.errors import OptionError
-from embedkit.knn import IndexKind
-from embedkit.mining.strategies import (
-    Fallback,
-    MineSpec,
-    PositiveChoice,
-    Select,
-    Strategy,
-    mine_dataset,
-)
 
 EPILOG = (
     "Examples:  embedkit mine emb.npy --strategy semi-hard --margin 0.2 -o triplets.parquet  ·  "
@@ -89,6 +76,12 @@ def mine(
     Reads labels as `embedkit loss` does. The summary (anchors, items, anchors with none,
     distance quantiles, index, time) goes to stdout, or to stderr when stdout carries data.
     """
+    from cli.inputs import load_inputs
+    from cli.render import mine as render
+    from cli.render import progress_bar
+    from embedkit.engines import make_engine
+    from embedkit.mining.strategies import MineSpec, mine_dataset
+
     with reported_errors():
         if json and output == "-":
             raise OptionError("--json and -o - would both write to stdout; write the items to a file")

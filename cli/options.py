@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from embedkit.distances import Metric
+from embedkit.choices import Metric
 
 EmbeddingsArg = Annotated[
     Optional[str],

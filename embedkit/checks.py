@@ -35,9 +35,8 @@ from embedkit.inspection import (
     FIGURE_PARTS,
     inspect_embeddings,
 )
-from embedkit.losses.compute import compute_loss
 from embedkit.losses.spec import LOSS_KINDS, LossSpec
-from embedkit.metrics import METRIC_NAMES, evaluate_retrieval
+from embedkit.choices import METRIC_NAMES
 from embedkit.output import atomic_output
 from embedkit.rawinput import LoadedEmbeddings
 
@@ -233,10 +232,14 @@ def measure_figures(
     eval_names = by_source.get("eval", set())
     if eval_names:
         ks = tuple(sorted(int(m.group(1)) for m in map(_RECALL.match, eval_names) if m)) or (1,)
+        from embedkit.metrics import evaluate_retrieval  # faiss: imported only when an eval figure is asked
+
         result = evaluate_retrieval(dataset, ks=ks, metric=settings.metric, threads=settings.workers)
         for name in eval_names:
             values[name] = result.figures[name]
 
+    if by_source.get("loss"):
+        from embedkit.losses.compute import compute_loss  # numba: imported only when a loss figure is asked
     for name in by_source.get("loss", set()):
         spec = replace(settings.loss, kind=LOSS_FIGURES[name], reduction="mean", margins=())  # type: ignore[arg-type]
         if LOSS_FIGURES[name] not in ("infonce", "supcon"):

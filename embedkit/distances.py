@@ -8,14 +8,13 @@ Euclidean distances are reported *unsquared* (``‖a − b‖₂``) unless a nam
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
 
 import numpy as np
 
 from embedkit.arrays import work_dtype
 from embedkit.chunking import blocks, rows_per_block
 
-Metric = Literal["euclidean", "cosine"]
+from embedkit.choices import Metric
 METRICS: tuple[Metric, ...] = ("euclidean", "cosine")
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
 import numpy as np
 
@@ -56,13 +55,11 @@ from embedkit.knn import (
 )
 from embedkit.pairs import class_sizes, members_by_label
 
-Strategy = Literal["hard", "semi-hard", "batch-hard", "easy", "within-margin"]
+from embedkit.choices import Fallback, PositiveChoice, Select, Strategy  # noqa: E402  (shared with the CLI)
+
 STRATEGIES: tuple[Strategy, ...] = ("hard", "semi-hard", "batch-hard", "easy", "within-margin")
-PositiveChoice = Literal["all", "hardest", "nearest", "random"]
 POSITIVE_CHOICES: tuple[PositiveChoice, ...] = ("all", "hardest", "nearest", "random")
-Select = Literal["closest", "all"]
 SELECTS: tuple[Select, ...] = ("closest", "all")
-Fallback = Literal["none", "hardest", "tf-addons"]
 FALLBACKS: tuple[Fallback, ...] = ("none", "hardest", "tf-addons")
 
 DEFINITIONS: dict[str, str] = {
