@@ -51,6 +51,7 @@ def check(
     column: opt.ColumnOpt = None,
     label_column: opt.LabelColumnOpt = None,
     json: opt.JsonOpt = False,
+    quiet: opt.QuietOpt = False,
     workers: opt.WorkersOpt = None,
 ) -> None:
     """Check requirements on an embedding export: exit 0 when all hold, 1 when one fails, 2 on bad input.
@@ -60,6 +61,7 @@ def check(
     """
     from cli.inputs import guarded_inputs, resolve_embeddings
     from cli.render import check as render
+    from cli.render import wrote
     from embedkit.checks import CheckSettings, parse_max_drops, parse_requirements, run_check, write_junit
     from embedkit.losses.spec import LossSpec
     from embedkit.output import check_output_path
@@ -80,7 +82,8 @@ def check(
         report = run_check(loaded, requirements, baseline=old, max_drops=drops, settings=settings)
         if junit is not None:
             write_junit(report, junit)
-    render.report(report, as_json=json)
+            wrote(junit, f"{len(report.outcomes):,} test cases", quiet=quiet)
+    render.report(report, as_json=json, dataset=loaded.dataset)
     if not report.passed:
         render.failure_summary(report)
         raise typer.Exit(EXIT_CHECK_FAILED)

@@ -78,7 +78,7 @@ def eval_(
     """
     from cli.inputs import parse_ints
     from cli.render import eval as render
-    from cli.render import progress_bar
+    from cli.render import engine_text, progress_bar
     from embedkit.engines import make_engine
     from embedkit.metrics import evaluate_retrieval
 
@@ -90,4 +90,5 @@ def eval_(
                 progress_bar("eval", enabled=not quiet) as progress:
             result = evaluate_retrieval(reference_set, query_set, ks=ks, metric=metric, per_class=per_class,
                                         threads=workers, engine=runner, progress=progress)
-    render.evaluation(result, reference_set, query_set, as_json=json)
+            engine_used = engine_text(runner)
+    render.evaluation(result, reference_set, query_set, as_json=json, engine=engine_used)

@@ -30,6 +30,7 @@ def inspect(
     column: opt.ColumnOpt = None,
     label_column: opt.LabelColumnOpt = None,
     json: opt.JsonOpt = False,
+    quiet: opt.QuietOpt = False,
 ) -> None:
     """Describe an embedding export and suggest a contrastive margin from its pair distances.
 
@@ -39,12 +40,14 @@ def inspect(
     """
     from cli.inputs import guarded_inputs, resolve_embeddings
     from cli.render import inspect as render
+    from cli.render import wrote
     from embedkit.inspection import inspect_embeddings
     from embedkit.output import check_output_path
     from embedkit.rawinput import load_allowing_nonfinite
 
     with reported_errors():
         if plot is not None:
+            render.plot_format(plot)
             render.require_matplotlib()
         path = resolve_embeddings(embeddings)
         if plot is not None:
@@ -54,4 +57,5 @@ def inspect(
                                     seed=seed, bins=bins)
         if plot is not None:
             render.write_plot(result, plot)
-    render.inspection(result, as_json=json)
+            wrote(plot, "", quiet=quiet, verb="plot")
+    render.inspection(result, as_json=json, dataset=loaded.dataset)

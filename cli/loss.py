@@ -63,7 +63,7 @@ def loss(
     """Compute a contrastive-learning loss over an embedding file, with a trace table."""
     from cli.inputs import load_inputs, parse_floats
     from cli.render import loss as render
-    from cli.render import progress_bar
+    from cli.render import engine_text, progress_bar, wrote
     from embedkit.engines import make_engine
     from embedkit.io import read_table
     from embedkit.losses.compute import compute_loss
@@ -96,6 +96,10 @@ def loss(
                 trace=trace, top=trace, keep_items=output is not None, workers=workers, engine=runner,
                 progress=progress,
             )
+            engine_used = engine_text(runner)
         if output is not None:
             render.write_items(result, dataset, output)
-    render.loss(result, dataset, as_json=json, to_stderr=output == "-")
+            wrote(output, f"{result.count:,} rows", quiet=quiet)
+    if quiet and output == "-" and not json:
+        return  # -q: the items on stdout are the data; no summary on stderr
+    render.loss(result, dataset, as_json=json, to_stderr=output == "-", engine=engine_used)

@@ -78,7 +78,7 @@ def mine(
     """
     from cli.inputs import load_inputs
     from cli.render import mine as render
-    from cli.render import progress_bar
+    from cli.render import engine_text, progress_bar, wrote
     from embedkit.engines import make_engine
     from embedkit.mining.strategies import MineSpec, mine_dataset
 
@@ -99,6 +99,10 @@ def mine(
                 progress_bar(f"mining {strategy}", enabled=not quiet) as progress:
             result = mine_dataset(dataset, spec, workers=workers, engine=runner, budget_mib=budget_mib,
                                   progress=progress)
+            engine_used = engine_text(runner)
         if output is not None:
             render.write_items(result, dataset, output)
-    render.summary(result, dataset, output=output, as_json=json)
+            wrote(output, f"{result.count:,} rows", quiet=quiet)
+    if quiet and output == "-" and not json:
+        return  # -q: the items on stdout are the data; no summary on stderr
+    render.summary(result, dataset, output=output, as_json=json, engine=engine_used)

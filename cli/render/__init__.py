@@ -31,6 +31,41 @@ def stderr_console() -> Console:
     return Console(file=sys.stderr, highlight=False, soft_wrap=True)
 
 
+def labels_text(dataset: Any) -> str:
+    """Where the labels came from and how many classes: ``emb.labels.npy, 40 classes``."""
+    if getattr(dataset, "labels", None) is None:
+        searched = getattr(dataset, "labels_searched", ())
+        return "none" + (f" (looked for {', '.join(searched)})" if searched else "")
+    names = getattr(dataset, "label_names", None)
+    classes = len(names) if names is not None else len(np.unique(dataset.labels))
+    return f"{dataset.label_source}, {classes:,} classes"
+
+
+def engine_text(engine: Any) -> str:
+    """``local, 2 threads`` or ``dask, LocalCluster of 2 workers at tcp://...``."""
+    from embedkit.engines import available_cores
+
+    if getattr(engine, "name", "") == "dask":
+        cluster = "LocalCluster" if getattr(engine, "cluster", None) is not None else "scheduler"
+        workers = ""
+        client = getattr(engine, "client", None)
+        try:
+            workers = f" of {len(client.scheduler_info().get('workers', {})):,} workers" if client else ""
+        except Exception:  # an unreachable scheduler was refused earlier; this is only a description
+            workers = ""
+        return f"dask, {cluster}{workers} at {getattr(engine, 'address', '?')}"
+    threads = getattr(engine, "workers", None) or available_cores()
+    return f"local, {threads} thread{'s' if threads != 1 else ''}"
+
+
+def wrote(path: str, detail: str, *, quiet: bool, verb: str = "wrote") -> None:
+    """``wrote t.parquet (12,000 rows)`` on stderr (stdout keeps the result); nothing with -q
+    or when the data went to stdout itself."""
+    if quiet or path == "-":
+        return
+    print(f"{verb} {path}" + (f" ({detail})" if detail else ""), file=sys.stderr, flush=True)
+
+
 def percent(part: float, whole: float) -> str:
     """``part`` as a percentage of ``whole`` with 3 significant digits.
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from cli.render import number, percent, print_json, rows_of, stderr_console, stdout_console
+from cli.render import labels_text, number, percent, print_json, rows_of, stderr_console, stdout_console
 from embedkit.io import Dataset
 from embedkit.losses.result import LossResult
 from embedkit.output import write_table
@@ -77,20 +77,23 @@ def _params_text(result: LossResult) -> str:
     return ", ".join(f"{k} = {v}" for k, v in shown.items())
 
 
-def loss(result: LossResult, dataset: Dataset, *, as_json: bool, to_stderr: bool = False) -> None:
+def loss(result: LossResult, dataset: Dataset, *, as_json: bool, to_stderr: bool = False, engine: str = "") -> None:
     """Print the result: one JSON object, or the header, trace tables and totals."""
     if as_json:
-        print_json(loss_payload(result, dataset))
+        print_json(loss_payload(result, dataset, engine))
         return
     console = stderr_console() if to_stderr else stdout_console()
     items = ITEM_NAMES.get(result.kind, "items")
     console.print(f"[bold]{result.kind} loss[/bold] on {dataset.source} ({dataset.rows:,} × {dataset.dim})")
     console.print(f"  formula    {result.formula}")
     console.print(f"  distance   {result.distance}")
-    console.print(f"  labels     {result.convention}")
+    console.print(f"  labels     {labels_text(dataset)}")
+    console.print(f"  convention {result.convention}")
     console.print(f"  params     {_params_text(result)}")
     console.print(f"  items      {result.source}")
     console.print(f"  reduction  {result.reduction}")
+    if engine:
+        console.print(f"  engine     {engine}")
     if "similar_pairs" in result.details:
         similar, dissimilar = result.details["similar_pairs"], result.details["dissimilar_pairs"]
         ratio = f"{similar / (similar + dissimilar):.2%} similar" if similar + dissimilar else ""
@@ -134,7 +137,7 @@ def _same_rows(head: dict[str, np.ndarray], top: dict[str, np.ndarray], count: i
     return len(head.get("loss", ())) >= count
 
 
-def loss_payload(result: LossResult, dataset: Dataset) -> dict[str, Any]:
+def loss_payload(result: LossResult, dataset: Dataset, engine: str = "") -> dict[str, Any]:
     """The ``--json`` contract (see the README): stable keys scripts depend on."""
     payload: dict[str, Any] = {
         "kind": result.kind,
@@ -149,6 +152,7 @@ def loss_payload(result: LossResult, dataset: Dataset) -> dict[str, Any]:
         "convention": result.convention,
         "params": result.params,
         "items": result.source,
+        "engine": engine or None,
         "embeddings": {"source": dataset.source, "rows": dataset.rows, "dim": dataset.dim,
                        "dtype": str(dataset.embeddings.dtype), "labels": dataset.label_source},
         "max_item": result.max_item,

@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-from cli.render import number, print_json, rows_of, stderr_console, stdout_console
+from cli.render import labels_text, number, print_json, rows_of, stderr_console, stdout_console
 from embedkit.io import Dataset
 from embedkit.mining.strategies import MineResult
 from embedkit.output import write_table
@@ -46,17 +46,20 @@ def summary_payload(result: MineResult, dataset: Dataset, output: str | None) ->
     }
 
 
-def summary(result: MineResult, dataset: Dataset, *, output: str | None, as_json: bool) -> None:
+def summary(result: MineResult, dataset: Dataset, *, output: str | None, as_json: bool, engine: str = "") -> None:
     """JSON on stdout, or the Rich summary (on stderr when stdout carries the items)."""
     if as_json:
-        print_json(summary_payload(result, dataset, output))
+        print_json({**summary_payload(result, dataset, output), "engine": engine or None})
         return
     console = stderr_console() if output == "-" else stdout_console()
     params = ", ".join(f"{k} = {v}" for k, v in result.params.items())
     console.print(f"[bold]mine {result.strategy}[/bold] on {dataset.source} ({dataset.rows:,} × {dataset.dim})")
     console.print(f"  definition  {result.definition}")
+    console.print(f"  labels      {labels_text(dataset)}")
     console.print(f"  params      {params}")
     console.print(f"  index       {result.index}: {result.index_description} ({result.index_reason})")
+    if engine:
+        console.print(f"  engine      {engine}")
     if result.batches is not None:
         console.print(f"  batches     {result.batches:,}")
     if result.recall is not None:

@@ -1,0 +1,102 @@
+"""What the command line says it used (labels, engine, files written), -q, --plot formats,
+and options that do not apply."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLE, SEED
+
+FACES = str(SEED / "faces.npy")
+PAIRS = str(SEED / "pairs.csv")
+
+HUMAN = {
+    "loss": ["loss", "--pairs", PAIRS, FACES],
+    "eval": ["eval", FACES],
+    "check": ["check", FACES, "-r", "rows>=1"],
+    "inspect": ["inspect", FACES],
+    "mine": ["mine", FACES, "-s", "hard"],
+}
+
+
+@pytest.mark.parametrize("name", list(HUMAN))
+def test_every_command_says_which_labels_it_used(run_cli, name: str) -> None:
+    result = run_cli(*HUMAN[name])
+    assert result.exit_code == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.strip().startswith("labels")]
+    assert lines, result.stdout
+    assert "faces.labels.txt" in lines[0], lines
+    if name != "inspect":
+        assert "2 classes" in lines[0], lines
+    else:
+        assert "2 classes" in lines[0].replace(":", ","), lines
+
+
+def test_labels_line_names_a_parquet_column(run_cli) -> None:
+    result = run_cli("eval", str(SEED / "faces.parquet"))
+    assert result.exit_code == 0, result.stderr
+    assert "faces.parquet column 'label', 2 classes" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("name", ["loss", "eval", "mine"])
+def test_the_engine_is_named(run_cli, name: str) -> None:
+    result = run_cli(*HUMAN[name], "--workers", "1")
+    assert result.exit_code == 0, result.stderr
+    assert "engine" in result.stdout and "local, 1 thread" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("command", ["loss", "mine"])
+def test_a_line_for_every_file_written_and_quiet_silences_it(run_cli, tmp_path: Path, command: str) -> None:
+    out = tmp_path / "items.parquet"
+    args = [*HUMAN[command], "-o", str(out)]
+    result = run_cli(*args)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.strip().splitlines() == [f"wrote {out} (4 rows)"], result.stderr
+    out.unlink()
+    quiet = run_cli(*args, "-q")
+    assert quiet.exit_code == 0 and quiet.stderr == "", quiet.stderr
+    assert out.exists()
+
+
+@pytest.mark.parametrize("command", ["loss", "mine"])
+def test_quiet_with_items_on_stdout_prints_only_the_items(run_cli, command: str) -> None:
+    result = run_cli(*HUMAN[command], "-o", "-", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.splitlines()[0].startswith('"'), result.stdout  # the CSV header, nothing else
+
+
+def test_junit_and_plot_lines(run_cli, tmp_path: Path) -> None:
+    junit = tmp_path / "r.xml"
+    result = run_cli("check", FACES, "-r", "rows>=1", "-r", "dim==2", "--junit", str(junit))
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.strip() == f"wrote {junit} (2 test cases)"
+    plot = tmp_path / "p.svg"
+    result = run_cli("inspect", FACES, "--plot", str(plot))
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.strip() == f"plot {plot}"
+
+
+@pytest.mark.parametrize("suffix,magic", [(".png", b"\x89PNG"), (".svg", b"<?xml"), (".pdf", b"%PDF"),
+                                          (".PNG", b"\x89PNG")])
+def test_plot_format_follows_the_extension(run_cli, tmp_path: Path, suffix: str, magic: bytes) -> None:
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / f"p{suffix}"
+    result = run_cli("inspect", FACES, "--plot", str(plot), "-q")
+    assert result.exit_code == 0, result.stderr
+    assert plot.read_bytes().startswith(magic)
+
+
+@pytest.mark.parametrize("name", ["p.jpg", "p", "p.png.txt"])
+def test_plot_refuses_other_formats_before_the_work(run_cli, tmp_path: Path, name: str) -> None:
+    result = run_cli("inspect", FACES, "--plot", str(tmp_path / name))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --plot") and "use .png, .svg or .pdf" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sample_sidecar_is_named(run_cli) -> None:
+    result = run_cli("check", str(SAMPLE / "emb.npy"), "-r", "nan_rows==0")
+    assert "labels: emb.labels.npy, 40 classes" in result.stdout.replace(str(SAMPLE) + "/", ""), result.stdout
