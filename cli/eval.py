@@ -49,7 +49,7 @@ def load_split(
 
 def eval_(
     embeddings: opt.EmbeddingsArg = None,
-    k: Annotated[str, typer.Option("--k", help="The k of recall_at_k, comma-separated: the fraction of queries "
+    k: Annotated[str, typer.Option("--k", "-k", help="The k of recall_at_k, comma-separated: the fraction of queries "
                                    "with at least one same-label row among their k nearest.")] = "1,5,10",
     metric: opt.MetricOpt = "euclidean",
     queries: Annotated[Optional[str], typer.Option(

@@ -20,7 +20,7 @@ EPILOG = (
 
 def loss(
     embeddings: opt.EmbeddingsArg = None,
-    kind: Annotated[LossKind, typer.Option("--kind", "-k", help=(
+    kind: Annotated[LossKind, typer.Option("--kind", help=(
         "contrastive: y·D² + (1−y)·max(m−D,0)², D Euclidean, y=1 similar. "
         "triplet: max(‖a−p‖² − ‖a−n‖² + α, 0) (FaceNet; --no-squared: torch.nn's unsquared form). "
         "npair: log(1 + Σ_{j≠i} exp(f_i·f_j⁺ − f_i·f_i⁺)), Sohn 2016. "
@@ -50,7 +50,7 @@ def loss(
     id_column: opt.IdColumnOpt = None,
     normalize: opt.NormalizeOpt = False,
     reduction: Annotated[Reduction, typer.Option(
-        "--reduction", "-r", help="mean (over items), sum, mean-nonzero (over items with loss > 0), none (per item).")] = "mean",
+        "--reduction", help="mean (over items), sum, mean-nonzero (over items with loss > 0), none (per item).")] = "mean",
     trace: Annotated[int, typer.Option("--trace", min=0, help="Trace rows to show: the first N items and the top N.")] = 5,
     output: opt.OutputOpt = None,
     json: opt.JsonOpt = False,

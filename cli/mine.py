@@ -8,6 +8,7 @@ import typer
 
 from cli import options as opt
 from cli.errors import reported_errors
+from cli.options import refuse_given
 from embedkit.choices import Fallback, IndexKind, Metric, PositiveChoice, Select, Strategy
 from embedkit.errors import OptionError
 
@@ -20,6 +21,7 @@ EPILOG = (
 
 
 def mine(
+    ctx: typer.Context,
     embeddings: opt.EmbeddingsArg = None,
     strategy: Annotated[Strategy, typer.Option("--strategy", "-s", help=(
         "d = Euclidean distance (or 1 − cos with --metric cosine); positive = same label, negative = other label. "
@@ -83,6 +85,9 @@ def mine(
     from embedkit.mining.strategies import MineSpec, mine_dataset
 
     with reported_errors():
+        refuse_given(ctx, f"the {strategy} strategy", {"margin": strategy not in ("hard", "batch-hard")})
+        refuse_given(ctx, f"--index {index}", {"nlist": index in ("ivf", "auto"), "nprobe": index in ("ivf", "auto"),
+                                             "ef_search": index in ("hnsw", "auto")})
         if json and output == "-":
             raise OptionError("--json and -o - would both write to stdout; write the items to a file")
         if budget_mib <= 0:

@@ -8,6 +8,22 @@ import typer
 
 from embedkit.choices import Metric
 
+def refuse_given(ctx: typer.Context, what: str, applies: dict[str, bool]) -> None:
+    """Refuse options given on the command line (or in the environment) that ``what`` does
+    not read, as ``loss`` does, instead of ignoring them. ``applies``: parameter -> reads it."""
+    from embedkit.errors import OptionError
+
+    given = [name for name, used in applies.items() if not used and _given(ctx, name)]
+    if given:
+        names = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise OptionError(f"{names} {'does' if len(given) == 1 else 'do'} not apply to {what}")
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
 EmbeddingsArg = Annotated[
     Optional[str],
     typer.Argument(

@@ -100,3 +100,56 @@ def test_plot_refuses_other_formats_before_the_work(run_cli, tmp_path: Path, nam
 def test_sample_sidecar_is_named(run_cli) -> None:
     result = run_cli("check", str(SAMPLE / "emb.npy"), "-r", "nan_rows==0")
     assert "labels: emb.labels.npy, 40 classes" in result.stdout.replace(str(SAMPLE) + "/", ""), result.stdout
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["-s", "hard", "--margin", "0.3"], "--margin does not apply to the hard strategy"),
+    (["-s", "batch-hard", "-m", "0.3"], "--margin does not apply to the batch-hard strategy"),
+    (["-s", "hard", "--index", "exact", "--nprobe", "4"], "--nprobe does not apply to --index exact"),
+    (["-s", "hard", "--index", "hnsw", "--nlist", "4"], "--nlist does not apply to --index hnsw"),
+    (["-s", "hard", "--index", "ivf", "--ef-search", "4"], "--ef-search does not apply to --index ivf"),
+])
+def test_mine_refuses_options_that_do_not_apply(run_cli, args: list[str], fragment: str) -> None:
+    result = run_cli("mine", FACES, *args)
+    assert result.exit_code == 2, result.stdout
+    assert result.stderr.strip() == f"error: {fragment}", result.stderr
+
+
+def test_mine_accepts_margin_given_at_its_default_for_band_strategies(run_cli) -> None:
+    result = run_cli("mine", FACES, "-s", "semi-hard", "--margin", "1.0", "--json")
+    assert result.exit_code == 0, result.stderr
+
+
+def short_options() -> dict[str, set[str]]:
+    """Every short option of every registered command -> the long options it stands for."""
+    import typer.main
+
+    from cli.main import app
+
+    group = typer.main.get_command(app)
+    found: dict[str, set[str]] = {}
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        for param in command.params:
+            opts = [*param.opts, *getattr(param, "secondary_opts", [])]
+            longs = [o for o in opts if o.startswith("--")]
+            for short in (o for o in opts if o.startswith("-") and not o.startswith("--")):
+                found.setdefault(short, set()).update(longs or [f"{name}:{param.name}"])
+    return found
+
+
+# -k is "K, how many per query/anchor" everywhere: eval's --k and mine's --negatives (README, short options).
+SAME_MEANING = {"-k": {"--k", "--negatives"}}
+
+
+def test_one_meaning_per_short_option_across_commands() -> None:
+    found = short_options()
+    assert {"-k", "-m", "-o", "-q", "-l", "-s", "-r", "-t"} <= set(found), found
+    ambiguous = {short: longs for short, longs in found.items()
+                 if len(longs) != 1 and not longs <= SAME_MEANING.get(short, set())}
+    assert ambiguous == {}, ambiguous
+
+
+def test_k_is_the_count_k_and_r_is_require() -> None:
+    found = short_options()
+    assert found["-r"] == {"--require"}
+    assert found["-q"] == {"--quiet"} and found["-o"] == {"--output"}
