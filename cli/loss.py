@@ -8,6 +8,7 @@ import typer
 
 from cli import options as opt
 from cli.errors import reported_errors
+from cli.options import given
 from embedkit.choices import ContrastiveForm, LossKind, Reduction
 from embedkit.errors import OptionError
 
@@ -19,6 +20,7 @@ EPILOG = (
 
 
 def loss(
+    ctx: typer.Context,
     embeddings: opt.EmbeddingsArg = None,
     kind: Annotated[LossKind, typer.Option("--kind", help=(
         "contrastive: y·D² + (1−y)·max(m−D,0)², D Euclidean, y=1 similar. "
@@ -68,9 +70,17 @@ def loss(
     from embedkit.io import read_table
     from embedkit.losses.compute import compute_loss
     from embedkit.losses.spec import LossSpec
+    from embedkit.output import mined_form
 
     with reported_errors():
         sweep = parse_floats(margins, "--margins")
+        notes = []
+        if kind == "triplet" and triplets is not None and not given(ctx, "squared"):
+            mined = mined_form(triplets)
+            if mined is not None and mined.get("strategy") in ("semi-hard", "easy"):
+                squared = bool(mined.get("squared"))
+                notes.append(f"triplet form {'squared' if squared else 'unsquared (--no-squared)'}, as {triplets} "
+                             f"was mined (mine -s {mined['strategy']} --{'' if squared else 'no-'}squared)")
         spec = LossSpec(kind=kind, margin=margin, form=form, squared=squared, temperature=temperature,
                         scale=scale, bias=bias, l2_reg=l2_reg, normalize=normalize, reduction=reduction,
                         margins=sweep)
@@ -88,6 +98,11 @@ def loss(
                               id_column=id_column, tables=(pairs, triplets), output=output)
         pair_table = read_table(pairs, ("i", "j")) if pairs else None
         triplet_table = read_table(triplets, ("anchor", "positive", "negative")) if triplets else None
+        if (kind == "triplet" and triplet_table is not None and "d_ap" in triplet_table and not notes
+                and not given(ctx, "squared")):
+            notes.append(f"triplets with d_ap/d_an columns (from `embedkit mine`?) are scored with "
+                         f"{'squared' if squared else 'unsquared'} distances; mine's semi-hard band is unsquared "
+                         "unless mined with --squared: add --no-squared to score them in the same form")
         with make_engine(engine, workers=workers, scheduler=scheduler, parts_dir=parts_dir) as runner, \
                 progress_bar(f"{kind} loss", enabled=not quiet) as progress:
             result = compute_loss(
@@ -97,6 +112,8 @@ def loss(
                 progress=progress,
             )
             engine_used = engine_text(runner)
+        for note in notes:
+            wrote("", note, quiet=quiet, verb="note:")
         if output is not None:
             render.write_items(result, dataset, output)
             wrote(output, f"{result.count:,} rows", quiet=quiet)

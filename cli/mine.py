@@ -106,7 +106,8 @@ def mine(
                                   progress=progress)
             engine_used = engine_text(runner)
         if output is not None:
-            render.write_items(result, dataset, output)
+            render.write_items(result, dataset, output, form={
+                "strategy": strategy, "margin": margin, "squared": squared, "metric": metric})
             wrote(output, f"{result.count:,} rows", quiet=quiet)
     if quiet and output == "-" and not json:
         return  # -q: the items on stdout are the data; no summary on stderr

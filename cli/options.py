@@ -13,13 +13,14 @@ def refuse_given(ctx: typer.Context, what: str, applies: dict[str, bool]) -> Non
     not read, as ``loss`` does, instead of ignoring them. ``applies``: parameter -> reads it."""
     from embedkit.errors import OptionError
 
-    given = [name for name, used in applies.items() if not used and _given(ctx, name)]
+    given = [name for name, used in applies.items() if not used and given(ctx, name)]
     if given:
         names = ", ".join("--" + name.replace("_", "-") for name in given)
         raise OptionError(f"{names} {'does' if len(given) == 1 else 'do'} not apply to {what}")
 
 
-def _given(ctx: typer.Context, name: str) -> bool:
+def given(ctx: typer.Context, name: str) -> bool:
+    """Whether the option ``name`` was given (command line or environment), not defaulted."""
     source = ctx.get_parameter_source(name)
     return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
 

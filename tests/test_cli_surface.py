@@ -153,3 +153,30 @@ def test_k_is_the_count_k_and_r_is_require() -> None:
     found = short_options()
     assert found["-r"] == {"--require"}
     assert found["-q"] == {"--quiet"} and found["-o"] == {"--output"}
+
+
+def test_loss_scores_mined_parquet_triplets_in_the_form_they_were_mined(run_cli, tmp_path: Path) -> None:
+    emb = str(SAMPLE / "emb.npy")
+    mined = tmp_path / "t.parquet"
+    assert run_cli("mine", emb, "-s", "semi-hard", "-m", "0.5", "-o", str(mined), "-q").exit_code == 0
+    result = run_cli("loss", "--kind", "triplet", "--margin", "0.5", "--triplets", str(mined), emb, "--json")
+    assert result.exit_code == 0, result.stderr
+    import json
+
+    payload = json.loads(result.stdout)
+    assert payload["params"]["squared"] is False
+    assert result.stderr.startswith("note: triplet form unsquared"), result.stderr
+    # Given explicitly, the user's form wins and nothing is said.
+    explicit = run_cli("loss", "--kind", "triplet", "--squared", "--triplets", str(mined), emb, "--json")
+    assert json.loads(explicit.stdout)["params"]["squared"] is True and explicit.stderr == ""
+
+
+def test_loss_says_when_mined_csv_triplets_may_disagree(run_cli, tmp_path: Path) -> None:
+    emb = str(SAMPLE / "emb.npy")
+    mined = tmp_path / "t.csv"
+    assert run_cli("mine", emb, "-s", "semi-hard", "-o", str(mined), "-q").exit_code == 0
+    result = run_cli("loss", "--kind", "triplet", "--triplets", str(mined), emb, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.startswith("note: triplets with d_ap/d_an columns") and "--no-squared" in result.stderr
+    quiet = run_cli("loss", "--kind", "triplet", "--triplets", str(mined), emb, "--json", "-q")
+    assert quiet.stderr == ""

@@ -63,6 +63,9 @@ def wrote(path: str, detail: str, *, quiet: bool, verb: str = "wrote") -> None:
     or when the data went to stdout itself."""
     if quiet or path == "-":
         return
+    if not path:  # a note: the detail is the text
+        print(f"{verb} {detail}", file=sys.stderr, flush=True)
+        return
     print(f"{verb} {path}" + (f" ({detail})" if detail else ""), file=sys.stderr, flush=True)
 
 

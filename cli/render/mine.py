@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rich.table import Table
@@ -9,7 +10,7 @@ from rich.table import Table
 from cli.render import labels_text, number, print_json, rows_of, stderr_console, stdout_console
 from embedkit.io import Dataset
 from embedkit.mining.strategies import MineResult
-from embedkit.output import write_table
+from embedkit.output import MINED_KEY, write_table
 
 INDEX_COLUMNS = ("anchor", "positive", "negative", "i", "j")
 DISTANCE_NAMES = {"d_ap": "d_ap", "d_an": "d_an", "gap": "d_an − d_ap", "d": "d"}
@@ -106,11 +107,13 @@ def summary(result: MineResult, dataset: Dataset, *, output: str | None, as_json
     console.print(f"[bold]{result.count:,} {result.kind}[/bold]{where} in {result.seconds:.2f} s")
 
 
-def write_items(result: MineResult, dataset: Dataset, output: str) -> None:
+def write_items(result: MineResult, dataset: Dataset, output: str, form: dict[str, Any] | None = None) -> None:
     """The items to ``output`` (atomic), with ``*_id`` columns when the dataset has ids."""
     items = dict(result.items)
     if dataset.ids is not None:
         for name in INDEX_COLUMNS:
             if name in result.items:
                 items[f"{name}_id"] = dataset.ids[result.items[name]]
-    write_table(items, output, inputs=[dataset.source])
+    # Parquet keeps how the items were mined, so `embedkit loss --triplets` can score them in the same form.
+    metadata = {MINED_KEY: json.dumps(form)} if form else None
+    write_table(items, output, inputs=[dataset.source], metadata=metadata)
