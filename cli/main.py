@@ -14,6 +14,7 @@ from rich.console import Console
 
 import embedkit
 from cli import check as check_command
+from cli import env as env_command
 from cli import eval as eval_command
 from cli import inspect as inspect_command
 from cli import loss as loss_command
@@ -60,6 +61,7 @@ app.command(name="eval", epilog=eval_command.EPILOG, no_args_is_help=False)(eval
 app.command(name="check", epilog=check_command.EPILOG, no_args_is_help=False)(check_command.check)
 app.command(name="inspect", epilog=inspect_command.EPILOG, no_args_is_help=False)(inspect_command.inspect)
 app.command(name="mine", epilog=mine_command.EPILOG, no_args_is_help=False)(mine_command.mine)
+app.command(name="env", epilog=env_command.EPILOG, no_args_is_help=False)(env_command.env)
 
 
 def _pipe_closed(self: Console) -> None:
