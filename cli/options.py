@@ -13,10 +13,10 @@ def refuse_given(ctx: typer.Context, what: str, applies: dict[str, bool]) -> Non
     not read, as ``loss`` does, instead of ignoring them. ``applies``: parameter -> reads it."""
     from embedkit.errors import OptionError
 
-    given = [name for name, used in applies.items() if not used and given(ctx, name)]
-    if given:
-        names = ", ".join("--" + name.replace("_", "-") for name in given)
-        raise OptionError(f"{names} {'does' if len(given) == 1 else 'do'} not apply to {what}")
+    unused = [name for name, used in applies.items() if not used and given(ctx, name)]
+    if unused:
+        names = ", ".join("--" + name.replace("_", "-") for name in unused)
+        raise OptionError(f"{names} {'does' if len(unused) == 1 else 'do'} not apply to {what}")
 
 
 def given(ctx: typer.Context, name: str) -> bool:

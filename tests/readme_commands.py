@@ -1,0 +1,59 @@
+"""The shell commands of README.md that the README examples test runs, in README order.
+
+From every ```bash and ```console block: lines starting with ``embedkit`` (a console
+block's ``$ `` prompt is dropped; ``cd sample_data &&`` is dropped, the commands run in a
+copy of ``sample_data/``), and ``python -c`` / ``python3 -c`` lines, which make input files
+the examples use. Not run: other programs (pip, dask, benches) and commands that need a
+Dask scheduler at ``tcp://`` (there is none in a test). A trailing ``# exit N`` comment
+gives the documented exit code (default 0).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FENCE = re.compile(r"^```(\w*)\s*$")
+EXIT = re.compile(r"#\s*exit\s+(\d+)\s*$")
+
+
+@dataclass(frozen=True)
+class Example:
+    line: int
+    command: str
+    exit_code: int
+
+    def __str__(self) -> str:
+        return f"README.md:{self.line}: {self.command}"
+
+
+def readme_examples(path: Path = ROOT / "README.md") -> list[Example]:
+    found: list[Example] = []
+    language: str | None = None
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        fence = FENCE.match(raw.strip())
+        if fence:
+            language = None if language is not None else fence.group(1)
+            continue
+        if language not in ("bash", "console", "sh", "shell"):
+            continue
+        text = raw.strip()
+        if language == "console":
+            if not text.startswith("$ "):
+                continue  # output shown under the command
+            text = text[2:]
+        text = re.sub(r"^cd sample_data\s*&&\s*", "", text)
+        if not (text.startswith("embedkit ") or re.match(r"^python3? -c ", text)):
+            continue
+        if "tcp://" in text:
+            continue
+        match = EXIT.search(text)
+        found.append(Example(number, text, int(match.group(1)) if match else 0))
+    return found
+
+
+if __name__ == "__main__":
+    for example in readme_examples():
+        print(example)
