@@ -33,8 +33,8 @@ _EXPORTS: dict[str, str] = {
     "compute_loss": "embedkit.losses.compute",
     "LossResult": "embedkit.losses.result",
     # mining
-    "MineSpec": "embedkit.mining.strategies",
-    "MineResult": "embedkit.mining.strategies",
+    "MineSpec": "embedkit.mining.spec",
+    "MineResult": "embedkit.mining.result",
     "mine": "embedkit.mining.strategies",
     "mine_dataset": "embedkit.mining.strategies",
     # search and evaluation
@@ -71,6 +71,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    # ruff: noqa: F401 - re-exported through __all__
     from embedkit.checks import CheckReport, CheckSettings, parse_max_drops, parse_requirements, run_check
     from embedkit.engines import make_engine
     from embedkit.errors import EmbedkitError, InputError, OptionError
@@ -81,5 +82,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from embedkit.losses.result import LossResult
     from embedkit.metrics import RetrievalMetrics, evaluate_retrieval, retrieval_metrics
     from embedkit.knn import exact_knn
-    from embedkit.mining.strategies import MineResult, MineSpec, mine, mine_dataset
+    from embedkit.mining.result import MineResult
+    from embedkit.mining.spec import MineSpec
+    from embedkit.mining.strategies import mine, mine_dataset
     from embedkit.rawinput import LoadedEmbeddings, load_allowing_nonfinite

@@ -7,14 +7,12 @@ Euclidean distances are reported *unsquared* (``‖a − b‖₂``) unless a nam
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 
 from embedkit.arrays import work_dtype
+from embedkit.choices import Metric
 from embedkit.chunking import blocks, rows_per_block
 
-from embedkit.choices import Metric
 METRICS: tuple[Metric, ...] = ("euclidean", "cosine")
 
 
@@ -115,33 +113,3 @@ def centred_squared_norms(embeddings: np.ndarray, centre: np.ndarray, *, budget_
         block = np.asarray(embeddings[start:stop], dtype=np.float64) - centre
         out[start:stop] = np.einsum("ij,ij->i", block, block)
     return out
-
-
-def gram_tiles(
-    rows: np.ndarray, x: np.ndarray, tile_cols: int, *, upper_from: int | None = None,
-    centre: np.ndarray | None = None,
-) -> Iterator[tuple[int, int, np.ndarray]]:
-    """``(col0, col1, rows · (x[col0:col1] − centre)ᵀ)`` for column tiles of ``x``.
-
-    ``rows`` must already be centred by the caller. Centring is what keeps
-    ``‖a‖² + ‖b‖² − 2a·b`` accurate in float32 when the rows share a large common offset
-    (the products would otherwise be ~‖offset‖² and their rounding swamp the distances);
-    the column tile is centred into a reused buffer, so no centred copy of ``x`` is made.
-    With ``upper_from = i0`` (``rows`` being rows ``i0, ...``) only the tiles holding a
-    pair ``i < j`` are produced. A tile is overwritten by the next: consume it first.
-    """
-    n = len(x)
-    dtype = np.result_type(rows.dtype, x.dtype)
-    buffer = np.empty((len(rows), tile_cols), dtype=dtype)
-    columns = np.empty((tile_cols, x.shape[1]), dtype=dtype) if centre is not None else None
-    start = 0 if upper_from is None else upper_from - upper_from % tile_cols
-    for col0 in range(start, n, tile_cols):
-        col1 = min(n, col0 + tile_cols)
-        if upper_from is not None and col1 <= upper_from + 1:
-            continue
-        tile = buffer[:, : col1 - col0]
-        block = x[col0:col1]
-        if columns is not None:
-            block = np.subtract(block, centre, out=columns[: col1 - col0])
-        np.matmul(rows, block.T, out=tile)
-        yield col0, col1, tile

@@ -88,12 +88,9 @@ def test_auto_picks_exact_for_small_inputs_and_says_so() -> None:
     assert semi.index == "exact" and "band" in semi.index_reason
 
 
-def test_auto_picks_ivf_beyond_the_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
-    from embedkit.mining import strategies
-
-    monkeypatch.setattr(strategies, "AUTO_EXACT_MAX_ROWS", 1000)
+def test_auto_picks_ivf_beyond_the_threshold() -> None:
     x, labels = low_dimensional(3000)
-    result = mine(x, labels, MineSpec("hard", check_recall=100))
+    result = mine(x, labels, MineSpec("hard", check_recall=100, auto_exact_max_rows=1000))
     assert result.index == "ivf" and "3,000 rows" in result.index_reason
     assert result.recall is not None and result.recall >= 0.9
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from embedkit.errors import InputError, OptionError
 from embedkit.mining import blocked
+from embedkit.tiles import tile_shape
 from embedkit.mining.strategies import MineSpec, mine
 from tests.conftest import clustered
 
@@ -386,20 +387,20 @@ def test_tiles_of_any_shape_give_the_same_answer() -> None:
     np.testing.assert_array_equal(whole[1], odd[1])
     a = np.repeat(anchors, 2)
     low = np.tile([1.0, 4.0], 203)
-    slots, _ = blocked.make_slots(a, low, low + 6.0)
+    slots, _ = blocked.make_slots(prep, a, np.sqrt(low), np.sqrt(low + 6.0))  # bands in distances
     np.testing.assert_array_equal(blocked.band_closest(prep, labels, slots)[1],
                                   blocked.band_closest(prep, labels, slots, tile_rows=5, tile_cols=17)[1])
-    full = blocked.pairs_below(prep, labels, 20.0, max_items=10**6)
-    small = blocked.pairs_below(prep, labels, 20.0, max_items=10**6, tile_rows=9, tile_cols=11)
+    full = blocked.pairs_below(prep, labels, np.sqrt(20.0), max_items=10**6)
+    small = blocked.pairs_below(prep, labels, np.sqrt(20.0), max_items=10**6, tile_rows=9, tile_cols=11)
     for u, v in zip(full, small):
         np.testing.assert_array_equal(u, v)
 
 
 def test_tiles_fit_the_budget() -> None:
     prep = blocked.prepare(np.zeros((100_000, 8), np.float32), "euclidean")
-    rows, cols = blocked.tile_shape(prep, budget_mib=0.5)
+    rows, cols = tile_shape(prep.x.itemsize, len(prep.x), budget_mib=0.5, rows=blocked.TILE_ROWS)
     assert rows * cols * 4 <= 0.5 * 2**20
-    assert blocked.tile_shape(prep, budget_mib=1e-9) == (blocked.TILE_ROWS, 1)
+    assert tile_shape(prep.x.itemsize, len(prep.x), budget_mib=1e-9, rows=blocked.TILE_ROWS) == (blocked.TILE_ROWS, 1)
 
 
 def test_exact_recall_check_is_one() -> None:

@@ -1,11 +1,10 @@
 """All label-derived pairs (i < j) of a pair loss, scanned in tiles without an n×n matrix.
 
-The upper triangle is cut into stripes of ``tile_rows`` anchors; each stripe runs on a
-worker thread, multiplies its rows with column tiles of ``tile_cols`` rows (BLAS GEMM,
-one thread per worker) and hands each tile to the fused kernel
-:func:`embedkit.kernels.scan_pair_tile`. Stripe results are merged in stripe order, so
-totals do not depend on scheduling. Working memory: one ``tile_rows × tile_cols`` tile
-per worker.
+The upper triangle is cut into stripes of ``tile_rows`` anchors on the one tile driver
+(:mod:`embedkit.tiles`): each stripe multiplies its rows with the column tiles right of the
+diagonal (BLAS GEMM, one thread per worker; columns within ``budget_mib``) and hands each
+tile to the fused kernel :func:`embedkit.kernels.scan_pair_tile`. Stripe results are merged
+in stripe order, so totals do not depend on scheduling.
 """
 
 from __future__ import annotations
@@ -15,12 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from embedkit.arrays import as_work_array
-from embedkit.distances import centred_squared_norms, column_mean, gram_tiles, inverse_norms
-from embedkit.engines import Engine, LocalEngine, Progress
+from embedkit.chunking import DEFAULT_BUDGET_MIB
+from embedkit.distances import centred_squared_norms, column_mean, inverse_norms
+from embedkit.engines import Engine, Progress
 from embedkit.kernels import FORM_BCE, scan_pair_tile
+from embedkit.tiles import TILE_COLS, gram_tiles, run_stripes, stripes, tile_shape
 
 TILE_ROWS = 512
-TILE_COLS = 2048
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ def scan_label_pairs(
     scale: float = 10.0,
     bias: float = -10.0,
     top: int = 10,
+    budget_mib: float = DEFAULT_BUDGET_MIB,
     workers: int | None = None,
     engine: Engine | None = None,
     progress: Progress | None = None,
@@ -75,6 +76,7 @@ def scan_label_pairs(
     """
     x = as_work_array(embeddings)
     n = x.shape[0]
+    tile_rows, tile_cols = tile_shape(x.itemsize, n, budget_mib=budget_mib, rows=tile_rows, cols=tile_cols)
     # Euclidean forms work on rows centred on their mean (distances do not change; the
     # float32 expansion ‖a‖² + ‖b‖² − 2ab stays accurate when the rows share an offset).
     # Cosine is not translation-invariant: BCE uses the raw rows.
@@ -92,15 +94,14 @@ def scan_label_pairs(
         tile_rows=tile_rows,
         tile_cols=tile_cols,
     )
-    stripes = list(range(0, n, tile_rows))
-    weights = [(n - s) * min(tile_rows, n - s) for s in stripes]
+    bounds = stripes(n, tile_rows)
+    weights = [(n - first) * (last - first) for first, last in bounds]
     totals = np.zeros(len(inputs.margins), dtype=np.float64)
     actives = np.zeros(len(inputs.margins), dtype=np.int64)
     counts = np.zeros(3, dtype=np.int64)
     tops: list[tuple[np.ndarray, ...]] = []
-    runner = engine if engine is not None else LocalEngine(workers)
-    shared = runner.share(inputs)
-    for sums, act, cnt, best in runner.map(scan_stripe, shared, stripes, weights=weights, progress=progress):
+    for sums, act, cnt, best in run_stripes(scan_stripe, inputs, bounds, weights=weights, engine=engine,
+                                            workers=workers, progress=progress):
         totals += sums
         actives += act
         counts += cnt
@@ -115,10 +116,11 @@ def scan_label_pairs(
     )
 
 
-def scan_stripe(inputs: _ScanInputs, first: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
-    """Rows ``first .. first + tile_rows`` against every later row: sums, actives, counts, top."""
-    x, n, top = inputs.x, inputs.x.shape[0], inputs.top
-    last = min(n, first + inputs.tile_rows)
+def scan_stripe(inputs: _ScanInputs, bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                      tuple[np.ndarray, ...]]:
+    """Rows ``first .. last`` against every later row: sums, actives, counts, top."""
+    x, top = inputs.x, inputs.top
+    first, last = bounds
     rows = x[first:last] if inputs.centre is None else np.ascontiguousarray(x[first:last] - inputs.centre)
     sums = np.zeros(len(inputs.margins), dtype=np.float64)
     actives = np.zeros(len(inputs.margins), dtype=np.int64)

@@ -85,7 +85,7 @@ def label_pairs(run: LossRun) -> LossResult:
     margins = (spec.margin, *spec.margins)
     scan = scan_label_pairs(
         run.x, labels, form=form, margins=margins, scale=spec.scale, bias=spec.bias,
-        top=run.top, workers=run.workers, engine=run.engine, progress=run.progress,
+        top=run.top, budget_mib=run.budget_mib, workers=run.workers, engine=run.engine, progress=run.progress,
     )
     head_i, head_j = first_upper_pairs(n, run.trace)
     head, _ = pair_block(run, head_i, head_j, labels[head_i] == labels[head_j])

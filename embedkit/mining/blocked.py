@@ -1,11 +1,10 @@
 """Exact blocked mining: GEMM tiles of anchors × all rows, masked by label and band, reduced
 per anchor by the numba kernels in :mod:`embedkit.kernels`. Nothing n×n is ever held.
 
-Anchors are cut into stripes of ``tile_rows``; each stripe is an independent task on the
-:mod:`embedkit.engines` engine (local threads or Dask workers; results merged in stripe
-order, so the answer does not depend on scheduling or engine). A stripe multiplies its rows with column tiles of at most
-``tile_cols`` rows (BLAS, one thread per worker) and hands each tile to a kernel. Working
-memory per worker: one ``tile_rows × tile_cols`` tile plus the stripe's state.
+Anchors are cut into stripes of ``tile_rows`` and run on the one tile driver
+(:mod:`embedkit.tiles`): each stripe multiplies its rows with column tiles of at most
+``tile_cols`` rows (within the budget) and hands each tile to a kernel; stripes are merged in
+order, so the answer does not depend on scheduling or engine.
 
 Keys. Kernels compare a *key* monotone in the distance: ``v = ‖a‖² + ‖b‖² − 2a·b``
 (clipped at 0), the squared Euclidean distance; for cosine the rows are L2-normalised
@@ -17,25 +16,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 
 from embedkit.arrays import as_work_array, l2_normalized
 from embedkit.chunking import DEFAULT_BUDGET_MIB, rows_per_block
-from embedkit.distances import Metric, centred_squared_norms, column_mean, gram_tiles, is_similarity
-from embedkit.engines import Engine, LocalEngine, Progress
+from embedkit.distances import Metric, centred_squared_norms, column_mean, is_similarity
+from embedkit.engines import Engine, Progress
 from embedkit.kernels import (
     band_all_tile,
     band_closest_tile,
     nearest_negatives_tile,
     pairs_below_tile,
 )
+from embedkit.tiles import TILE_COLS, gram_tiles, run_stripes, stripes, tile_shape
 
 R = TypeVar("R")
 
 TILE_ROWS = 256
-TILE_COLS = 2048
 NO_ROW = -1
 
 
@@ -91,18 +90,6 @@ def prepare(embeddings: np.ndarray, metric: Metric) -> Prepared:
     return Prepared(x, centred_squared_norms(x, centre), metric, centre.astype(x.dtype))
 
 
-def tile_shape(prep: Prepared, budget_mib: float, tile_rows: int = TILE_ROWS,
-               tile_cols: int = TILE_COLS) -> tuple[int, int]:
-    """``(rows, cols)`` of one GEMM tile, within ``budget_mib`` and cache-friendly."""
-    rows = max(1, tile_rows)
-    cols = min(tile_cols, rows_per_block(rows * prep.x.itemsize, budget_mib), max(1, len(prep.x)))
-    return rows, max(1, cols)
-
-
-def _stripes(count: int, size: int) -> list[tuple[int, int]]:
-    return [(s, min(count, s + size)) for s in range(0, count, size)]
-
-
 @dataclass(frozen=True)
 class _Job:
     """What every stripe of one scan reads; shared with the workers once, never per task."""
@@ -121,17 +108,15 @@ class _Job:
 
 def _job(prep: Prepared, labels: np.ndarray, budget_mib: float, tile_rows: int, tile_cols: int,
          **fields: object) -> _Job:
-    rows_t, cols_t = tile_shape(prep, budget_mib, tile_rows, tile_cols)
+    rows_t, cols_t = tile_shape(prep.x.itemsize, len(prep.x), budget_mib=budget_mib, rows=tile_rows, cols=tile_cols)
     return _Job(prep, np.ascontiguousarray(labels, dtype=np.int64), rows_t, cols_t, **fields)  # type: ignore[arg-type]
 
 
 def _run(task: Callable[[_Job, tuple[int, int]], R], job: _Job, count: int, engine: Engine | None,
          workers: int | None, progress: Progress | None) -> list[R]:
-    """Stripes of ``count`` anchors (or slots) on ``engine`` (default: local threads), in order."""
-    stripes = _stripes(count, job.rows_t)
-    weights = [(b - a) * max(1, len(job.prep.x)) for a, b in stripes]
-    runner = engine if engine is not None else LocalEngine(workers)
-    return list(runner.map(task, runner.share(job), stripes, weights=weights, progress=progress))
+    """Stripes of ``count`` anchors (or slots), each against every row, on the tile driver."""
+    return run_stripes(task, job, stripes(count, job.rows_t), cost_per_row=len(job.prep.x), engine=engine,
+                       workers=workers, progress=progress)
 
 
 def nearest_negatives(
@@ -180,7 +165,39 @@ class Slots:
     high: np.ndarray
 
 
-def make_slots(anchors: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[Slots, np.ndarray]:
+Band = Literal["semi-hard", "farther", "easy"]
+
+
+def make_slots(prep: Prepared, anchors: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[Slots, np.ndarray]:
+    """Slots for the bands ``low < d_an <= high``, given as distances (Euclidean ``‖a − n‖₂``,
+    or cosine distance ``1 − cos``; ``inf`` = unbounded), grouped by anchor and sorted by
+    ``low``; also the permutation applied. ``high`` must not decrease with ``low``."""
+    return _slots_from_keys(anchors, prep.to_key(low), prep.to_key(high))
+
+
+def positive_bands(prep: Prepared, anchors: np.ndarray, positives: np.ndarray, band: Band, *,
+                   margin: float, squared: bool = False) -> tuple[Slots, np.ndarray]:
+    """Slots around each (anchor, positive) pair's own distance ``d_ap``:
+
+    - ``semi-hard``: ``d_ap < d_an <= d_ap + margin`` (FaceNet);
+    - ``farther``: ``d_an > d_ap`` (TF-Addons' semi-hard search, no upper bound);
+    - ``easy``: ``d_an > d_ap + margin`` (and never below ``d_ap``).
+
+    With ``squared`` (Euclidean only) the margin is added to squared distances:
+    ``d_ap² < d_an² <= d_ap² + margin``. ``d_ap`` is taken as the kernels compute it, so a
+    negative at exactly the positive's distance is never in a band.
+    """
+    ap = prep.pair_keys(anchors, positives)
+    shifted = ap + margin if squared else prep.to_key(prep.to_distance(ap) + margin)
+    unbounded = np.full(len(ap), np.inf)
+    if band == "semi-hard":
+        return _slots_from_keys(anchors, ap, np.maximum(shifted, ap))
+    if band == "farther":
+        return _slots_from_keys(anchors, ap, unbounded)
+    return _slots_from_keys(anchors, np.maximum(shifted, ap), unbounded)
+
+
+def _slots_from_keys(anchors: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[Slots, np.ndarray]:
     """Group slot arrays by anchor and sort by ``low``; also return the permutation applied.
 
     ``high`` must be a non-decreasing function of ``low`` (true for every band used here),
@@ -257,20 +274,22 @@ def _band_all_stripe(job: _Job, bounds: tuple[int, int]) -> tuple[np.ndarray, np
 
 
 def pairs_below(
-    prep: Prepared, labels: np.ndarray, limit_key: float, *, max_items: int,
+    prep: Prepared, labels: np.ndarray, limit: float, *, max_items: int,
     budget_mib: float = DEFAULT_BUDGET_MIB, workers: int | None = None, engine: Engine | None = None,
     progress: Progress | None = None, tile_rows: int = TILE_ROWS, tile_cols: int = TILE_COLS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every negative pair ``i < j`` with key ``< limit_key``, sorted by ``(i, j)``.
+    """Every negative pair ``i < j`` at distance ``d < limit`` (Euclidean, or cosine distance),
+    sorted by ``(i, j)``, with ``d``.
 
-    Pairs are selected on the tiles' keys; the keys returned are recomputed per pair by
-    :meth:`Prepared.pair_keys`, because BLAS rounds a tile's products differently for
+    Pairs are selected on the tiles' keys; the distances returned are recomputed per pair
+    from :meth:`Prepared.pair_keys`, because BLAS rounds a tile's products differently for
     different tile shapes and the reported figures must not depend on the tiling.
     """
-    job = _job(prep, labels, budget_mib, tile_rows, tile_cols, max_items=max_items, limit_key=limit_key)
+    job = _job(prep, labels, budget_mib, tile_rows, tile_cols, max_items=max_items,
+               limit_key=float(prep.to_key(limit)))
     first, second, _ = _merge_emitted(_run(_pairs_below_stripe, job, len(prep.x), engine, workers, progress),
                                       max_items)
-    return first, second, prep.pair_keys(first, second)
+    return first, second, prep.to_distance(prep.pair_keys(first, second))
 
 
 def _merge_emitted(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
