@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cli import options as opt
 
-EPILOG = "Examples:\n\n  embedkit env\n\n  embedkit env --json"
+EPILOG = "Examples:\n  embedkit env\n  embedkit env --json"
 
 
 def env(json: opt.JsonOpt = False) -> None:

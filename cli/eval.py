@@ -13,10 +13,17 @@ from embedkit.errors import OptionError
 if TYPE_CHECKING:
     from embedkit.io import Dataset
 
-EPILOG = (
-    "Examples:  embedkit eval emb.npy  ·  embedkit eval emb.parquet --metric cosine --k 1,10,100 --json  ·  "
-    "embedkit eval --queries q.npy --reference gallery.npy --per-class"
-)
+EPILOG = """Figures (pytorch-metric-learning's definitions; README, `embedkit eval`):
+  precision_at_1  the nearest neighbour has the query's label
+  r_precision     same-label share of the R nearest (R = same-label rows)
+  map_at_r        mean average precision over the R nearest
+  recall_at_k     at least one same-label row among the k nearest
+
+Examples:
+  embedkit eval emb.npy
+  embedkit eval emb.parquet --metric cosine -k 1,10,100 --json
+  embedkit eval --queries q.npy --reference gallery.npy --per-class
+"""
 
 
 def load_split(
@@ -49,20 +56,25 @@ def load_split(
 
 def eval_(
     embeddings: opt.EmbeddingsArg = None,
-    k: Annotated[str, typer.Option("--k", "-k", help="The k of recall_at_k, comma-separated: the fraction of queries "
-                                   "with at least one same-label row among their k nearest.")] = "1,5,10",
-    metric: opt.MetricOpt = "euclidean",
     queries: Annotated[Optional[str], typer.Option(
-        "--queries", help="Query embeddings for a gallery split: each query is searched in the reference "
-        "(EMB or --reference) and nothing is excluded.")] = None,
+        "--queries", metavar="FILE", rich_help_panel=opt.INPUT,
+        help="Queries searched in the reference (EMB or --reference).")] = None,
     reference: Annotated[Optional[str], typer.Option(
-        "--reference", help="Reference (gallery) embeddings, with --queries; the same as giving EMB.")] = None,
-    query_labels: Annotated[Optional[str], typer.Option(
-        "--query-labels", help="Labels of --queries (default: its label column or sidecar file).")] = None,
-    per_class: Annotated[bool, typer.Option("--per-class", help="Also a table of the metrics per label.")] = False,
-    labels: opt.LabelsOpt = None,
+        "--reference", metavar="FILE", rich_help_panel=opt.INPUT,
+        help="Reference (gallery) with --queries; the same as giving EMB.")] = None,
     column: opt.ColumnOpt = None,
+    labels: opt.LabelsOpt = None,
     label_column: opt.LabelColumnOpt = None,
+    query_labels: Annotated[Optional[str], typer.Option(
+        "--query-labels", metavar="FILE", rich_help_panel=opt.LABELS,
+        help="Labels of --queries (default: its column or sidecar).")] = None,
+    k: Annotated[str, typer.Option(
+        "--k", "-k", metavar="LIST", rich_help_panel=opt.SEARCH,
+        help="The k of recall_at_k, comma-separated.")] = "1,5,10",
+    metric: opt.MetricOpt = "euclidean",
+    per_class: Annotated[bool, typer.Option(
+        "--per-class", metavar=opt.FLAG, rich_help_panel=opt.OUTPUT,
+        help="Also a table of the figures per label.")] = False,
     json: opt.JsonOpt = False,
     quiet: opt.QuietOpt = False,
     workers: opt.WorkersOpt = None,
@@ -70,11 +82,9 @@ def eval_(
     scheduler: opt.SchedulerOpt = None,
     parts_dir: opt.PartsDirOpt = None,
 ) -> None:
-    """Retrieval metrics: every row a query against all others (self excluded by id), exact FAISS k-NN.
+    """Retrieval figures from exact k-NN: every row a query against the others (self excluded).
 
-    precision_at_1, r_precision and map_at_r as pytorch-metric-learning's AccuracyCalculator
-    defines them (R = same-label references of the query; queries with R = 0 are skipped),
-    and recall_at_k for each --k.
+    Queries whose label has no other row are skipped.
     """
     from cli.inputs import parse_ints
     from cli.render import eval as render

@@ -33,6 +33,8 @@ from cli.streams import degrade_to_ascii
 app = typer.Typer(
     name="embedkit",
     help="Ask your embeddings a question: contrastive-learning losses, hard-negative mining, CI checks.",
+    epilog="Examples:\n  embedkit loss --kind contrastive --margin 1.0 emb.npy\n  embedkit check emb.npy -r 'nan_rows==0'\n"
+           "  embedkit mine emb.npy -s hard -o hard.csv\n  embedkit env --json",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
@@ -50,7 +52,7 @@ def _version(value: bool) -> None:
 def root(
     version: Annotated[
         Optional[bool],
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+        typer.Option("--version", callback=_version, is_eager=True, metavar="", help="Print the version and exit."),
     ] = None,
 ) -> None:
     """embedkit: contrastive losses, hard-negative mining and CI gates on exported embeddings."""

@@ -25,63 +25,76 @@ def given(ctx: typer.Context, name: str) -> bool:
     return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
 
 
+# Help panels (one vocabulary across commands and branches).
+INPUT, LABELS, QRELS, LOSS, STRATEGY = "Input", "Labels", "Retrieval (qrels)", "Loss", "Strategy"
+FILTERS, SEARCH, OUTPUT, PERFORMANCE = "Filters", "Search", "Output", "Performance"
+FLAG = ""  # metavar of a flag: nothing (Typer would print <bool>)
+
 EmbeddingsArg = Annotated[
     Optional[str],
-    typer.Argument(
-        help="Embeddings: .npy (memory-mapped), .npz or Parquet; '-' or nothing reads stdin.",
-        show_default=False,
-    ),
+    typer.Argument(metavar="EMB", show_default=False,
+                   help="Embeddings: .npy, .npz or Parquet. '-' or none: stdin."),
 ]
 LabelsOpt = Annotated[
     Optional[str],
-    typer.Option("--labels", "-l", help="Labels: .npy, .txt/.csv (one per line) or Parquet. "
-                 "Default: Parquet column 'label', NPZ 'labels', or the sidecar EMB.labels.{npy,txt,csv}."),
+    typer.Option("--labels", "-l", metavar="FILE", rich_help_panel=LABELS,
+                 help="Labels (.npy, .txt/.csv, Parquet). Default: column 'label', NPZ 'labels' or "
+                 "sidecar EMB.labels.*"),
 ]
 ColumnOpt = Annotated[
-    Optional[str], typer.Option("--column", help="Parquet embedding column (default: the only list-of-float column).")
+    Optional[str], typer.Option("--column", metavar="NAME", rich_help_panel=INPUT,
+                                help="Parquet embedding column (default: the only list of floats).")
 ]
 LabelColumnOpt = Annotated[
-    Optional[str], typer.Option("--label-column", help="Parquet label column (default: 'label' when present).")
+    Optional[str], typer.Option("--label-column", metavar="NAME", rich_help_panel=LABELS,
+                                help="Parquet label column (default: 'label').")
 ]
 IdColumnOpt = Annotated[
-    Optional[str], typer.Option("--id-column", help="Parquet column of row ids, shown in traces and written to outputs.")
+    Optional[str], typer.Option("--id-column", metavar="NAME", rich_help_panel=INPUT,
+                                help="Parquet column of row ids, for traces and outputs.")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
+JsonOpt = Annotated[bool, typer.Option("--json", metavar=FLAG, rich_help_panel=OUTPUT,
+                                       help="One JSON object on stdout instead of tables.")]
 OutputOpt = Annotated[
     Optional[str],
-    typer.Option("--output", "-o", help="Write per-item rows to FILE (.parquet, .csv, .jsonl; '-' = CSV on stdout)."),
+    typer.Option("--output", "-o", metavar="FILE", rich_help_panel=OUTPUT,
+                 help="Write every item to FILE: .parquet, .csv, .jsonl; '-' = CSV on stdout."),
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", metavar=FLAG, rich_help_panel=OUTPUT,
+                                        help="Only errors and data: no progress, notes, summaries on stderr.")]
 WorkersOpt = Annotated[
-    Optional[int], typer.Option("--workers", min=1, help="Worker threads (default: all cores).")
+    Optional[int], typer.Option("--workers", min=1, metavar="N", rich_help_panel=PERFORMANCE,
+                                help="Worker threads (default: all cores).")
 ]
-NormalizeOpt = Annotated[bool, typer.Option("--normalize", help="L2-normalise rows first.")]
+NormalizeOpt = Annotated[bool, typer.Option("--normalize", metavar=FLAG, rich_help_panel=INPUT,
+                                            help="L2-normalise rows first.")]
 MetricOpt = Annotated[
     Metric,
-    typer.Option("--metric", help="euclidean: rank by ascending ‖q − r‖₂; cosine: by descending cosine "
-                 "(FAISS inner product on L2-normalised copies)."),
+    typer.Option("--metric", metavar="METRIC", rich_help_panel=SEARCH,
+                 help="euclidean (nearest by ‖q − r‖₂) or cosine."),
 ]
 SampleOpt = Annotated[
-    int, typer.Option("--sample", min=1, help="Beyond --exact-pairs: positive and negative pairs sampled, of each kind.")
+    int, typer.Option("--sample", min=1, metavar="N", rich_help_panel=SEARCH,
+                      help="Beyond --exact-pairs: pairs of each kind sampled.")
 ]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the pair sample.")]
+SeedOpt = Annotated[int, typer.Option("--seed", metavar="N", rich_help_panel=SEARCH, help="Seed of the pair sample.")]
 ExactPairsOpt = Annotated[
-    int, typer.Option("--exact-pairs", min=0, help="Measure every pair i < j exactly up to this many pairs; sample beyond.")
+    int, typer.Option("--exact-pairs", min=0, metavar="N", rich_help_panel=SEARCH,
+                      help="Measure all pairs exactly up to N pairs; sample beyond.")
 ]
 EngineOpt = Annotated[
     Literal["local", "dask"],
-    typer.Option("--engine", help="Where the blocked work runs: local (threads here) or dask (a Dask cluster; "
-                 "needs pip install 'embedkit\\[dask]'). Results are identical."),
+    typer.Option("--engine", metavar="ENGINE", rich_help_panel=PERFORMANCE,
+                 help="local (threads here) or dask (a cluster; needs embedkit\\[dask]). Same results."),
 ]
 SchedulerOpt = Annotated[
     Optional[str],
-    typer.Option("--scheduler", envvar="EMBEDKIT_SCHEDULER", show_envvar=True,
-                 help="With --engine dask: the scheduler to join (tcp://HOST:PORT). Default: a LocalCluster "
-                 "of one single-threaded worker per core, started and stopped by the command."),
+    typer.Option("--scheduler", envvar="EMBEDKIT_SCHEDULER", show_envvar=True, metavar="URL",
+                 rich_help_panel=PERFORMANCE,
+                 help="With --engine dask: join tcp://HOST:PORT (default: a LocalCluster)."),
 ]
 PartsDirOpt = Annotated[
     Optional[str],
-    typer.Option("--parts-dir", help="With --engine dask: each shard writes its result to a part file here "
-                 "(atomically) and the command merges them in shard order; the folder must be visible to "
-                 "every worker. Default: results come back over Dask's connections."),
+    typer.Option("--parts-dir", metavar="DIR", rich_help_panel=PERFORMANCE,
+                 help="With --engine dask: shards write part files to DIR (seen by all workers)."),
 ]
