@@ -1,10 +1,11 @@
 """The shell commands of README.md that the README examples test runs, in README order.
 
-From every ```bash and ```console block: lines starting with ``embedkit`` (a console
+From every ```bash and ```console block: lines starting with ``embedkit`` (maybe after
+``NAME=value`` environment assignments; a console
 block's ``$ `` prompt is dropped; ``cd sample_data &&`` is dropped, the commands run in a
 copy of ``sample_data/``), and ``python -c`` / ``python3 -c`` lines, which make input files
 the examples use. Not run: other programs (pip, dask, benches) and commands that need a
-Dask scheduler at ``tcp://`` (there is none in a test). A trailing ``# exit N`` comment
+Dask scheduler at ``tcp://`` (there is none in a test). A comment starting ``# exit N``
 gives the documented exit code (default 0).
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^```(\w*)\s*$")
-EXIT = re.compile(r"#\s*exit\s+(\d+)\s*$")
+EXIT = re.compile(r"#\s*exit\s+(\d+)\b")
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def readme_examples(path: Path = ROOT / "README.md") -> list[Example]:
                 continue  # output shown under the command
             text = text[2:]
         text = re.sub(r"^cd sample_data\s*&&\s*", "", text)
-        if not (text.startswith("embedkit ") or re.match(r"^python3? -c ", text)):
+        if not (re.match(r"^(?:[A-Z_][A-Z0-9_]*=\S+\s+)*embedkit ", text) or re.match(r"^python3? -c ", text)):
             continue
         if "tcp://" in text:
             continue

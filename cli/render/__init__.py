@@ -12,13 +12,13 @@ import json
 import math
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from embedkit.engines import Progress as ProgressCallback
+if TYPE_CHECKING:  # the engines import threadpoolctl: not for a type
+    from embedkit.engines import Progress as ProgressCallback
 
 
 def stdout_console() -> Console:
@@ -135,6 +135,8 @@ def progress_bar(description: str, *, enabled: bool) -> Iterator[ProgressCallbac
     if not enabled or not sys.stderr.isatty():
         yield None
         return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=stderr_console(), transient=True) as bar:
