@@ -8,6 +8,7 @@ import typer
 
 from cli import options as opt
 from cli.errors import EXIT_CHECK_FAILED, reported_errors
+from cli.options import refuse_given
 from embedkit.choices import DEFAULT_EXACT_PAIRS, DEFAULT_SAMPLE, DEFAULT_SEED, ContrastiveForm
 
 EPILOG = """Requirement: NAME OP VALUE, OP one of >= <= > < == (quote it in the shell).
@@ -25,6 +26,7 @@ Examples:
 
 
 def check(
+    ctx: typer.Context,
     embeddings: opt.EmbeddingsArg = None,
     baseline: Annotated[Optional[str], typer.Option(
         "--baseline", metavar="FILE", rich_help_panel=opt.INPUT,
@@ -73,7 +75,15 @@ def check(
     from cli.inputs import guarded_inputs, resolve_embeddings
     from cli.render import check as render
     from cli.render import wrote
-    from embedkit.checks import CheckSettings, parse_max_drops, parse_requirements, run_check, write_junit
+    from embedkit.checks import (
+        CheckSettings,
+        figure_source,
+        parse_max_drops,
+        parse_requirements,
+        run_check,
+        write_junit,
+    )
+    from embedkit.inspection import FIGURE_PARTS
     from embedkit.losses.spec import LossSpec
     from embedkit.output import check_output_path
     from embedkit.rawinput import load_allowing_nonfinite
@@ -85,6 +95,14 @@ def check(
                         scale=scale, bias=bias, normalize=normalize).validated()
         settings = CheckSettings(metric=metric, loss=spec, exact_pairs=exact_pairs, sample=sample, seed=seed,
                                  workers=workers)
+        names = [r.name for r in requirements] + [d.name for d in drops]
+        sources = {figure_source(name) for name in names}
+        distances = any(FIGURE_PARTS.get(name) == "distances" for name in names)
+        refuse_given(ctx, "these requirements (no loss figure)",
+                     dict.fromkeys(("margin", "temperature", "form", "squared", "scale", "bias"), "loss" in sources))
+        refuse_given(ctx, "these requirements (no eval figure)", {"metric": "eval" in sources})
+        refuse_given(ctx, "these requirements (no distance figure)",
+                     dict.fromkeys(("exact_pairs", "sample", "seed"), distances))
         path = resolve_embeddings(embeddings)
         if junit is not None:
             check_output_path(junit, guarded_inputs([path, baseline], [labels]))

@@ -180,3 +180,22 @@ def test_loss_says_when_mined_csv_triplets_may_disagree(run_cli, tmp_path: Path)
     assert result.stderr.startswith("note: triplets with d_ap/d_an columns") and "--no-squared" in result.stderr
     quiet = run_cli("loss", "--kind", "triplet", "--triplets", str(mined), emb, "--json", "-q")
     assert quiet.stderr == ""
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["-r", "nan_rows==0", "--margin", "0.5"], "--margin does not apply to these requirements (no loss figure)"),
+    (["-r", "rows>=1", "-t", "0.1", "--form", "halved"],
+     "--temperature, --form do not apply to these requirements (no loss figure)"),
+    (["-r", "nan_rows==0", "--metric", "cosine"], "--metric does not apply to these requirements (no eval figure)"),
+    (["-r", "precision_at_1>=0", "--sample", "10"], "--sample does not apply to these requirements (no distance figure)"),
+])
+def test_check_refuses_options_its_requirements_do_not_read(run_cli, args: list[str], fragment: str) -> None:
+    result = run_cli("check", FACES, *args)
+    assert result.exit_code == 2, result.stdout
+    assert result.stderr.strip() == f"error: {fragment}", result.stderr
+
+
+def test_check_accepts_the_options_its_requirements_read(run_cli) -> None:
+    result = run_cli("check", FACES, "-r", "contrastive_loss<=10", "-m", "0.5", "-r", "precision_at_1>=0",
+                     "--metric", "cosine", "-r", "overlap<=1", "--sample", "10", "--json")
+    assert result.exit_code == 0, result.stderr
