@@ -24,6 +24,7 @@ COMMANDS = {
     "check": ["check", FACES, "-r", "rows>=1", "-r", "contrastive_loss<=10"],
     "inspect": ["inspect", FACES],
     "mine": ["mine", FACES, "-s", "hard"],
+    "env": ["env"],
 }
 
 

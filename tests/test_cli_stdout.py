@@ -25,6 +25,7 @@ COMMANDS = {
     "check": ["check", FACES, "-r", "rows>=1"],
     "inspect": ["inspect", FACES],
     "mine": ["mine", FACES, "-s", "hard"],
+    "env": ["env"],
     "help": ["--help"],
     "loss-help": ["loss", "--help"],
     "version": ["--version"],
