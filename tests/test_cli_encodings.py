@@ -88,3 +88,13 @@ def test_the_ascii_spelling_of_the_formulas(capfd: pytest.CaptureFixture[str]) -
         sys.stdout = old
     assert raw.getvalue().decode("ascii") == "max(||a-p||^2 - ||a-n||^2 + alpha, 0) * tau <= 0.5 cafe ok |"
     assert all(value.isascii() for value in ASCII.values())
+
+
+def test_every_registered_command_is_covered_here() -> None:
+    import typer.main
+
+    from cli.main import app
+
+    registered = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    covered = {args[0] for args in COMMANDS.values() if args and not args[0].startswith("-")}
+    assert registered <= covered, f"add {sorted(registered - covered)} to this file's commands"

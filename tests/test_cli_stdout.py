@@ -151,3 +151,13 @@ def test_no_command_prints_help_and_a_clear_error(tmp_path: Path) -> None:
     assert b"Usage" in out.getvalue()
     lines = err.getvalue().decode().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and len(lines[0]) > len("error: ") + 10, err
+
+
+def test_every_registered_command_is_covered_here() -> None:
+    import typer.main
+
+    from cli.main import app
+
+    registered = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    covered = {args[0] for args in COMMANDS.values() if args and not args[0].startswith("-")}
+    assert registered <= covered, f"add {sorted(registered - covered)} to this file's commands"

@@ -199,3 +199,4 @@ def test_check_accepts_the_options_its_requirements_read(run_cli) -> None:
     result = run_cli("check", FACES, "-r", "contrastive_loss<=10", "-m", "0.5", "-r", "precision_at_1>=0",
                      "--metric", "cosine", "-r", "overlap<=1", "--sample", "10", "--json")
     assert result.exit_code == 0, result.stderr
+
