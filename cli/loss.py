@@ -30,6 +30,17 @@ Examples:
 def loss(
     ctx: typer.Context,
     embeddings: opt.EmbeddingsArg = None,
+    pairs: Annotated[Optional[str], typer.Option(
+        "--pairs", metavar="FILE", rich_help_panel=opt.INPUT,
+        help="Pairs table: columns i, j, y (y=1 similar). Default: all label pairs.")] = None,
+    triplets: Annotated[Optional[str], typer.Option(
+        "--triplets", metavar="FILE", rich_help_panel=opt.INPUT,
+        help="Triplets table: anchor, positive, negative (e.g. from mine); '-' = stdin.")] = None,
+    column: opt.ColumnOpt = None,
+    id_column: opt.IdColumnOpt = None,
+    normalize: opt.NormalizeOpt = False,
+    labels: opt.LabelsOpt = None,
+    label_column: opt.LabelColumnOpt = None,
     kind: Annotated[LossKind, typer.Option(
         "--kind", metavar="KIND", rich_help_panel=opt.LOSS,
         help="contrastive, triplet, npair, infonce, supcon or bce (see below).")] = "contrastive",
@@ -57,17 +68,6 @@ def loss(
     reduction: Annotated[Reduction, typer.Option(
         "--reduction", metavar="HOW", rich_help_panel=opt.LOSS,
         help="mean, sum, mean-nonzero (over items with loss > 0) or none.")] = "mean",
-    pairs: Annotated[Optional[str], typer.Option(
-        "--pairs", metavar="FILE", rich_help_panel=opt.INPUT,
-        help="Pairs table: columns i, j, y (y=1 similar). Default: all label pairs.")] = None,
-    triplets: Annotated[Optional[str], typer.Option(
-        "--triplets", metavar="FILE", rich_help_panel=opt.INPUT,
-        help="Triplets table: anchor, positive, negative (e.g. from mine); '-' = stdin.")] = None,
-    column: opt.ColumnOpt = None,
-    id_column: opt.IdColumnOpt = None,
-    normalize: opt.NormalizeOpt = False,
-    labels: opt.LabelsOpt = None,
-    label_column: opt.LabelColumnOpt = None,
     trace: Annotated[int, typer.Option(
         "--trace", min=0, metavar="N", rich_help_panel=opt.OUTPUT,
         help="Trace rows: the first N items and the top N.")] = 5,

@@ -31,6 +31,10 @@ Examples:
 def mine(
     ctx: typer.Context,
     embeddings: opt.EmbeddingsArg = None,
+    column: opt.ColumnOpt = None,
+    id_column: opt.IdColumnOpt = None,
+    labels: opt.LabelsOpt = None,
+    label_column: opt.LabelColumnOpt = None,
     strategy: Annotated[Strategy, typer.Option(
         "--strategy", "-s", metavar="STRATEGY", rich_help_panel=opt.STRATEGY,
         help="hard, semi-hard, batch-hard, easy or within-margin (see below).")] = "semi-hard",
@@ -79,10 +83,6 @@ def mine(
     ef_search: Annotated[Optional[int], typer.Option(
         "--ef-search", metavar="N", rich_help_panel=opt.SEARCH, show_default=False,
         help="HNSW efSearch (default 64).")] = None,
-    labels: opt.LabelsOpt = None,
-    label_column: opt.LabelColumnOpt = None,
-    column: opt.ColumnOpt = None,
-    id_column: opt.IdColumnOpt = None,
     output: opt.OutputOpt = None,
     max_items: Annotated[int, typer.Option(
         "--max-items", metavar="N", rich_help_panel=opt.OUTPUT,
