@@ -161,3 +161,16 @@ def test_every_registered_command_is_covered_here() -> None:
     registered = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
     covered = {args[0] for args in COMMANDS.values() if args and not args[0].startswith("-")}
     assert registered <= covered, f"add {sorted(registered - covered)} to this file's commands"
+
+
+def test_a_file_written_before_stdout_closed_stays_whole(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    out = tmp_path / "t.parquet"
+    with open(write_end, "wb", closefd=True) as stdout, open(tmp_path / "err", "wb") as err:
+        code = run_app(["mine", FACES, "-s", "hard", "-o", str(out)], stdout, err)
+    assert code in (0, 141)
+    assert pq.read_table(out).num_rows == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["err", "t.parquet"]  # no partial file left
