@@ -72,7 +72,7 @@ def check(
 
     NaN/Inf rows are counted (nan_rows), not refused; eval and loss figures fail on them.
     """
-    from cli.inputs import guarded_inputs, resolve_embeddings
+    from cli.inputs import guarded_inputs, refuse_output_in_shard_sets, resolve_embeddings
     from cli.render import check as render
     from cli.render import wrote
     from embedkit.checks import (
@@ -106,6 +106,7 @@ def check(
         path = resolve_embeddings(embeddings)
         if junit is not None:
             check_output_path(junit, guarded_inputs([path, baseline], [labels]))
+            refuse_output_in_shard_sets(junit, [path, baseline])
         loaded = load_allowing_nonfinite(path, column=column, label_column=label_column, labels_path=labels)
         old = load_allowing_nonfinite(baseline, column=column, label_column=label_column) if baseline else None
         report = run_check(loaded, requirements, baseline=old, max_drops=drops, settings=settings)

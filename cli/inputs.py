@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from embedkit.errors import InputError, OptionError
 from embedkit.io import STDIN, Dataset, load_dataset, sidecar_candidates
 from embedkit.output import check_output_path, table_format
+from embedkit.shards import contains
 
 
 def resolve_embeddings(path: str | None) -> str:
@@ -37,8 +38,20 @@ def load_inputs(
         raise OptionError(f"only one input can be read from stdin ('-'); got {' and '.join(from_stdin)}")
     if output is not None:
         check_output_path(output, guarded_inputs([path], list(named.values())))
+        refuse_output_in_shard_sets(output, [path])
         table_format(output)
     return load_dataset(path, column=column, label_column=label_column, labels_path=labels, id_column=id_column)
+
+
+def refuse_output_in_shard_sets(output: str | None, inputs: Sequence[str | None]) -> None:
+    """An output inside an input folder (or matching an input glob) would be read as a shard
+    by the next run: refuse it before any work."""
+    if output is None or output == STDIN:
+        return
+    for item in inputs:
+        if item and contains(item, output):
+            raise OptionError(f"{output}: lies inside the input {item}, where the next run would read it as a "
+                              "shard; write it elsewhere")
 
 
 def guarded_inputs(embeddings: Sequence[str | None], others: Sequence[str | None] = ()) -> list[str]:

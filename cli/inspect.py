@@ -41,7 +41,7 @@ def inspect(
 
     NaN/Inf rows are counted and left out of the other figures.
     """
-    from cli.inputs import guarded_inputs, resolve_embeddings
+    from cli.inputs import guarded_inputs, refuse_output_in_shard_sets, resolve_embeddings
     from cli.render import inspect as render
     from cli.render import wrote
     from embedkit.inspection import inspect_embeddings
@@ -54,6 +54,7 @@ def inspect(
         path = resolve_embeddings(embeddings)
         if plot is not None:
             check_output_path(plot, guarded_inputs([path], [labels]))
+            refuse_output_in_shard_sets(plot, [path])
             render.plot_format(plot)
         loaded = load_allowing_nonfinite(path, column=column, label_column=label_column, labels_path=labels)
         result = inspect_embeddings(loaded, normalize=normalize, exact_pairs=exact_pairs, sample=sample,

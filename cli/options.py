@@ -33,7 +33,8 @@ FLAG = ""  # metavar of a flag: nothing (Typer would print <bool>)
 EmbeddingsArg = Annotated[
     Optional[str],
     typer.Argument(metavar="EMB", show_default=False,
-                   help="Embeddings: .npy, .npz or Parquet. '-' or none: stdin."),
+                   help="Embeddings: .npy, .npz, Parquet, Arrow IPC; a folder or quoted glob of shards. "
+                   "'-' or none: stdin."),
 ]
 LabelsOpt = Annotated[
     Optional[str],

@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "Dataset": "embedkit.io",
     "load_dataset": "embedkit.io",
     "load_labels": "embedkit.io",
+    "Shard": "embedkit.shards",
     "LoadedEmbeddings": "embedkit.rawinput",
     "load_allowing_nonfinite": "embedkit.rawinput",
     # losses
@@ -86,3 +87,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from embedkit.mining.spec import MineSpec
     from embedkit.mining.strategies import mine, mine_dataset
     from embedkit.rawinput import LoadedEmbeddings, load_allowing_nonfinite
+    from embedkit.shards import Shard

@@ -104,6 +104,8 @@ class CheckReport:
     source: str
     baseline_source: str | None
     seconds: float
+    #: Files read for the embeddings (1 for a single file or stdin).
+    shards: int = 1
 
     @property
     def passed(self) -> bool:
@@ -291,7 +293,7 @@ def run_check(
             outcomes.append(replace(outcome, baseline=old))
     return CheckReport(outcomes=tuple(outcomes), source=loaded.dataset.source,
                        baseline_source=baseline.dataset.source if baseline is not None else None,
-                       seconds=time.perf_counter() - started)
+                       seconds=time.perf_counter() - started, shards=max(1, len(loaded.dataset.shards)))
 
 
 def _judge(text: str, name: str, value: float | None, expected: str,

@@ -34,6 +34,7 @@ from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
 from embedkit.distances import block_distances, paired_distances, squared_norms
 from embedkit.pairs import class_sizes, count_label_pairs, members_by_label
 from embedkit.rawinput import LoadedEmbeddings
+from embedkit.shards import Shard
 
 QUANTILES: tuple[float, ...] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 #: Rows "look L2-normalised" when every finite row's norm is within this of 1.
@@ -136,6 +137,8 @@ class Inspection:
     labels: LabelStats | None
     distances: PairDistances | None
     notes: tuple[str, ...] = ()
+    #: The files read, in row order (see :class:`embedkit.shards.Shard`).
+    shards: tuple[Shard, ...] = ()
 
     @property
     def nonfinite_rows(self) -> int:
@@ -474,5 +477,5 @@ def inspect_embeddings(
     return Inspection(
         source=dataset.source, rows=dataset.rows, dim=dataset.dim, dtype=str(dataset.embeddings.dtype),
         nan_rows=loaded.nan_rows, inf_rows=loaded.inf_rows, normalize=normalize, norms=norms,
-        duplicates=duplicates, labels=label_info, distances=distances, notes=tuple(notes),
+        duplicates=duplicates, labels=label_info, distances=distances, notes=tuple(notes), shards=dataset.shards,
     )

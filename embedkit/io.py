@@ -1,8 +1,10 @@
-"""Reading embeddings, labels and pair/triplet tables from NPY, NPZ, Parquet, text or stdin.
+"""Reading embeddings, labels and pair/triplet tables from NPY, NPZ, Parquet, Arrow IPC, text or stdin.
 
 Formats are told by their magic bytes, not by the file name: NPY (``\\x93NUMPY``),
-NPZ (a zip archive) and Parquet (``PAR1``). NPY files are memory-mapped; Parquet is
-read one row group at a time, straight from Arrow buffers into one preallocated matrix.
+NPZ (a zip archive), Parquet (``PAR1``) and Arrow IPC (``ARROW1``, or ``\\xff\\xff\\xff\\xff``
+for the stream format). NPY files are memory-mapped; Parquet is read one row group at a
+time, straight from Arrow buffers into one preallocated matrix. A folder or a glob of
+such files is one dataset (:mod:`embedkit.shards`).
 
 Labels are found, in order of precedence, from ``labels_path`` (``--labels``), the
 Parquet label column (``label_column``, default ``label`` when present), the NPZ
@@ -22,19 +24,29 @@ from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from embedkit.arrays import encode_labels, validate_embeddings
 from embedkit.errors import InputError
+from embedkit.shards import (
+    LABEL_SIDECARS,
+    FileReaders,
+    Shard,
+    is_stream_path,
+    open_pieces,
+    read_pieces,
+    read_stream_path,
+    sidecar_candidates,
+    stream_piece,
+)
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
 PARQUET_MAGIC = b"PAR1"
 STDIN = "-"
-SIDECAR_SUFFIXES = (".labels.npy", ".labels.txt", ".labels.csv")
+SIDECAR_SUFFIXES = LABEL_SIDECARS
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,8 @@ class Dataset:
     label_source: str | None = None
     ids: np.ndarray | None = None
     labels_searched: tuple[str, ...] = field(default_factory=tuple)
+    #: Which rows came from which file, in reading order (empty for in-memory data).
+    shards: tuple[Shard, ...] = field(default_factory=tuple)
 
     @property
     def rows(self) -> int:
@@ -81,7 +95,9 @@ def read_stdin_bytes(stream: BinaryIO | None = None, *, expected: str = "an NPY,
 
 
 def sniff_format(head: bytes) -> str | None:
-    """``"npy"``, ``"npz"`` or ``"parquet"`` from the first bytes, else ``None``."""
+    """``"npy"``, ``"npz"``, ``"parquet"`` or ``"arrow"`` (IPC file or stream) from the first bytes, else ``None``."""
+    if head.startswith((b"ARROW1", b"\xff\xff\xff\xff")):
+        return "arrow"
     if head.startswith(NPY_MAGIC):
         return "npy"
     if head.startswith(ZIP_MAGIC):
@@ -115,50 +131,30 @@ def load_dataset(
 ) -> Dataset:
     """Load embeddings (and labels, ids) from ``path``, or stdin when it is ``None`` or ``-``.
 
+    ``path`` may be one file, a folder or a glob pattern of shards (see
+    :mod:`embedkit.shards`): rows are numbered in the sorted order of the shards, and
+    ``Dataset.shards`` says which rows came from which file.
     ``require_finite=False`` accepts NaN/Inf rows (for commands that report them)."""
     from_stdin = path is None or path == STDIN
     source = "stdin" if from_stdin else str(path)
-    # What the format readers get: the bytes of stdin, or the path of a file.
-    target: str | bytes = read_stdin_bytes(stdin) if from_stdin else str(path)
-    head = target[:8] if isinstance(target, bytes) else _read_head(target)
-    fmt = sniff_format(head)
-    if fmt is None:
-        raise InputError(f"{source}: not an NPY, NPZ or Parquet file (starts with {head[:8]!r})")
-    if fmt != "parquet":
-        for name, value in (("--column", column), ("--id-column", id_column)):
-            if value is not None:
-                raise InputError(f"{source}: {name} applies to Parquet input, not {fmt.upper()}")
-
-    labels_raw: np.ndarray | None = None
-    label_source: str | None = None
-    ids: np.ndarray | None = None
-    searched: list[str] = []
-    if fmt == "npy":
-        embeddings = _load_npy(target, source)
-    elif fmt == "npz":
-        embeddings, labels_raw = _load_npz(target, source)
-        searched.append(f"{source}[labels]")
-        label_source = f"{source}[labels]" if labels_raw is not None else None
+    if from_stdin:
+        pieces = [stream_piece(read_stdin_bytes(stdin, expected="an NPY, NPZ, Parquet or Arrow stream"), "stdin")]
     else:
-        parquet = ParquetSource(pa.BufferReader(target) if isinstance(target, bytes) else target, source)
-        embeddings = parquet.embeddings(column)
-        want = label_column or ("label" if "label" in parquet.column_names else None)
-        searched.append(f"{source} column '{label_column or 'label'}'")
-        if labels_path is None and want is not None:
-            labels_raw = parquet.column(want)
-            label_source = f"{source} column '{want}'"
-        elif label_column is not None and labels_path is None:
-            raise InputError(f"{source}: no column '{label_column}' for labels")
-        if id_column is not None:
-            ids = parquet.column(id_column)
-
+        pieces = open_pieces(str(path), exclude=(labels_path,))
+    read = read_pieces(pieces, source, column=column, label_column=label_column, id_column=id_column,
+                       want_labels=labels_path is None,
+                       readers=FileReaders(npy=_load_npy, npz=_load_npz, labels=load_labels))
+    embeddings = read.embeddings
     validate_embeddings(embeddings, source, require_finite=require_finite)
 
+    labels_raw, label_source = read.labels, read.label_source
+    searched = list(read.searched)
     if labels_path is not None:
         labels_raw = load_labels(labels_path, column=label_column, stdin_used=from_stdin)
         label_source = labels_path
-    elif labels_raw is None and not from_stdin:
-        for candidate in sidecar_candidates(str(path)):
+    elif labels_raw is None and not from_stdin and len(read.shards) > 1 and os.path.isdir(str(path)):
+        # A folder's own sidecar: shards/ -> shards.labels.npy beside it.
+        for candidate in sidecar_candidates(str(path).rstrip("/" + os.sep)):
             searched.append(candidate)
             if os.path.exists(candidate):
                 labels_raw = load_labels(candidate)
@@ -173,6 +169,7 @@ def load_dataset(
                 f"{embeddings.shape[0]} ({source})"
             )
         codes, names = encode_labels(labels_raw, str(label_source))
+    ids = read.ids
     if ids is not None and len(ids) != embeddings.shape[0]:
         raise InputError(f"{source}: id column has {len(ids)} rows but embeddings has {embeddings.shape[0]}")
     return Dataset(
@@ -183,13 +180,8 @@ def load_dataset(
         label_source=label_source,
         ids=ids,
         labels_searched=tuple(searched),
+        shards=read.shards,
     )
-
-
-def sidecar_candidates(path: str) -> list[str]:
-    """Sidecar label files for ``path``: ``emb.npy`` -> ``emb.labels.npy``, ``.txt``, ``.csv``."""
-    stem = str(Path(path).with_suffix("")) if Path(path).suffix else path
-    return [stem + suffix for suffix in SIDECAR_SUFFIXES]
 
 
 def _load_npy(source_or_bytes: str | bytes, source: str, expected: str = "a float matrix") -> np.ndarray:
@@ -235,7 +227,9 @@ def _is_vector_type(dtype: pa.DataType) -> bool:
 
 
 class ParquetSource:
-    """A Parquet file read one row group at a time."""
+    """A Parquet file of scalar columns (labels), read one row group at a time.
+
+    Embeddings are read by :mod:`embedkit.shards`, which also checks row counts against the footer."""
 
     def __init__(self, target: str | pa.BufferReader, source: str) -> None:
         self.source = source
@@ -252,77 +246,6 @@ class ParquetSource:
                 f"{self.source}: no column '{name}' (columns: {', '.join(self.column_names)})"
             )
         return self.schema.field(name)
-
-    def embedding_column(self, column: str | None) -> str:
-        """The vector column: ``column`` if given, else the only list-of-float column."""
-        if column is not None:
-            field_ = self._field(column)
-            if not _is_vector_type(field_.type) or not pa.types.is_floating(field_.type.value_type):
-                raise InputError(
-                    f"{self.source}: column '{column}' is {field_.type}; expected a list of floats"
-                )
-            return column
-        vectors = [f.name for f in self.schema if _is_vector_type(f.type)]
-        floats = [n for n in vectors if pa.types.is_floating(self.schema.field(n).type.value_type)]
-        if len(floats) == 1:
-            return floats[0]
-        if not floats:
-            found = ", ".join(f"{f.name}: {f.type}" for f in self.schema)
-            raise InputError(
-                f"{self.source}: no list-of-float embedding column (columns: {found})"
-            )
-        raise InputError(
-            f"{self.source}: several embedding columns ({', '.join(floats)}); choose one with --column"
-        )
-
-    def embeddings(self, column: str | None) -> np.ndarray:
-        name = self.embedding_column(column)
-        value_type = self.schema.field(name).type.value_type
-        dtype = np.dtype(value_type.to_pandas_dtype())
-        rows = self.file.metadata.num_rows
-        out: np.ndarray | None = None
-        start = 0
-        for group in range(self.file.num_row_groups):
-            try:
-                chunk = self.file.read_row_group(group, columns=[name]).column(0)
-            except (pa.ArrowException, OSError) as exc:
-                raise InputError(f"{self.source}: row group {group} is unreadable ({exc})") from None
-            for array in chunk.chunks:
-                block = self._vectors(array, name, start)
-                if out is None:
-                    out = np.empty((rows, block.shape[1]), dtype=dtype)
-                elif block.shape[1] != out.shape[1]:
-                    raise InputError(
-                        f"{self.source}: column '{name}' row {start} has {block.shape[1]} values; "
-                        f"earlier rows have {out.shape[1]}"
-                    )
-                out[start : start + len(block)] = block
-                start += len(block)
-        if out is None:
-            raise InputError(f"{self.source}: Parquet file has no rows")
-        return out
-
-    def _vectors(self, array: pa.Array, name: str, first_row: int) -> np.ndarray:
-        if array.null_count:
-            bad = first_row + int(np.flatnonzero(array.is_null().to_numpy(zero_copy_only=False))[0])
-            raise InputError(f"{self.source}: column '{name}' row {bad} is null")
-        if pa.types.is_fixed_size_list(array.type):
-            dim = array.type.list_size
-        else:
-            lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False)
-            dim = int(lengths[0]) if len(lengths) else 0
-            ragged = np.flatnonzero(lengths != dim)
-            if len(ragged):
-                row = first_row + int(ragged[0])
-                raise InputError(
-                    f"{self.source}: column '{name}' is ragged: row {row} has {int(lengths[ragged[0]])} "
-                    f"values, row {first_row} has {dim}"
-                )
-        values = array.flatten()
-        if values.null_count:
-            raise InputError(f"{self.source}: column '{name}' has null values inside vectors")
-        flat = values.to_numpy(zero_copy_only=False)
-        return flat.reshape(len(array), dim) if dim else np.empty((len(array), 0), flat.dtype)
 
     def column(self, name: str) -> np.ndarray:
         """A scalar column (labels, ids) as a numpy array."""
@@ -352,16 +275,18 @@ def load_labels(path: str, *, column: str | None = None, stdin_used: bool = Fals
     Text and CSV files may start with a header line ``label``. Values that all parse as
     integers become int64; anything else stays a string.
     """
-    if path == STDIN:
-        if stdin_used:
+    if path == STDIN or is_stream_path(path):  # stdin, a FIFO, <(...): read once, never reopened
+        if path == STDIN and stdin_used:
             raise InputError("--labels -: stdin already carries the embeddings")
-        data = read_stdin_bytes(expected="labels: NPY, Parquet or one label per line")
+        src = "stdin" if path == STDIN else path
+        data = (read_stdin_bytes(expected="labels: NPY, Parquet or one label per line") if path == STDIN
+                else read_stream_path(path))
         fmt = sniff_format(data[:8])
         if fmt == "npy":
-            return _labels_npy(_load_npy(data, "stdin", LABELS_EXPECTED), "stdin")
+            return _labels_npy(_load_npy(data, src, LABELS_EXPECTED), src)
         if fmt == "parquet":
-            return _labels_parquet(ParquetSource(pa.BufferReader(data), "stdin"), column)
-        return _labels_text(data.decode("utf-8", errors="replace"), "stdin")
+            return _labels_parquet(ParquetSource(pa.BufferReader(data), src), column)
+        return _labels_text(data.decode("utf-8", errors="replace"), src)
     fmt = sniff_format(_read_head(path))
     if fmt == "npy":
         return _labels_npy(_load_npy(path, path, LABELS_EXPECTED), path)
@@ -417,8 +342,9 @@ def _labels_text(text: str, source: str) -> np.ndarray:
 def read_table(path: str, required: tuple[str, ...], *, stdin: BinaryIO | None = None) -> dict[str, np.ndarray]:
     """Read a pairs/triplets table (Parquet, CSV or JSON lines) with integer ``required`` columns."""
     source = "stdin" if path == STDIN else path
-    if path == STDIN:
-        data = read_stdin_bytes(stdin, expected="a CSV, JSON-lines or Parquet table")
+    if path == STDIN or is_stream_path(path):  # stdin, a FIFO, <(...): read once, never reopened
+        data = (read_stdin_bytes(stdin, expected="a CSV, JSON-lines or Parquet table") if path == STDIN
+                else read_stream_path(path))
         if sniff_format(data[:8]) in ("npy", "npz"):
             raise InputError(f"{source}: is an NPY/NPZ stream; expected a CSV, JSON-lines or Parquet table")
         fmt = "parquet" if data.startswith(PARQUET_MAGIC) else ("jsonl" if data.lstrip()[:1] == b"{" else "csv")

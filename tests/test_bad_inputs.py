@@ -47,14 +47,14 @@ def make_case(folder: Path, name: str) -> tuple[Path, str]:
         return folder / "missing.npy", "no such file"
     if name == "empty":
         path.write_bytes(b"")
-        return path, "not an NPY, NPZ or Parquet file"
+        return path, "not an NPY, NPZ, Parquet or Arrow IPC file"
     if name == "truncated":
         np.save(path, np.ones((50, 8), np.float32))
         path.write_bytes(path.read_bytes()[:300])
         return path, "not a valid NPY file"
     if name == "text_named_npy":
         path.write_text("1,2,3\n4,5,6\n")
-        return path, "not an NPY, NPZ or Parquet file"
+        return path, "not an NPY, NPZ, Parquet or Arrow IPC file"
     if name == "garbage_named_parquet":
         path = folder / "garbage.parquet"
         path.write_bytes(b"PAR1" + bytes(range(200)) + b"PAR1")

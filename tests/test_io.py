@@ -131,7 +131,7 @@ def test_invalid_embeddings_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="pickled object array"):
         load_dataset(str(tmp_path / "obj.npy"))
     (tmp_path / "text.npy").write_text("hello")
-    with pytest.raises(InputError, match="not an NPY, NPZ or Parquet file"):
+    with pytest.raises(InputError, match="not an NPY, NPZ, Parquet or Arrow IPC file"):
         load_dataset(str(tmp_path / "text.npy"))
     np.save(tmp_path / "cut.npy", np.ones((100, 8), np.float32))
     (tmp_path / "cut.npy").write_bytes((tmp_path / "cut.npy").read_bytes()[:500])

@@ -69,6 +69,20 @@ def wrote(path: str, detail: str, *, quiet: bool, verb: str = "wrote") -> None:
     print(f"{verb} {path}" + (f" ({detail})" if detail else ""), file=sys.stderr, flush=True)
 
 
+def shard_count(shards: tuple[Any, ...]) -> int:
+    """How many files a dataset was read from (1 for a single file or stdin)."""
+    return max(1, len(shards))
+
+
+def shards_note(shards: tuple[Any, ...]) -> str:
+    """``", 8 Parquet shards"`` for a shard set; nothing for one file."""
+    if len(shards) <= 1:
+        return ""
+    kinds = sorted({s.kind for s in shards})
+    names = {"npy": "NPY", "npz": "NPZ", "parquet": "Parquet", "arrow": "Arrow IPC"}
+    return f", {len(shards):,} {'/'.join(names.get(k, k) for k in kinds)} shards"
+
+
 def percent(part: float, whole: float) -> str:
     """``part`` as a percentage of ``whole`` with 3 significant digits.
 

@@ -23,6 +23,7 @@ def report_payload(report: CheckReport) -> dict[str, Any]:
         "passed": report.passed,
         "failed": [o.text for o in report.failed],
         "embeddings": report.source,
+        "shards": report.shards,
         "baseline": report.baseline_source,
         "seconds": report.seconds,
         "requirements": [

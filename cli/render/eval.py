@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-from cli.render import labels_text, number, print_json, rows_of, stdout_console
+from cli.render import labels_text, number, print_json, rows_of, shard_count, shards_note, stdout_console
 from embedkit.io import Dataset
 from embedkit.metrics import RetrievalMetrics
 
@@ -41,9 +41,11 @@ def evaluation_payload(result: RetrievalMetrics, reference: Dataset, queries: Da
         "search_k": result.search_k,
         "largest_class": result.largest_class,
         "embeddings": {"source": reference.source, "rows": reference.rows, "dim": reference.dim,
-                       "dtype": str(reference.embeddings.dtype), "labels": reference.label_source},
+                       "dtype": str(reference.embeddings.dtype), "labels": reference.label_source,
+                       "shards": shard_count(reference.shards)},
         "query_embeddings": None if queries is None else {
-            "source": queries.source, "rows": queries.rows, "labels": queries.label_source},
+            "source": queries.source, "rows": queries.rows, "labels": queries.label_source,
+            "shards": shard_count(queries.shards)},
     }
     if result.per_class is not None:
         payload["per_class"] = rows_of(_named(result))
@@ -64,11 +66,12 @@ def evaluation(result: RetrievalMetrics, reference: Dataset, queries: Dataset | 
         return
     console = stdout_console()
     if queries is None:
-        console.print(f"[bold]eval[/bold] {reference.source} ({reference.rows:,} × {reference.dim}): every row "
+        console.print(f"[bold]eval[/bold] {reference.source} ({reference.rows:,} × {reference.dim}"
+                      f"{shards_note(reference.shards)}): every row "
                       f"a query against the other {reference.rows - 1:,} (self excluded by id)")
     else:
-        console.print(f"[bold]eval[/bold] {queries.source} ({queries.rows:,} queries) against "
-                      f"{reference.source} ({reference.rows:,} references)")
+        console.print(f"[bold]eval[/bold] {queries.source} ({queries.rows:,} queries{shards_note(queries.shards)}) "
+                      f"against {reference.source} ({reference.rows:,} references{shards_note(reference.shards)})")
     console.print(f"  metric     {result.metric}, exact FAISS k-NN, k = {result.search_k:,} "
                   f"(largest class {result.largest_class:,})")
     console.print(f"  labels     {labels_text(reference)}"

@@ -9,7 +9,7 @@ import numpy as np
 from rich.table import Table
 from rich.text import Text
 
-from cli.render import labels_text, number, print_json, stdout_console
+from cli.render import labels_text, number, print_json, shard_count, shards_note, stdout_console
 from embedkit.errors import OptionError
 from embedkit.inspection import Inspection, PairDistances, quantile_name
 from embedkit.output import atomic_output
@@ -21,6 +21,8 @@ def inspection_payload(result: Inspection) -> dict[str, Any]:
     """The ``--json`` contract (README: "`embedkit inspect`")."""
     payload: dict[str, Any] = {
         "source": result.source, "rows": result.rows, "dim": result.dim, "dtype": result.dtype,
+        "shards": shard_count(result.shards),
+        "shard_files": [{"path": s.path, "kind": s.kind, "start": s.start, "stop": s.stop} for s in result.shards],
         "nan_rows": result.nan_rows, "inf_rows": result.inf_rows, "normalize": result.normalize,
         "figures": result.figures, "notes": list(result.notes),
         "norms": None, "duplicates": None, "labels": None, "distances": None,
@@ -69,7 +71,8 @@ def inspection(result: Inspection, *, as_json: bool, dataset: Any = None) -> Non
         print_json(inspection_payload(result))
         return
     console = stdout_console()
-    console.print(f"[bold]inspect[/bold] {result.source}: {result.rows:,} rows × {result.dim} ({result.dtype})")
+    console.print(f"[bold]inspect[/bold] {result.source}: {result.rows:,} rows × {result.dim} ({result.dtype}"
+                  f"{shards_note(result.shards)})")
     bad = result.nonfinite_rows
     console.print(f"  NaN/Inf    {result.nan_rows:,} rows with NaN, {result.inf_rows:,} with Inf"
                   + ("  [bold red]<- not finite[/bold red]" if bad else ""))

@@ -7,7 +7,17 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from cli.render import labels_text, number, percent, print_json, rows_of, stderr_console, stdout_console
+from cli.render import (
+    labels_text,
+    number,
+    percent,
+    print_json,
+    rows_of,
+    shard_count,
+    shards_note,
+    stderr_console,
+    stdout_console,
+)
 from embedkit.io import Dataset
 from embedkit.losses.result import LossResult
 from embedkit.output import write_table
@@ -84,7 +94,8 @@ def loss(result: LossResult, dataset: Dataset, *, as_json: bool, to_stderr: bool
         return
     console = stderr_console() if to_stderr else stdout_console()
     items = ITEM_NAMES.get(result.kind, "items")
-    console.print(f"[bold]{result.kind} loss[/bold] on {dataset.source} ({dataset.rows:,} × {dataset.dim})")
+    console.print(f"[bold]{result.kind} loss[/bold] on {dataset.source} ({dataset.rows:,} × {dataset.dim}"
+                  f"{shards_note(dataset.shards)})")
     console.print(f"  formula    {result.formula}")
     console.print(f"  distance   {result.distance}")
     console.print(f"  labels     {labels_text(dataset)}")
@@ -154,7 +165,8 @@ def loss_payload(result: LossResult, dataset: Dataset, engine: str = "") -> dict
         "items": result.source,
         "engine": engine or None,
         "embeddings": {"source": dataset.source, "rows": dataset.rows, "dim": dataset.dim,
-                       "dtype": str(dataset.embeddings.dtype), "labels": dataset.label_source},
+                       "dtype": str(dataset.embeddings.dtype), "labels": dataset.label_source,
+                       "shards": shard_count(dataset.shards)},
         "max_item": result.max_item,
         "trace": rows_of(result.head),
         "top": rows_of(result.top),

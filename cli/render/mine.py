@@ -7,7 +7,16 @@ from typing import Any
 
 from rich.table import Table
 
-from cli.render import labels_text, number, print_json, rows_of, stderr_console, stdout_console
+from cli.render import (
+    labels_text,
+    number,
+    print_json,
+    rows_of,
+    shard_count,
+    shards_note,
+    stderr_console,
+    stdout_console,
+)
 from embedkit.io import Dataset
 from embedkit.mining.strategies import MineResult
 from embedkit.output import MINED_KEY, write_table
@@ -43,7 +52,8 @@ def summary_payload(result: MineResult, dataset: Dataset, output: str | None) ->
         "seconds": result.seconds,
         "output": output,
         "embeddings": {"source": dataset.source, "rows": dataset.rows, "dim": dataset.dim,
-                       "dtype": str(dataset.embeddings.dtype), "labels": dataset.label_source},
+                       "dtype": str(dataset.embeddings.dtype), "labels": dataset.label_source,
+                       "shards": shard_count(dataset.shards)},
     }
 
 
@@ -54,7 +64,8 @@ def summary(result: MineResult, dataset: Dataset, *, output: str | None, as_json
         return
     console = stderr_console() if output == "-" else stdout_console()
     params = ", ".join(f"{k} = {v}" for k, v in result.params.items())
-    console.print(f"[bold]mine {result.strategy}[/bold] on {dataset.source} ({dataset.rows:,} × {dataset.dim})")
+    console.print(f"[bold]mine {result.strategy}[/bold] on {dataset.source} ({dataset.rows:,} × {dataset.dim}"
+                  f"{shards_note(dataset.shards)})")
     console.print(f"  definition  {result.definition}")
     console.print(f"  labels      {labels_text(dataset)}")
     console.print(f"  params      {params}")
