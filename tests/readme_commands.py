@@ -4,7 +4,7 @@ From every ```bash and ```console block: lines starting with ``embedkit`` (maybe
 ``NAME=value`` environment assignments; a console
 block's ``$ `` prompt is dropped; ``cd sample_data &&`` is dropped, the commands run in a
 copy of ``sample_data/``), and ``python -c`` / ``python3 -c`` lines, which make input files
-the examples use. Not run: other programs (pip, dask, benches) and commands that need a
+the examples use (also ``mkdir -p DIR && python -c ...`` chains). Not run: other programs (pip, dask, benches) and commands that need a
 Dask scheduler at ``tcp://`` (there is none in a test). A comment starting ``# exit N``
 gives the documented exit code (default 0).
 """
@@ -17,6 +17,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^```(\w*)\s*$")
+# What a line (each part of an `a && b` chain) may be for the test to run it.
+RUNNABLE = re.compile(r"^(?:(?:[A-Z_][A-Z0-9_]*=\S+\s+)*embedkit |python3? -c |mkdir -p )")
 EXIT = re.compile(r"#\s*exit\s+(\d+)\b")
 
 
@@ -46,7 +48,7 @@ def readme_examples(path: Path = ROOT / "README.md") -> list[Example]:
                 continue  # output shown under the command
             text = text[2:]
         text = re.sub(r"^cd sample_data\s*&&\s*", "", text)
-        if not (re.match(r"^(?:[A-Z_][A-Z0-9_]*=\S+\s+)*embedkit ", text) or re.match(r"^python3? -c ", text)):
+        if not all(RUNNABLE.match(part.strip()) for part in text.split("&&")):
             continue
         if "tcp://" in text:
             continue

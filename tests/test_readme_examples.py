@@ -37,8 +37,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shim = bin_dir / "embedkit"
     shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m cli.entry "$@"\n')
     shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
-    python = bin_dir / "python3"
-    python.symlink_to(sys.executable)
+    for name in ("python3", "python"):
+        (bin_dir / name).symlink_to(sys.executable)
     return work
 
 
