@@ -18,12 +18,16 @@ EPILOG = """Figures (pytorch-metric-learning's definitions; README, `embedkit ev
   r_precision     same-label share of the R nearest (R = same-label rows)
   map_at_r        mean average precision over the R nearest
   recall_at_k     at least one same-label row among the k nearest
+With --qrels: ndcg_at_K, mrr_at_K, map_at_K, recall_at_K, precision_at_K.
 
 Examples:
   embedkit eval emb.npy
   embedkit eval emb.parquet --metric cosine -k 1,10,100 --json
   embedkit eval --queries q.npy --reference gallery.npy --per-class
+  embedkit eval corpus.parquet --queries q.parquet --qrels qrels.tsv -k 10
+  embedkit eval --qrels qrels.tsv --from-run run.txt
 """
+RUN_PANEL = "Retrieval (qrels)"
 
 
 def load_split(
@@ -68,13 +72,26 @@ def eval_(
     query_labels: Annotated[Optional[str], typer.Option(
         "--query-labels", metavar="FILE", rich_help_panel=opt.LABELS,
         help="Labels of --queries (default: its column or sidecar).")] = None,
-    k: Annotated[str, typer.Option(
-        "--k", "-k", metavar="LIST", rich_help_panel=opt.SEARCH,
-        help="The k of recall_at_k, comma-separated.")] = "1,5,10",
-    metric: opt.MetricOpt = "euclidean",
+    qrels: opt.QrelsOpt = None,
+    id_column: opt.CorpusIdColumnOpt = None,
+    query_id_column: opt.QueryIdColumnOpt = None,
+    ignore_missing: opt.IgnoreMissingOpt = False,
+    from_run: Annotated[Optional[str], typer.Option(
+        "--from-run", metavar="FILE", rich_help_panel=RUN_PANEL, show_default=False,
+        help="With --qrels: evaluate this TREC run file instead of embeddings.")] = None,
+    k: Annotated[Optional[list[str]], typer.Option(
+        "--k", "-k", metavar="LIST", rich_help_panel=opt.SEARCH, show_default=False,
+        help="Cut-offs, repeatable or comma-separated (default 1,5,10; --qrels: 10,100).")] = None,
+    metric: opt.RankingMetricOpt = None,
     per_class: Annotated[bool, typer.Option(
         "--per-class", metavar=opt.FLAG, rich_help_panel=opt.OUTPUT,
         help="Also a table of the figures per label.")] = False,
+    per_query: Annotated[Optional[str], typer.Option(
+        "--per-query", metavar="FILE", rich_help_panel=opt.OUTPUT, show_default=False,
+        help="With --qrels: every query's figures to FILE (.parquet, .csv, .jsonl).")] = None,
+    run: Annotated[Optional[str], typer.Option(
+        "--run", metavar="FILE", rich_help_panel=opt.OUTPUT, show_default=False,
+        help="With --qrels: the ranking as a TREC run file (for trec_eval).")] = None,
     json: opt.JsonOpt = False,
     quiet: opt.QuietOpt = False,
     workers: opt.WorkersOpt = None,
@@ -84,21 +101,101 @@ def eval_(
 ) -> None:
     """Retrieval figures from exact k-NN: every row a query against the others (self excluded).
 
-    Queries whose label has no other row are skipped.
+    With --qrels: EMB is the corpus, --queries the queries, graded IR figures (README).
     """
     from cli.inputs import parse_ints
-    from cli.render import eval as render
     from cli.render import engine_text, progress_bar
+    from cli.render import eval as render
     from embedkit.engines import make_engine
     from embedkit.metrics import evaluate_retrieval
 
+    if qrels is not None or from_run is not None:
+        with reported_errors():
+            if qrels is None:
+                raise OptionError("--from-run needs --qrels (the judgements to evaluate the run with)")
+            for name, value in (("--reference", reference), ("--query-labels", query_labels), ("--labels", labels),
+                                ("--label-column", label_column), ("--per-class", per_class or None)):
+                if value is not None:
+                    raise OptionError(f"{name} applies to label-based eval, not to --qrels")
+            _qrels_eval(embeddings, queries, qrels, from_run=from_run, ks=_ks(k), metric=metric or "cosine",
+                        column=column, id_column=id_column, query_id_column=query_id_column,
+                        ignore_missing=ignore_missing, per_query=per_query, run=run, as_json=json, quiet=quiet,
+                        workers=workers, engine=engine, scheduler=scheduler, parts_dir=parts_dir)
+        return
     with reported_errors():
-        ks = parse_ints(k, "--k")
+        for name, value in (("--id-column", id_column), ("--query-id-column", query_id_column),
+                            ("--per-query", per_query), ("--run", run), ("--ignore-missing", ignore_missing or None)):
+            if value is not None:
+                raise OptionError(f"{name} applies to retrieval with --qrels")
+        if metric == "dot":
+            raise OptionError("--metric dot applies to retrieval with --qrels; label eval ranks by euclidean or cosine")
+        ks = _ks(k) or parse_ints("1,5,10", "--k")
         reference_set, query_set = load_split(embeddings, queries, reference, query_labels,
                                               labels=labels, column=column, label_column=label_column)
         with make_engine(engine, workers=workers, scheduler=scheduler, parts_dir=parts_dir) as runner, \
                 progress_bar("eval", enabled=not quiet) as progress:
-            result = evaluate_retrieval(reference_set, query_set, ks=ks, metric=metric, per_class=per_class,
+            result = evaluate_retrieval(reference_set, query_set, ks=ks, metric=metric or "euclidean", per_class=per_class,
                                         threads=workers, engine=runner, progress=progress)
             engine_used = engine_text(runner)
     render.evaluation(result, reference_set, query_set, as_json=json, engine=engine_used)
+
+
+def _ks(values: list[str] | None) -> tuple[int, ...]:
+    """``--k 10 --k 100`` and ``--k 10,100`` alike; ``()`` when not given."""
+    from cli.inputs import parse_ints
+
+    return tuple(k for value in values or () for k in parse_ints(value, "--k"))
+
+
+def _qrels_eval(
+    embeddings: str | None, queries: str | None, qrels: str, *, from_run: str | None, ks: tuple[int, ...],
+    metric: str, column: str | None, id_column: str | None, query_id_column: str | None, ignore_missing: bool,
+    per_query: str | None, run: str | None, as_json: bool, quiet: bool, workers: int | None, engine: str,
+    scheduler: str | None, parts_dir: str | None,
+) -> None:
+    from cli.inputs import guarded_inputs, load_inputs, refuse_output_in_shard_sets
+    from cli.render import ireval as render_ir
+    from cli.render import progress_bar
+    from embedkit.engines import make_engine
+    from embedkit.ireval import DEFAULT_IR_KS, evaluate_qrels, evaluate_run, read_run, write_run
+    from embedkit.output import check_output_path, table_format, write_table
+    from embedkit.qrels import read_qrels
+
+    ks = ks or DEFAULT_IR_KS
+    named = {"the corpus": embeddings, "--queries": queries, "--qrels": qrels, "--from-run": from_run}
+    from_stdin = [name for name, value in named.items() if value == "-"]
+    if len(from_stdin) > 1:
+        raise OptionError(f"only one input can be read from stdin ('-'); got {' and '.join(from_stdin)}")
+    inputs = guarded_inputs([embeddings, queries], [qrels, from_run])
+    for name, path in (("--run", run), ("--per-query", per_query)):
+        if path == "-":
+            raise OptionError(f"{name} -: give a file name (stdout carries the figures)")
+    for path in (per_query, run):
+        if path is not None:
+            check_output_path(path, inputs)
+            refuse_output_in_shard_sets(path, [embeddings, queries])
+    if per_query is not None:
+        table_format(per_query)
+    if from_run is not None:
+        for name, value in (("EMB (the corpus)", embeddings), ("--queries", queries), ("--run", run),
+                            ("--id-column", id_column), ("--query-id-column", query_id_column)):
+            if value is not None:
+                raise OptionError(f"--from-run evaluates a run file without embeddings; drop {name}")
+        result = evaluate_run(read_run(from_run), read_qrels(qrels), ks=ks, per_query=per_query is not None)
+        corpus_set = query_set = None
+    else:
+        if queries is None:
+            raise OptionError("--qrels needs --queries QUERIES (the query embeddings; EMB is the corpus)")
+        judgements = read_qrels(qrels)
+        corpus_set = load_inputs(embeddings, column=column, id_column=id_column)
+        query_set = load_inputs(queries, column=column, id_column=query_id_column or id_column)
+        with make_engine(engine, workers=workers, scheduler=scheduler, parts_dir=parts_dir) as runner, \
+                progress_bar("eval", enabled=not quiet) as progress:
+            result = evaluate_qrels(corpus_set, query_set, judgements, ks=ks, metric=metric,  # type: ignore[arg-type]
+                                    ignore_missing=ignore_missing, per_query=per_query is not None,
+                                    keep_run=run is not None, engine=runner, progress=progress)
+    if per_query is not None and result.per_query is not None:
+        write_table(result.per_query, per_query, inputs=inputs)
+    if run is not None and result.run is not None:
+        write_run(result.run, run, inputs=tuple(inputs))
+    render_ir.ir_evaluation(result, corpus_set, query_set, as_json=as_json)

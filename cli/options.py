@@ -6,7 +6,8 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from embedkit.choices import Metric
+from embedkit.choices import Metric, RankingMetric
+
 
 def refuse_given(ctx: typer.Context, what: str, applies: dict[str, bool]) -> None:
     """Refuse options given on the command line (or in the environment) that ``what`` does
@@ -98,4 +99,33 @@ PartsDirOpt = Annotated[
     Optional[str],
     typer.Option("--parts-dir", metavar="DIR", rich_help_panel=PERFORMANCE,
                  help="With --engine dask: shards write part files to DIR (seen by all workers)."),
+]
+
+# -- retrieval with relevance judgements (qrels) ------------------------------------------------
+QRELS_PANEL = "Retrieval (qrels)"
+QrelsOpt = Annotated[
+    Optional[str],
+    typer.Option("--qrels", metavar="FILE", rich_help_panel=QRELS_PANEL, show_default=False,
+                 help="Judgements (CSV/TSV/JSONL/Parquet, BEIR or TREC): EMB is the corpus, --queries the "
+                 "queries (README)."),
+]
+QueryIdColumnOpt = Annotated[
+    Optional[str],
+    typer.Option("--query-id-column", metavar="NAME", rich_help_panel=QRELS_PANEL, show_default=False,
+                 help="Parquet id column of --queries (default: --id-column). Without ids, ids are row numbers."),
+]
+CorpusIdColumnOpt = Annotated[
+    Optional[str],
+    typer.Option("--id-column", metavar="NAME", rich_help_panel=QRELS_PANEL, show_default=False,
+                 help="Id column of the corpus (and --queries); matched as text. Default: row numbers."),
+]
+IgnoreMissingOpt = Annotated[
+    bool,
+    typer.Option("--ignore-missing", metavar=FLAG, rich_help_panel=QRELS_PANEL,
+                 help="Drop (and count) qrels rows naming a query or document the inputs lack, instead of failing."),
+]
+RankingMetricOpt = Annotated[
+    Optional[RankingMetric],
+    typer.Option("--metric", metavar="METRIC", rich_help_panel=SEARCH, show_default=False,
+                 help="euclidean, cosine or dot (--qrels). Default: euclidean; cosine with --qrels."),
 ]

@@ -43,6 +43,17 @@ _EXPORTS: dict[str, str] = {
     "RetrievalMetrics": "embedkit.metrics",
     "evaluate_retrieval": "embedkit.metrics",
     "retrieval_metrics": "embedkit.metrics",
+    # retrieval with relevance judgements (qrels)
+    "Qrels": "embedkit.qrels",
+    "JudgedRows": "embedkit.qrels",
+    "read_qrels": "embedkit.qrels",
+    "resolve_qrels": "embedkit.qrels",
+    "top_k": "embedkit.ranking",
+    "IRResult": "embedkit.ireval",
+    "evaluate_qrels": "embedkit.ireval",
+    "evaluate_run": "embedkit.ireval",
+    "read_run": "embedkit.ireval",
+    "write_run": "embedkit.ireval",
     # inspection and checks
     "Inspection": "embedkit.inspection",
     "inspect_embeddings": "embedkit.inspection",
@@ -77,6 +88,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from embedkit.engines import make_engine
     from embedkit.errors import EmbedkitError, InputError, OptionError
     from embedkit.inspection import Inspection, inspect_embeddings
+    from embedkit.ireval import IRResult, evaluate_qrels, evaluate_run, read_run, write_run
     from embedkit.io import Dataset, load_dataset, load_labels
     from embedkit.losses.compute import compute_loss
     from embedkit.losses.spec import LossSpec
@@ -86,5 +98,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from embedkit.mining.result import MineResult
     from embedkit.mining.spec import MineSpec
     from embedkit.mining.strategies import mine, mine_dataset
+    from embedkit.qrels import JudgedRows, Qrels, read_qrels, resolve_qrels
+    from embedkit.ranking import top_k
     from embedkit.rawinput import LoadedEmbeddings, load_allowing_nonfinite
     from embedkit.shards import Shard

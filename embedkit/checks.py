@@ -8,6 +8,11 @@ the same rows) holds when the figure got worse by at most ``VALUE``: for a figur
 higher is better, ``current >= baseline - VALUE``; where lower is better (losses, bad
 rows, overlap), ``current <= baseline + VALUE``.
 
+With relevance judgements (:class:`RetrievalCheck`: queries and qrels), the IR figures
+``ndcg_at_K``, ``mrr_at_K``, ``map_at_K``, ``recall_at_K`` and ``precision_at_K`` of
+:mod:`embedkit.ireval` are measured (``recall_at_K`` and ``precision_at_1`` then mean the IR
+figures); a baseline then needs its own queries (the same queries embedded by the old model).
+
 Only the figures the requirements name are computed: the k-NN search only for
 retrieval metrics, the pair distances only for distance figures, one loss per kind.
 Figures that cannot be measured (eval/loss figures on embeddings with NaN/Inf rows,
@@ -35,9 +40,12 @@ from embedkit.inspection import (
     FIGURE_PARTS,
     inspect_embeddings,
 )
+from embedkit.io import Dataset
+from embedkit.ireval import IR_FIGURE
 from embedkit.losses.spec import LOSS_KINDS, LossSpec
 from embedkit.choices import METRIC_NAMES
 from embedkit.output import atomic_output
+from embedkit.qrels import Qrels
 from embedkit.rawinput import LoadedEmbeddings
 
 OPERATORS: dict[str, str] = {">=": "ge", "<=": "le", ">": "gt", "<": "lt", "==": "eq"}
@@ -73,10 +81,22 @@ class MaxDrop:
 
 
 @dataclass(frozen=True)
+class RetrievalCheck:
+    """What IR figures need besides the corpus: the queries (and the baseline's), the qrels."""
+
+    queries: Dataset
+    qrels: Qrels
+    baseline_queries: Dataset | None = None
+    metric: str = "cosine"
+    ignore_missing: bool = False
+
+
+@dataclass(frozen=True)
 class CheckSettings:
     """How figures are measured: the eval metric, the loss hyper-parameters, the inspect sampling."""
 
     metric: Metric = "euclidean"
+    retrieval: RetrievalCheck | None = None
     loss: LossSpec = field(default_factory=lambda: LossSpec(kind="contrastive"))
     exact_pairs: int = DEFAULT_EXACT_PAIRS
     sample: int = DEFAULT_SAMPLE
@@ -129,10 +149,20 @@ def figure_names() -> tuple[str, ...]:
     return (*METRIC_NAMES, "recall_at_K", *LOSS_FIGURES, *FIGURE_PARTS)
 
 
-def figure_source(name: str) -> str:
-    """``eval``, ``loss`` or ``inspect``; an :class:`OptionError` for an unknown name."""
+#: The IR figures ``check`` understands when judgements are given (any K >= 1).
+QRELS_FIGURE_NAMES: tuple[str, ...] = ("ndcg_at_K", "mrr_at_K", "map_at_K", "recall_at_K", "precision_at_K")
+
+
+def figure_source(name: str, *, qrels: bool = False) -> str:
+    """``eval``, ``qrels``, ``loss`` or ``inspect``; an :class:`OptionError` for an unknown name.
+
+    With ``qrels`` (judgements given), ``{ndcg,mrr,map,recall,precision}_at_K`` are IR figures."""
+    if qrels and IR_FIGURE.match(name):
+        return "qrels"
     if name in METRIC_NAMES or _RECALL.match(name):
         return "eval"
+    if IR_FIGURE.match(name):
+        raise OptionError(f"{name} is a retrieval figure: it needs --queries and --qrels")
     if name in LOSS_FIGURES:
         return "loss"
     if name in FIGURE_PARTS:
@@ -142,11 +172,12 @@ def figure_source(name: str) -> str:
     close = difflib.get_close_matches(name, [*METRIC_NAMES, "recall_at_10", *LOSS_FIGURES, *FIGURE_PARTS], n=1)
     hint = f"; did you mean {close[0]}?" if close else ""
     raise OptionError(
-        f"unknown figure {name!r}{hint} (known: {', '.join(figure_names())}; see `embedkit check --help`)"
+        f"unknown figure {name!r}{hint} (known: {', '.join(figure_names())}; with --qrels: "
+        f"{', '.join(QRELS_FIGURE_NAMES)}; see `embedkit check --help`)"
     )
 
 
-def parse_requirement(text: str) -> Requirement:
+def parse_requirement(text: str, *, qrels: bool = False) -> Requirement:
     """Parse ``NAME OP VALUE``; an :class:`OptionError` naming the text otherwise.
 
     >>> parse_requirement("precision_at_1 >= 0.9")
@@ -157,7 +188,7 @@ def parse_requirement(text: str) -> Requirement:
         raise OptionError(f"--require {text!r}: malformed requirement; expected {GRAMMAR}")
     name, op, raw = match.groups()
     try:
-        figure_source(name)
+        figure_source(name, qrels=qrels)
     except OptionError as exc:
         raise OptionError(f"--require {text!r}: {exc}") from None
     try:
@@ -169,7 +200,7 @@ def parse_requirement(text: str) -> Requirement:
     return Requirement(name=name, op=op, value=value, text=f"{name}{op}{raw}")
 
 
-def parse_max_drop(text: str) -> MaxDrop:
+def parse_max_drop(text: str, *, qrels: bool = False) -> MaxDrop:
     """Parse ``NAME=VALUE`` (VALUE >= 0) for a figure with a better direction.
 
     >>> parse_max_drop("precision_at_1=0.01")
@@ -180,10 +211,10 @@ def parse_max_drop(text: str) -> MaxDrop:
     if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise OptionError(f"--max-drop {text!r}: malformed; expected {expected}")
     try:
-        figure_source(name)
+        figure_source(name, qrels=qrels)
     except OptionError as exc:
         raise OptionError(f"--max-drop {text!r}: {exc}") from None
-    if not (_RECALL.match(name) or name in HIGHER_IS_BETTER or name in LOWER_IS_BETTER):
+    if not (_RECALL.match(name) or IR_FIGURE.match(name) or name in HIGHER_IS_BETTER or name in LOWER_IS_BETTER):
         raise OptionError(f"--max-drop {text!r}: {name} has no better direction; use --require for it")
     try:
         drop = float(raw)
@@ -195,19 +226,22 @@ def parse_max_drop(text: str) -> MaxDrop:
 
 
 def higher_is_better(name: str) -> bool:
-    return name in HIGHER_IS_BETTER or bool(_RECALL.match(name))
+    return name in HIGHER_IS_BETTER or bool(_RECALL.match(name)) or bool(IR_FIGURE.match(name))
 
 
 def measure_figures(
-    loaded: LoadedEmbeddings, names: set[str], settings: CheckSettings
+    loaded: LoadedEmbeddings, names: set[str], settings: CheckSettings, *, baseline: bool = False
 ) -> tuple[dict[str, float | None], dict[str, str]]:
-    """The named figures (only what they need is computed); ``reasons`` for those without a value."""
+    """The named figures (only what they need is computed); ``reasons`` for those without a value.
+
+    ``baseline``: ``loaded`` is the baseline export (IR figures use the baseline queries)."""
     values: dict[str, float | None] = {}
     reasons: dict[str, str] = {}
     dataset = loaded.dataset
     by_source: dict[str, set[str]] = {}
+    retrieval = settings.retrieval
     for name in names:
-        by_source.setdefault(figure_source(name), set()).add(name)
+        by_source.setdefault(figure_source(name, qrels=retrieval is not None), set()).add(name)
 
     inspect_names = by_source.get("inspect", set())
     if inspect_names:
@@ -224,7 +258,7 @@ def measure_figures(
             elif isinstance(values[name], float) and math.isnan(values[name]):
                 reasons[name] = "undefined: every pair is at the same distance, no margin separates the kinds"
 
-    heavy = by_source.get("eval", set()) | by_source.get("loss", set())
+    heavy = by_source.get("eval", set()) | by_source.get("loss", set()) | by_source.get("qrels", set())
     if heavy and loaded.nonfinite_rows:
         for name in heavy:
             values[name] = None
@@ -239,6 +273,20 @@ def measure_figures(
         result = evaluate_retrieval(dataset, ks=ks, metric=settings.metric, threads=settings.workers)
         for name in eval_names:
             values[name] = result.figures[name]
+
+    qrels_names = by_source.get("qrels", set())
+    if qrels_names and retrieval is not None:
+        from embedkit.ireval import evaluate_qrels
+
+        queries = retrieval.baseline_queries if baseline else retrieval.queries
+        if queries is None:
+            raise OptionError("--baseline with IR figures needs --baseline-queries (the queries embedded by the "
+                              "baseline model)")
+        ks = tuple(sorted({int(m.group(2)) for m in map(IR_FIGURE.match, qrels_names) if m}))
+        found = evaluate_qrels(dataset, queries, retrieval.qrels, ks=ks, metric=retrieval.metric,  # type: ignore[arg-type]
+                               ignore_missing=retrieval.ignore_missing)
+        for name in qrels_names:
+            values[name] = found.figures[name]
 
     if by_source.get("loss"):
         from embedkit.losses.compute import compute_loss  # numba: imported only when a loss figure is asked
@@ -267,21 +315,22 @@ def run_check(
         raise OptionError("--max-drop compares with a previous export: give --baseline OLD")
     if baseline is not None and not max_drops:
         raise OptionError("--baseline needs at least one --max-drop NAME=VALUE (e.g. precision_at_1=0.01)")
+    qrels = settings.retrieval is not None
     current_names = {r.name for r in requirements} | {d.name for d in max_drops}
     values, reasons = measure_figures(loaded, current_names, settings)
     outcomes = [
         _judge(r.text, r.name, values.get(r.name), f"{r.op} {r.value:g}",
-               partial(compare, op=r.op, value=r.value), reasons.get(r.name))
+               partial(compare, op=r.op, value=r.value), reasons.get(r.name), qrels=qrels)
         for r in requirements
     ]
     if baseline is not None:
         baseline = _aligned_baseline(baseline, loaded)
-        old_values, old_reasons = measure_figures(baseline, {d.name for d in max_drops}, settings)
+        old_values, old_reasons = measure_figures(baseline, {d.name for d in max_drops}, settings, baseline=True)
         for drop in max_drops:
             old = old_values.get(drop.name)
             reason = reasons.get(drop.name) or (f"baseline {old_reasons[drop.name]}" if drop.name in old_reasons else None)
             if old is None:
-                outcomes.append(Outcome(drop.text, drop.name, figure_source(drop.name), values.get(drop.name),
+                outcomes.append(Outcome(drop.text, drop.name, figure_source(drop.name, qrels=qrels), values.get(drop.name),
                                         False, f"drop <= {drop.drop:g}", None, reason or "baseline undefined"))
                 continue
             if higher_is_better(drop.name):
@@ -289,7 +338,7 @@ def run_check(
             else:
                 bound, op, words = old + drop.drop, "<=", f"baseline {old:.6g} + {drop.drop:g}"
             outcome = _judge(f"max-drop {drop.text}", drop.name, values.get(drop.name), f"{op} {bound:.6g} ({words})",
-                             partial(compare, op=op, value=bound), reason)
+                             partial(compare, op=op, value=bound), reason, qrels=qrels)
             outcomes.append(replace(outcome, baseline=old))
     return CheckReport(outcomes=tuple(outcomes), source=loaded.dataset.source,
                        baseline_source=baseline.dataset.source if baseline is not None else None,
@@ -297,8 +346,8 @@ def run_check(
 
 
 def _judge(text: str, name: str, value: float | None, expected: str,
-           holds: Callable[[float], bool], reason: str | None) -> Outcome:
-    source = figure_source(name)
+           holds: Callable[[float], bool], reason: str | None, *, qrels: bool = False) -> Outcome:
+    source = figure_source(name, qrels=qrels)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return Outcome(text, name, source, None, False, expected, reason=reason or "undefined")
     passed = bool(holds(value))
@@ -361,11 +410,11 @@ def write_junit(report: CheckReport, path: str) -> None:
         tree.write(temporary, encoding="utf-8", xml_declaration=True)
 
 
-def parse_requirements(texts: tuple[str, ...] | list[str]) -> tuple[Requirement, ...]:
+def parse_requirements(texts: tuple[str, ...] | list[str], *, qrels: bool = False) -> tuple[Requirement, ...]:
     """Every ``--require`` text parsed (the first malformed one raises)."""
-    return tuple(parse_requirement(text) for text in texts)
+    return tuple(parse_requirement(text, qrels=qrels) for text in texts)
 
 
-def parse_max_drops(texts: tuple[str, ...] | list[str]) -> tuple[MaxDrop, ...]:
+def parse_max_drops(texts: tuple[str, ...] | list[str], *, qrels: bool = False) -> tuple[MaxDrop, ...]:
     """Every ``--max-drop`` text parsed (the first malformed one raises)."""
-    return tuple(parse_max_drop(text) for text in texts)
+    return tuple(parse_max_drop(text, qrels=qrels) for text in texts)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Literal
 
 Metric = Literal["euclidean", "cosine"]
+#: How ``eval --qrels`` ranks documents (dot: inner product).
+RankingMetric = Literal["euclidean", "cosine", "dot"]
 #: The headline retrieval metrics of ``eval``, in display order.
 METRIC_NAMES: tuple[str, ...] = ("precision_at_1", "r_precision", "map_at_r")
 

@@ -10,15 +10,17 @@ from __future__ import annotations
 import numpy as np
 
 from embedkit.arrays import work_dtype
-from embedkit.choices import Metric
+from embedkit.choices import Metric, RankingMetric
 from embedkit.chunking import blocks, rows_per_block
 
 METRICS: tuple[Metric, ...] = ("euclidean", "cosine")
+#: Query -> corpus ranking also knows the plain inner product (a similarity).
+RANKING_METRICS: tuple[RankingMetric, ...] = ("euclidean", "cosine", "dot")
 
 
-def is_similarity(metric: Metric) -> bool:
-    """True when larger values mean closer (cosine), False for distances (Euclidean)."""
-    return metric == "cosine"
+def is_similarity(metric: str) -> bool:
+    """True when larger values mean closer (cosine, dot product), False for distances (Euclidean)."""
+    return metric in ("cosine", "dot")
 
 
 def squared_norms(embeddings: np.ndarray) -> np.ndarray:

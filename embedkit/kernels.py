@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from numba import njit
 
 #: Pair-loss forms understood by :func:`scan_pair_tile`.
@@ -282,3 +284,96 @@ def pairs_below_tile(  # type: ignore[no-untyped-def]
                     out_v[count] = v
                 count += 1
     return count
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _worse(key_a: float, id_a: int, key_b: float, id_b: int) -> bool:
+    """Ranking order of query -> corpus top-k: a ranks after b (smaller key, or equal key
+    and larger corpus row)."""
+    if key_a != key_b:
+        return key_a < key_b
+    return id_a > id_b
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _heap_replace_root(keys, ids, key, ident):  # type: ignore[no-untyped-def]
+    """Replace the root (the worst kept entry) of a heap ordered by :func:`_worse` and sift down."""
+    k = keys.shape[0]
+    pos = 0
+    while True:
+        child = 2 * pos + 1
+        if child >= k:
+            break
+        right = child + 1
+        if right < k and _worse(keys[right], ids[right], keys[child], ids[child]):
+            child = right
+        if _worse(keys[child], ids[child], key, ident):
+            keys[pos] = keys[child]
+            ids[pos] = ids[child]
+            pos = child
+        else:
+            break
+    keys[pos] = key
+    ids[pos] = ident
+
+
+@njit(nogil=True, cache=True, fastmath=True)
+def _row_bound(row, query_sq, corpus_sq, distance):  # type: ignore[no-untyped-def]
+    """About the largest key of a tile row, in one vectorised float32 pass. Exact for
+    similarities (a maximum involves no arithmetic); fastmath may round the Euclidean
+    bound differently from the keys, and the caller allows for it."""
+    best = np.float32(-np.inf)
+    if distance:
+        two = np.float32(2.0)
+        for j in range(row.shape[0]):
+            best = max(best, two * row[j] - corpus_sq[j])
+        return best - query_sq
+    for j in range(row.shape[0]):
+        best = max(best, row[j])
+    return best
+
+
+@njit(nogil=True, cache=True)
+def topk_tile(tile, first_col, query_sq, corpus_sq, distance, keys, ids):  # type: ignore[no-untyped-def]
+    """Merge a score tile into running per-query heaps of the k best corpus rows.
+
+    ``tile[i, j]`` = ⟨q_i, c_{first_col+j}⟩ (float32, from BLAS). For similarities the key
+    is the tile value; with ``distance`` the key is ``-(‖q‖² + ‖c‖² − 2⟨q, c⟩)`` (the squared
+    Euclidean distance, negated, in float32). ``keys[i]``/``ids[i]`` is query i's heap (root =
+    worst kept entry); an entry enters when it ranks before the root: larger key, or equal
+    key and smaller corpus row. Heaps start at ``key = -inf, id = int64 max``.
+    """
+    rows, cols = tile.shape
+    two = np.float32(2.0)
+    for i in range(rows):
+        hk = keys[i]
+        hi = ids[i]
+        top_key = hk[0]
+        top_id = hi[0]
+        # Most rows of a tile hold nothing better than the current k-th: one vectorised pass
+        # proves it (with a relative allowance for the rounding of the fast Euclidean bound).
+        if distance:
+            bound = _row_bound(tile[i], query_sq[i], corpus_sq, distance)
+            slack = 1e-4 * (abs(bound) + abs(top_key) + abs(query_sq[i])) + 1e-30
+        else:
+            bound = _row_bound(tile[i], np.float32(0.0), corpus_sq, distance)
+            slack = 0.0
+        if bound + slack < top_key:
+            continue
+        if distance:
+            qs = query_sq[i]
+            for j in range(cols):
+                key = -((qs + corpus_sq[j]) - two * tile[i, j])
+                col = first_col + j
+                if key > top_key or (key == top_key and col < top_id):
+                    _heap_replace_root(hk, hi, key, col)
+                    top_key = hk[0]
+                    top_id = hi[0]
+        else:
+            for j in range(cols):
+                key = tile[i, j]
+                col = first_col + j
+                if key > top_key or (key == top_key and col < top_id):
+                    _heap_replace_root(hk, hi, key, col)
+                    top_key = hk[0]
+                    top_id = hi[0]

@@ -186,7 +186,7 @@ def test_loss_says_when_mined_csv_triplets_may_disagree(run_cli, tmp_path: Path)
     (["-r", "nan_rows==0", "--margin", "0.5"], "--margin does not apply to these requirements (no loss figure)"),
     (["-r", "rows>=1", "-t", "0.1", "--form", "halved"],
      "--temperature, --form do not apply to these requirements (no loss figure)"),
-    (["-r", "nan_rows==0", "--metric", "cosine"], "--metric does not apply to these requirements (no eval figure)"),
+    (["-r", "nan_rows==0", "--metric", "cosine"], "--metric does not apply to these requirements (no eval or IR figure)"),
     (["-r", "precision_at_1>=0", "--sample", "10"], "--sample does not apply to these requirements (no distance figure)"),
 ])
 def test_check_refuses_options_its_requirements_do_not_read(run_cli, args: list[str], fragment: str) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from embedkit.engines import LocalEngine
+from embedkit.io import Dataset
 from embedkit.losses.allpairs import scan_label_pairs
 from embedkit.losses.compute import LossSpec, compute_loss
 from tests.conftest import clustered, dataset
@@ -211,3 +212,21 @@ def test_parts_dir_must_exist() -> None:
 
     with pytest.raises(OptionError, match="--parts-dir /nonexistent/parts: no such folder"):
         DaskEngine(parts_dir="/nonexistent/parts")
+
+
+def test_query_corpus_ranking_and_ir_figures_are_identical_on_dask(dask_engine) -> None:
+    from embedkit.ireval import evaluate_qrels
+    from embedkit.qrels import Qrels
+    from embedkit.ranking import top_k
+
+    rng = np.random.default_rng(5)
+    corpus = rng.standard_normal((3000, 16)).astype(np.float32)
+    queries = rng.standard_normal((600, 16)).astype(np.float32)
+    local = top_k(queries, corpus, 20, metric="euclidean", budget_mib=0.1)
+    remote = top_k(queries, corpus, 20, metric="euclidean", budget_mib=0.1, engine=dask_engine)
+    np.testing.assert_array_equal(local.indices, remote.indices)
+    np.testing.assert_array_equal(local.values, remote.values)
+    qrels = Qrels(np.arange(600).astype(str), rng.integers(0, 3000, 600).astype(str), np.ones(600, np.int64), "r")
+    a = evaluate_qrels(Dataset(corpus, "c"), Dataset(queries, "q"), qrels, engine=dask_engine)
+    b = evaluate_qrels(Dataset(corpus, "c"), Dataset(queries, "q"), qrels)
+    assert a.figures == b.figures

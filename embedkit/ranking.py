@@ -1,0 +1,209 @@
+"""Exact query -> corpus ranking, blocked on both axes: a running top-k per query.
+
+The corpus is read in blocks (only a block at a time becomes a float32 copy, so a
+memory-mapped corpus stays on disk); each block is scored against blocks of queries
+in BLAS tiles (``Q_b · C_bᵀ``, float32) that a numba kernel folds into per-query heaps of
+the ``k`` best rows; the blocks' lists are merged into the running top-k. No queries ×
+corpus matrix is ever held. Query blocks run as tasks on the engine (threads, or Dask).
+
+Scores:
+
+- ``cosine``: ``⟨q/‖q‖, c/‖c‖⟩`` (zero rows have cosine 0), descending;
+- ``dot``: ``⟨q, c⟩``, descending;
+- ``euclidean``: ``‖q − c‖₂`` from ``‖q‖² + ‖c‖² − 2⟨q, c⟩`` in float32 (clipped at 0,
+  then the root), ascending.
+
+Ties: rows with equal scores rank by ascending corpus row. The order is a total order
+on (score, row), so the result does not depend on the block sizes or the engine for
+the scores as computed; scores are float32 BLAS products, so rows whose true scores
+differ by less than float32 rounding may order either way.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from threadpoolctl import ThreadpoolController
+
+from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
+from embedkit.engines import Engine, LocalEngine, Progress, available_cores
+from embedkit.errors import InputError, OptionError
+from embedkit.distances import RANKING_METRICS, RankingMetric
+
+if TYPE_CHECKING:
+    from embedkit.knn import Neighbours
+
+__all__ = ["RANKING_METRICS", "RankingMetric", "top_k", "prepare_rows"]
+#: Heap sentinel: an empty slot ranks after every corpus row.
+_NO_ROW = np.iinfo(np.int64).max
+#: Every score tile is exactly QUERY_TILE × CORPUS_TILE (edges zero-padded) and aligned to
+#: multiples of these sizes: BLAS rounds an entry the same way only at the same place of a
+#: tile of the same shape, so a fixed grid makes scores independent of budget and engine.
+QUERY_TILE = 256
+CORPUS_TILE = 1024
+#: Most query tiles per task (a block of queries searched against one corpus block).
+MAX_TILES_PER_TASK = 8
+
+
+def prepare_rows(rows: np.ndarray, metric: RankingMetric) -> tuple[np.ndarray, np.ndarray | None]:
+    """A float32 C-contiguous copy (L2-normalised for cosine; zero rows stay zero) and,
+    for Euclidean, the float32 squared norms."""
+    out = np.array(rows, dtype=np.float32, order="C", copy=True)
+    if metric == "cosine":
+        norms = np.sqrt(np.einsum("ij,ij->i", out, out, dtype=np.float64)).astype(np.float32)[:, None]
+        np.divide(out, norms, out=out, where=norms > 0)
+    squared = np.einsum("ij,ij->i", out, out) if metric == "euclidean" else None
+    return out, squared
+
+
+@dataclass(frozen=True)
+class _BlockJob:
+    """One corpus block and every query (prepared); shared with the workers once per block."""
+
+    token: str
+    queries: np.ndarray
+    query_sq: np.ndarray | None
+    corpus: np.ndarray
+    corpus_sq: np.ndarray | None
+    first_row: int
+    k: int
+    total_rows: int
+    distance: bool
+
+
+def _rank_block(job: _BlockJob, bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The k best rows of this corpus block for queries ``bounds``: ``(keys, rows)``, each
+    row sorted by (key descending, corpus row ascending); empty slots have row ``int64 max``."""
+    from embedkit.kernels import topk_tile
+
+    start, stop = bounds
+    width = min(job.k, job.total_rows)
+    keys = np.full((stop - start, width), -np.inf, dtype=np.float32)
+    rows = np.full((stop - start, width), _NO_ROW, dtype=np.int64)
+    empty = np.zeros(0, np.float32)
+    # One tile buffer per task: a fresh 1 MiB array per tile would be mapped and faulted in each time.
+    tile = np.empty((QUERY_TILE, CORPUS_TILE), dtype=np.float32)
+    with _blas_controller().limit(limits=1, user_api="blas"):  # one core per task (also: fixed rounding)
+        for qa, qb in blocks(stop - start, QUERY_TILE):
+            queries = _padded(job.queries[start + qa:start + qb], QUERY_TILE)
+            query_sq = job.query_sq[start + qa:start + qb] if job.query_sq is not None else empty
+            for lo, hi in blocks(len(job.corpus), CORPUS_TILE):
+                np.matmul(queries, _padded(job.corpus[lo:hi], CORPUS_TILE).T, out=tile)
+                corpus_sq = job.corpus_sq[lo:hi] if job.corpus_sq is not None else empty
+                topk_tile(tile[: qb - qa, : hi - lo], job.first_row + lo, query_sq, corpus_sq, job.distance,
+                          keys[qa:qb], rows[qa:qb])
+    return _sorted(keys, rows)
+
+
+_CONTROLLER: list[ThreadpoolController] = []
+
+
+def _blas_controller() -> ThreadpoolController:
+    """This process's thread-pool controller (finding the BLAS libraries takes ~1 ms; once)."""
+    if not _CONTROLLER:
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
+
+
+def _padded(rows: np.ndarray, size: int) -> np.ndarray:
+    """``rows`` with zero rows appended up to ``size`` (a full tile)."""
+    if len(rows) == size:
+        return rows
+    out = np.zeros((size, rows.shape[1]), dtype=rows.dtype)
+    out[: len(rows)] = rows
+    return out
+
+
+def _sorted(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.lexsort((rows, -keys), axis=1) if keys.shape[1] else np.zeros(keys.shape, np.int64)
+    return np.take_along_axis(keys, order, axis=1), np.take_along_axis(rows, order, axis=1)
+
+
+def _merge(keys: np.ndarray, rows: np.ndarray, new_keys: np.ndarray, new_rows: np.ndarray,
+           k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first k of two ranked lists per query, in the same (key desc, row asc) order."""
+    both_keys, both_rows = _sorted(np.concatenate([keys, new_keys], axis=1), np.concatenate([rows, new_rows], axis=1))
+    return both_keys[:, :k], both_rows[:, :k]
+
+
+def top_k(
+    queries: np.ndarray,
+    corpus: np.ndarray,
+    k: int,
+    *,
+    metric: RankingMetric = "cosine",
+    budget_mib: float = DEFAULT_BUDGET_MIB,
+    engine: Engine | None = None,
+    progress: Progress | None = None,
+) -> Neighbours:
+    """The ``k`` best corpus rows of every query, exactly.
+
+    Parameters
+    ----------
+    queries : (q, d) array; corpus : (n, d) array (may be a memory map; only blocks of it
+        are copied). Any float dtype; scores are computed in float32.
+    k : rows per query (>= 1). With ``k > n`` the lists are padded.
+    metric : ``cosine`` or ``dot`` (similarity, descending) or ``euclidean`` (distance,
+        ascending). Ties rank by ascending corpus row.
+    budget_mib : memory for one corpus block's float32 copy (rounded to whole tiles of
+        CORPUS_TILE rows; the score tiles are QUERY_TILE × CORPUS_TILE float32 per task).
+    engine : where the query blocks run (default: threads on every core).
+    progress : ``progress(done, total)`` in units of corpus rows × queries / corpus rows.
+
+    Returns
+    -------
+    Neighbours with ``indices`` (q, k) int64 corpus rows (``-1`` pads when ``k > n``) and
+    ``values`` (q, k) float32 scores (NaN pads).
+
+    >>> c = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    >>> top_k(np.array([[1.0, 0.1]]), c, 2, metric="dot").indices.tolist()
+    [[0, 2]]
+    """
+    from embedkit.knn import Neighbours  # a twin of the FAISS results (FAISS imported lazily)
+
+    if metric not in RANKING_METRICS:
+        raise OptionError(f"unknown metric {metric!r}; expected one of {', '.join(RANKING_METRICS)}")
+    if k < 1:
+        raise OptionError(f"k must be >= 1; got {k}")
+    if queries.ndim != 2 or corpus.ndim != 2:
+        raise InputError(f"queries and corpus must be matrices; got shapes {queries.shape} and {corpus.shape}")
+    if queries.shape[1] != corpus.shape[1]:
+        raise InputError(f"queries have {queries.shape[1]} dimensions but the corpus has {corpus.shape[1]}")
+    n_queries, dim = queries.shape
+    n_corpus = corpus.shape[0]
+    width = min(k, n_corpus)
+    keys = np.full((n_queries, width), -np.inf, dtype=np.float32)
+    rows = np.full((n_queries, width), _NO_ROW, dtype=np.int64)
+    if n_queries and width:
+        prepared, query_sq = prepare_rows(queries, metric)
+        # Tasks: whole query tiles, at most MAX_TILES_PER_TASK, about 4 tasks per core (balance).
+        tiles = math.ceil(n_queries / QUERY_TILE)
+        per_task = QUERY_TILE * max(1, min(MAX_TILES_PER_TASK, tiles // (4 * available_cores())))
+        query_blocks = list(blocks(n_queries, per_task))
+        corpus_rows = CORPUS_TILE * max(1, rows_per_block(dim * 4 + 8, budget_mib) // CORPUS_TILE)
+        runner = engine if engine is not None else LocalEngine()
+        for start, stop in blocks(n_corpus, corpus_rows):
+            block, block_sq = prepare_rows(corpus[start:stop], metric)
+            job = _BlockJob(uuid.uuid4().hex, prepared, query_sq, block, block_sq, start, k, n_corpus,
+                            metric == "euclidean")
+            step = (lambda done, total, s=start, b=stop - start: progress(s * n_queries + done * b, n_corpus * n_queries)) \
+                if progress is not None else None
+            results = runner.map(_rank_block, runner.share(job), query_blocks,
+                                 weights=[b - a for a, b in query_blocks], progress=step)
+            for (a, b), (block_keys, block_rows) in zip(query_blocks, results):
+                keys[a:b], rows[a:b] = _merge(keys[a:b], rows[a:b], block_keys, block_rows, width)
+    indices = np.where(rows == _NO_ROW, -1, rows)
+    if metric == "euclidean":
+        values = np.sqrt(np.maximum(-keys, 0.0, dtype=np.float32))
+    else:
+        values = keys
+    values = np.where(indices < 0, np.float32(np.nan), values).astype(np.float32)
+    if width < k:  # k larger than the corpus: pad
+        indices = np.concatenate([indices, np.full((n_queries, k - width), -1, np.int64)], axis=1)
+        values = np.concatenate([values, np.full((n_queries, k - width), np.nan, np.float32)], axis=1)
+    return Neighbours(indices, values, metric)  # type: ignore[arg-type]
