@@ -35,7 +35,14 @@ class Example:
 def readme_examples(path: Path = ROOT / "README.md") -> list[Example]:
     found: list[Example] = []
     language: str | None = None
+    pending, first = "", 0
     for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        if pending:  # a shell line continued with a trailing backslash
+            raw, number = pending + " " + raw.strip(), first
+            pending = ""
+        if raw.rstrip().endswith("\\") and language is not None:
+            pending, first = raw.rstrip()[:-1].rstrip(), number
+            continue
         fence = FENCE.match(raw.strip())
         if fence:
             language = None if language is not None else fence.group(1)
