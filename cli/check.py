@@ -8,85 +8,106 @@ import typer
 
 from cli import options as opt
 from cli.errors import EXIT_CHECK_FAILED, reported_errors
-from cli.inputs import guarded_inputs, load_inputs, refuse_output_in_shard_sets, resolve_embeddings
-from cli.render import check as render
-from embedkit.checks import (
-    CheckSettings,
-    RetrievalCheck,
-    parse_max_drops,
-    parse_requirements,
-    run_check,
-    write_junit,
-)
-from embedkit.inspection import DEFAULT_EXACT_PAIRS, DEFAULT_SAMPLE, DEFAULT_SEED
-from embedkit.losses.contrastive import ContrastiveForm
-from embedkit.errors import OptionError
-from embedkit.losses.spec import LossSpec
-from embedkit.output import check_output_path
-from embedkit.qrels import read_qrels
-from embedkit.rawinput import load_allowing_nonfinite
+from cli.options import refuse_given
+from embedkit.choices import DEFAULT_EXACT_PAIRS, DEFAULT_SAMPLE, DEFAULT_SEED, ContrastiveForm
 
-EPILOG = (
-    "Requirement: NAME OP VALUE, OP one of >= <= > < ==.  Figures: precision_at_1, r_precision, map_at_r, "
-    "recall_at_K (any K); contrastive_loss, triplet_loss, npair_loss, infonce_loss, supcon_loss, bce_loss; "
-    "rows, dim, nan_rows, inf_rows, nonfinite_rows, zero_rows, norm_min, norm_mean, norm_max, duplicate_rows, "
-    "classes, singleton_classes, positive_pairs, negative_pairs, positive_fraction, overlap, ranking_error, "
-    "suggested_margin, margin_negatives_inside, margin_positives_beyond, positive_distance_mean, "
-    "negative_distance_mean, {positive,negative}_distance_{p01,p05,p25,p50,p75,p95,p99}.  "
-    "Exit 0: all hold; 1: one fails; 2: bad requirement or input.  "
-    "Examples:  embedkit check emb.npy --require precision_at_1>=0.9 --require nan_rows==0  ·  "
-    "embedkit check new.npy --baseline old.npy --max-drop precision_at_1=0.01 --junit report.xml  ·  "
-    "With --queries and --qrels: ndcg_at_K, mrr_at_K, map_at_K, recall_at_K, precision_at_K (IR figures, as "
-    "embedkit eval --qrels reports them), e.g. embedkit check corpus.npy --queries q.npy --qrels qrels.tsv "
-    "--require 'ndcg_at_10>=0.45'"
-)
+EPILOG = """Requirement: NAME OP VALUE, OP one of >= <= > < == (quote it in the shell).
+Figures: precision_at_1, r_precision, map_at_r, recall_at_K (eval); contrastive_loss,
+triplet_loss, npair_loss, infonce_loss, supcon_loss, bce_loss (loss); rows, dim,
+nan_rows, inf_rows, zero_rows, norm_min, norm_max, duplicate_rows, classes,
+overlap, suggested_margin, ... (inspect; the full list: README, `embedkit check`).
+With --queries and --qrels: ndcg_at_K, mrr_at_K, map_at_K, recall_at_K, precision_at_K.
+Exit 0: all hold; 1: one fails; 2: bad requirement or input.
+
+Examples:
+  embedkit check emb.npy --require 'precision_at_1>=0.9' -r 'nan_rows==0'
+  embedkit check emb.npy -r 'contrastive_loss<=0.2' -m 1.0 --junit check.xml
+  embedkit check emb.parquet --baseline emb.npy --max-drop precision_at_1=0.01
+  embedkit check c.npy --queries q.npy --qrels qrels.tsv -r 'ndcg_at_10>=0.45'
+"""
 
 
 def check(
+    ctx: typer.Context,
     embeddings: opt.EmbeddingsArg = None,
-    require: Annotated[Optional[list[str]], typer.Option(
-        "--require", "-r", help="NAME OP VALUE, e.g. 'precision_at_1>=0.9' (repeatable; quote it in the shell).",
-        show_default=False)] = None,
     baseline: Annotated[Optional[str], typer.Option(
-        "--baseline", help="A previous export of the same rows to compare with (labels: its own, else EMB's).")] = None,
-    max_drop: Annotated[Optional[list[str]], typer.Option(
-        "--max-drop", help="NAME=VALUE: the figure may be worse than in --baseline by at most VALUE (repeatable).",
-        show_default=False)] = None,
-    junit: Annotated[Optional[str], typer.Option(
-        "--junit", help="Also write a JUnit XML report to FILE (one test case per requirement).")] = None,
-    metric: opt.RankingMetricOpt = None,
-    queries: Annotated[Optional[str], typer.Option(
-        "--queries", rich_help_panel=opt.QRELS_PANEL, show_default=False,
-        help="With --qrels: the query embeddings; EMB is the corpus.")] = None,
-    qrels: opt.QrelsOpt = None,
-    baseline_queries: Annotated[Optional[str], typer.Option(
-        "--baseline-queries", rich_help_panel=opt.QRELS_PANEL, show_default=False,
-        help="With --qrels and --baseline: the queries embedded by the baseline model.")] = None,
-    id_column: opt.CorpusIdColumnOpt = None,
-    query_id_column: opt.QueryIdColumnOpt = None,
-    ignore_missing: opt.IgnoreMissingOpt = False,
-    margin: Annotated[float, typer.Option("--margin", "-m", help="Loss figures: margin (contrastive, triplet).")] = 1.0,
-    temperature: Annotated[Optional[float], typer.Option(
-        "--temperature", "-t", help="Loss figures: τ for infonce (default 0.07) and supcon (default 0.1).")] = None,
-    form: Annotated[ContrastiveForm, typer.Option("--form", help="contrastive_loss form (see `embedkit loss`).")] = "squared",
-    squared: Annotated[bool, typer.Option("--squared/--no-squared", help="triplet_loss: squared distances.")] = True,
-    scale: Annotated[float, typer.Option("--scale", help="bce_loss: logit scale.")] = 10.0,
-    bias: Annotated[float, typer.Option("--bias", help="bce_loss: logit bias.")] = -10.0,
+        "--baseline", metavar="FILE", rich_help_panel=opt.INPUT,
+        help="An earlier export of the same rows (labels: its own, else EMB's).")] = None,
+    column: opt.ColumnOpt = None,
     normalize: opt.NormalizeOpt = False,
+    labels: opt.LabelsOpt = None,
+    label_column: opt.LabelColumnOpt = None,
+    require: Annotated[Optional[list[str]], typer.Option(
+        "--require", "-r", metavar="EXPR", rich_help_panel=opt.FILTERS, show_default=False,
+        help="NAME OP VALUE, e.g. 'precision_at_1>=0.9' (repeatable).")] = None,
+    max_drop: Annotated[Optional[list[str]], typer.Option(
+        "--max-drop", metavar="NAME=FLOAT", rich_help_panel=opt.FILTERS, show_default=False,
+        help="At most this much worse than --baseline (repeatable).")] = None,
+    metric: opt.RankingMetricOpt = None,
     exact_pairs: opt.ExactPairsOpt = DEFAULT_EXACT_PAIRS,
     sample: opt.SampleOpt = DEFAULT_SAMPLE,
     seed: opt.SeedOpt = DEFAULT_SEED,
-    labels: opt.LabelsOpt = None,
-    column: opt.ColumnOpt = None,
-    label_column: opt.LabelColumnOpt = None,
+    margin: Annotated[float, typer.Option(
+        "--margin", "-m", metavar="FLOAT", rich_help_panel=opt.LOSS,
+        help="Loss figures: margin (contrastive, triplet).")] = 1.0,
+    temperature: Annotated[Optional[float], typer.Option(
+        "--temperature", "-t", metavar="FLOAT", rich_help_panel=opt.LOSS, show_default=False,
+        help="Loss figures: τ of infonce (0.07) and supcon (0.1).")] = None,
+    form: Annotated[ContrastiveForm, typer.Option(
+        "--form", metavar="FORM", rich_help_panel=opt.LOSS,
+        help="contrastive_loss form: squared, halved or linear.")] = "squared",
+    squared: Annotated[bool, typer.Option(
+        "--squared/--no-squared", metavar=opt.FLAG, rich_help_panel=opt.LOSS,
+        help="triplet_loss on squared distances.")] = True,
+    scale: Annotated[float, typer.Option(
+        "--scale", metavar="FLOAT", rich_help_panel=opt.LOSS, help="bce_loss: logit scale.")] = 10.0,
+    bias: Annotated[float, typer.Option(
+        "--bias", metavar="FLOAT", rich_help_panel=opt.LOSS, help="bce_loss: logit bias.")] = -10.0,
+    queries: Annotated[Optional[str], typer.Option(
+        "--queries", metavar="FILE", rich_help_panel=opt.QRELS_PANEL, show_default=False,
+        help="With --qrels: the query embeddings; EMB is the corpus.")] = None,
+    qrels: opt.QrelsOpt = None,
+    baseline_queries: Annotated[Optional[str], typer.Option(
+        "--baseline-queries", metavar="FILE", rich_help_panel=opt.QRELS_PANEL, show_default=False,
+        help="With --qrels and --baseline: the baseline model's queries.")] = None,
+    id_column: opt.CorpusIdColumnOpt = None,
+    query_id_column: opt.QueryIdColumnOpt = None,
+    ignore_missing: opt.IgnoreMissingOpt = False,
+    junit: Annotated[Optional[str], typer.Option(
+        "--junit", metavar="FILE", rich_help_panel=opt.OUTPUT,
+        help="Also a JUnit XML report (one test case per requirement).")] = None,
     json: opt.JsonOpt = False,
+    quiet: opt.QuietOpt = False,
     workers: opt.WorkersOpt = None,
 ) -> None:
-    """Check requirements on an embedding export: exit 0 when all hold, 1 when one fails, 2 on bad input.
+    """Check requirements on an embedding export: exit 0 when all hold, 1 when one fails.
 
-    NaN/Inf rows are counted (nan_rows, inf_rows) rather than refused, so `--require nan_rows==0`
-    fails with exit 1; figures of eval and loss are undefined (and fail) on such embeddings.
+    NaN/Inf rows are counted (nan_rows), not refused; eval and loss figures fail on them.
     """
+    from cli.inputs import (
+        guarded_inputs,
+        load_inputs,
+        refuse_output_in_shard_sets,
+        resolve_embeddings,
+    )
+    from cli.render import check as render
+    from cli.render import wrote
+    from embedkit.checks import (
+        CheckSettings,
+        RetrievalCheck,
+        figure_source,
+        parse_max_drops,
+        parse_requirements,
+        run_check,
+        write_junit,
+    )
+    from embedkit.errors import OptionError
+    from embedkit.inspection import FIGURE_PARTS
+    from embedkit.losses.spec import LossSpec
+    from embedkit.output import check_output_path
+    from embedkit.qrels import read_qrels
+    from embedkit.rawinput import load_allowing_nonfinite
+
     with reported_errors():
         retrieval_mode = qrels is not None
         if not retrieval_mode:
@@ -103,6 +124,14 @@ def check(
         drops = parse_max_drops(max_drop or (), qrels=retrieval_mode)
         spec = LossSpec(kind="contrastive", margin=margin, temperature=temperature, form=form, squared=squared,
                         scale=scale, bias=bias, normalize=normalize).validated()
+        names = [r.name for r in requirements] + [d.name for d in drops]
+        sources = {figure_source(name, qrels=retrieval_mode) for name in names}
+        distances = any(FIGURE_PARTS.get(name) == "distances" for name in names)
+        refuse_given(ctx, "these requirements (no loss figure)",
+                     dict.fromkeys(("margin", "temperature", "form", "squared", "scale", "bias"), "loss" in sources))
+        refuse_given(ctx, "these requirements (no eval or IR figure)", {"metric": bool(sources & {"eval", "qrels"})})
+        refuse_given(ctx, "these requirements (no distance figure)",
+                     dict.fromkeys(("exact_pairs", "sample", "seed"), distances))
         path = resolve_embeddings(embeddings)
         if junit is not None:
             check_output_path(junit, guarded_inputs([path, baseline, queries, baseline_queries], [labels, qrels]))
@@ -126,7 +155,8 @@ def check(
         report = run_check(loaded, requirements, baseline=old, max_drops=drops, settings=settings)
         if junit is not None:
             write_junit(report, junit)
-    render.report(report, as_json=json)
+            wrote(junit, f"{len(report.outcomes):,} test cases", quiet=quiet)
+    render.report(report, as_json=json, dataset=loaded.dataset)
     if not report.passed:
         render.failure_summary(report)
         raise typer.Exit(EXIT_CHECK_FAILED)

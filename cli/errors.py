@@ -11,11 +11,15 @@ import typer
 from embedkit.errors import EmbedkitError
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
-EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+EXIT_SIGINT, EXIT_SIGPIPE, EXIT_SIGTERM = 130, 141, 143
 
 # Typer vendors click; its exception base is reachable through the public BadParameter.
 ClickException: type[Exception] = next(
     cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException"
+)
+# Raised (with the help already printed) when `embedkit` runs without a command.
+NoArgsIsHelpError: type[Exception] = getattr(
+    sys.modules[typer.BadParameter.__module__], "NoArgsIsHelpError", type("NoArgsIsHelpError", (Exception,), {})
 )
 
 
@@ -33,6 +37,8 @@ def reported_errors() -> Iterator[None]:
         yield
     except EmbedkitError as exc:
         raise fail(str(exc)) from None
+    except BrokenPipeError:
+        raise  # the reader of our stdout left: the top-level boundary ends quietly
     except OSError as exc:
         # A file system refusal (disk full, permissions) that the library did not word.
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""

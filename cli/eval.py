@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from cli import options as opt
 from cli.errors import reported_errors
-from cli.inputs import guarded_inputs, load_inputs, parse_ints, refuse_output_in_shard_sets
-from cli.render import eval as render
-from cli.render import ireval as render_ir
-from cli.render import progress_bar
-from embedkit.engines import make_engine
 from embedkit.errors import OptionError
-from embedkit.io import Dataset
-from embedkit.metrics import evaluate_retrieval
 
-EPILOG = (
-    "Examples:  embedkit eval emb.npy  ·  embedkit eval emb.parquet --metric cosine --k 1,10,100 --json  ·  "
-    "embedkit eval --queries q.npy --reference gallery.npy --per-class  ·  "
-    "embedkit eval corpus.parquet --queries queries.parquet --qrels qrels.tsv --id-column id --k 10 --k 100  ·  "
-    "embedkit eval --qrels qrels.tsv --from-run run.txt"
-)
+if TYPE_CHECKING:
+    from embedkit.io import Dataset
+
+EPILOG = """Figures (pytorch-metric-learning's definitions; README, `embedkit eval`):
+  precision_at_1  the nearest neighbour has the query's label
+  r_precision     same-label share of the R nearest (R = same-label rows)
+  map_at_r        mean average precision over the R nearest
+  recall_at_k     at least one same-label row among the k nearest
+With --qrels: ndcg_at_K, mrr_at_K, map_at_K, recall_at_K, precision_at_K.
+
+Examples:
+  embedkit eval emb.npy
+  embedkit eval emb.parquet --metric cosine -k 1,10,100 --json
+  embedkit eval --queries q.npy --reference gallery.npy --per-class
+  embedkit eval corpus.parquet --queries q.parquet --qrels qrels.tsv -k 10
+  embedkit eval --qrels qrels.tsv --from-run run.txt
+"""
 RUN_PANEL = "Retrieval (qrels)"
 
 
@@ -38,6 +42,8 @@ def load_split(
         raise OptionError("--reference needs --queries (without it every row of EMB is a query)")
     if query_labels is not None and queries is None:
         raise OptionError("--query-labels needs --queries")
+    from cli.inputs import load_inputs
+
     if queries is None:
         return load_inputs(embeddings, labels=labels, column=column, label_column=label_column), None
     reference_path = reference if reference is not None else embeddings
@@ -54,36 +60,38 @@ def load_split(
 
 def eval_(
     embeddings: opt.EmbeddingsArg = None,
-    k: Annotated[Optional[list[str]], typer.Option(
-        "--k", show_default=False, help="Cut-offs, repeatable or comma-separated. Labels: the k of recall_at_k "
-        "(default 1,5,10). With --qrels: the K of every IR figure (default 10 and 100).")] = None,
-    metric: opt.RankingMetricOpt = None,
     queries: Annotated[Optional[str], typer.Option(
-        "--queries", help="Query embeddings for a gallery split: each query is searched in the reference "
-        "(EMB or --reference) and nothing is excluded.")] = None,
+        "--queries", metavar="FILE", rich_help_panel=opt.INPUT,
+        help="Queries searched in the reference (EMB or --reference).")] = None,
     reference: Annotated[Optional[str], typer.Option(
-        "--reference", help="Reference (gallery) embeddings, with --queries; the same as giving EMB.")] = None,
+        "--reference", metavar="FILE", rich_help_panel=opt.INPUT,
+        help="Reference (gallery) with --queries; the same as giving EMB.")] = None,
+    column: opt.ColumnOpt = None,
+    labels: opt.LabelsOpt = None,
+    label_column: opt.LabelColumnOpt = None,
     query_labels: Annotated[Optional[str], typer.Option(
-        "--query-labels", help="Labels of --queries (default: its label column or sidecar file).")] = None,
-    per_class: Annotated[bool, typer.Option("--per-class", help="Also a table of the metrics per label.")] = False,
+        "--query-labels", metavar="FILE", rich_help_panel=opt.LABELS,
+        help="Labels of --queries (default: its column or sidecar).")] = None,
     qrels: opt.QrelsOpt = None,
     id_column: opt.CorpusIdColumnOpt = None,
     query_id_column: opt.QueryIdColumnOpt = None,
     ignore_missing: opt.IgnoreMissingOpt = False,
-    per_query: Annotated[Optional[str], typer.Option(
-        "--per-query", rich_help_panel=RUN_PANEL, show_default=False,
-        help="With --qrels: write every evaluated query's figures to FILE (.parquet, .csv, .jsonl).")] = None,
-    run: Annotated[Optional[str], typer.Option(
-        "--run", rich_help_panel=RUN_PANEL, show_default=False,
-        help="With --qrels: write the ranking as a TREC run file 'qid Q0 docid rank score embedkit' (score: "
-        "similarity, or minus the Euclidean distance), for trec_eval.")] = None,
     from_run: Annotated[Optional[str], typer.Option(
-        "--from-run", rich_help_panel=RUN_PANEL, show_default=False,
-        help="With --qrels: evaluate this TREC run file instead of embeddings (score descending, ties by its "
-        "rank column).")] = None,
-    labels: opt.LabelsOpt = None,
-    column: opt.ColumnOpt = None,
-    label_column: opt.LabelColumnOpt = None,
+        "--from-run", metavar="FILE", rich_help_panel=RUN_PANEL, show_default=False,
+        help="With --qrels: evaluate this TREC run file instead of embeddings.")] = None,
+    k: Annotated[Optional[list[str]], typer.Option(
+        "--k", "-k", metavar="LIST", rich_help_panel=opt.SEARCH, show_default=False,
+        help="Cut-offs, repeatable or comma-separated (default 1,5,10; --qrels: 10,100).")] = None,
+    metric: opt.RankingMetricOpt = None,
+    per_class: Annotated[bool, typer.Option(
+        "--per-class", metavar=opt.FLAG, rich_help_panel=opt.OUTPUT,
+        help="Also a table of the figures per label.")] = False,
+    per_query: Annotated[Optional[str], typer.Option(
+        "--per-query", metavar="FILE", rich_help_panel=opt.OUTPUT, show_default=False,
+        help="With --qrels: every query's figures to FILE (.parquet, .csv, .jsonl).")] = None,
+    run: Annotated[Optional[str], typer.Option(
+        "--run", metavar="FILE", rich_help_panel=opt.OUTPUT, show_default=False,
+        help="With --qrels: the ranking as a TREC run file (for trec_eval).")] = None,
     json: opt.JsonOpt = False,
     quiet: opt.QuietOpt = False,
     workers: opt.WorkersOpt = None,
@@ -91,17 +99,16 @@ def eval_(
     scheduler: opt.SchedulerOpt = None,
     parts_dir: opt.PartsDirOpt = None,
 ) -> None:
-    """Retrieval metrics: every row a query against all others (self excluded by id), exact FAISS k-NN.
+    """Retrieval figures from exact k-NN: every row a query against the others (self excluded).
 
-    precision_at_1, r_precision and map_at_r as pytorch-metric-learning's AccuracyCalculator
-    defines them (R = same-label references of the query; queries with R = 0 are skipped),
-    and recall_at_k for each --k.
-
-    With --qrels (EMB = corpus, --queries = queries): ndcg_at_K, mrr_at_K, map_at_K, recall_at_K
-    and precision_at_K as trec_eval (ndcg_cut, map_cut, recall, P) and MTEB (MRR@K) define them,
-    graded gains; every query ranked exactly against the whole corpus, ties by ascending corpus
-    row; queries without a relevant document are skipped and counted.
+    With --qrels: EMB is the corpus, --queries the queries, graded IR figures (README).
     """
+    from cli.inputs import parse_ints
+    from cli.render import engine_text, progress_bar
+    from cli.render import eval as render
+    from embedkit.engines import make_engine
+    from embedkit.metrics import evaluate_retrieval
+
     if qrels is not None or from_run is not None:
         with reported_errors():
             if qrels is None:
@@ -129,11 +136,14 @@ def eval_(
                 progress_bar("eval", enabled=not quiet) as progress:
             result = evaluate_retrieval(reference_set, query_set, ks=ks, metric=metric or "euclidean", per_class=per_class,
                                         threads=workers, engine=runner, progress=progress)
-    render.evaluation(result, reference_set, query_set, as_json=json)
+            engine_used = engine_text(runner)
+    render.evaluation(result, reference_set, query_set, as_json=json, engine=engine_used)
 
 
 def _ks(values: list[str] | None) -> tuple[int, ...]:
     """``--k 10 --k 100`` and ``--k 10,100`` alike; ``()`` when not given."""
+    from cli.inputs import parse_ints
+
     return tuple(k for value in values or () for k in parse_ints(value, "--k"))
 
 
@@ -143,6 +153,10 @@ def _qrels_eval(
     per_query: str | None, run: str | None, as_json: bool, quiet: bool, workers: int | None, engine: str,
     scheduler: str | None, parts_dir: str | None,
 ) -> None:
+    from cli.inputs import guarded_inputs, load_inputs, refuse_output_in_shard_sets
+    from cli.render import ireval as render_ir
+    from cli.render import progress_bar
+    from embedkit.engines import make_engine
     from embedkit.ireval import DEFAULT_IR_KS, evaluate_qrels, evaluate_run, read_run, write_run
     from embedkit.output import check_output_path, table_format, write_table
     from embedkit.qrels import read_qrels

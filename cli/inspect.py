@@ -8,45 +8,46 @@ import typer
 
 from cli import options as opt
 from cli.errors import reported_errors
-from cli.inputs import guarded_inputs, refuse_output_in_shard_sets, resolve_embeddings
-from cli.render import inspect as render
-from embedkit.inspection import (
-    DEFAULT_BINS,
-    DEFAULT_EXACT_PAIRS,
-    DEFAULT_SAMPLE,
-    DEFAULT_SEED,
-    inspect_embeddings,
-)
-from embedkit.output import check_output_path
-from embedkit.rawinput import load_allowing_nonfinite
+from embedkit.choices import DEFAULT_BINS, DEFAULT_EXACT_PAIRS, DEFAULT_SAMPLE, DEFAULT_SEED
 
-EPILOG = (
-    "Examples:  embedkit inspect emb.npy  ·  embedkit inspect emb.parquet --json | jq .distances.margin  ·  "
-    "embedkit inspect emb.npy --plot distances.png"
-)
+EPILOG = """The suggested margin minimises (negative pairs inside it) + (positive pairs
+beyond it), as fractions; distances are Euclidean (the D of the contrastive loss).
+
+Examples:
+  embedkit inspect emb.npy
+  embedkit inspect emb.parquet --json
+  embedkit inspect emb.npy --plot distances.png
+"""
 
 
 def inspect(
     embeddings: opt.EmbeddingsArg = None,
-    plot: Annotated[Optional[str], typer.Option(
-        "--plot", help="Write the distance histograms and the margin curve to FILE.png (needs matplotlib: "
-        "pip install 'embedkit\\[plot]').")] = None,
-    bins: Annotated[int, typer.Option("--bins", min=2, max=200, help="Histogram bins.")] = DEFAULT_BINS,
+    column: opt.ColumnOpt = None,
+    normalize: opt.NormalizeOpt = False,
+    labels: opt.LabelsOpt = None,
+    label_column: opt.LabelColumnOpt = None,
     exact_pairs: opt.ExactPairsOpt = DEFAULT_EXACT_PAIRS,
     sample: opt.SampleOpt = DEFAULT_SAMPLE,
     seed: opt.SeedOpt = DEFAULT_SEED,
-    normalize: opt.NormalizeOpt = False,
-    labels: opt.LabelsOpt = None,
-    column: opt.ColumnOpt = None,
-    label_column: opt.LabelColumnOpt = None,
+    plot: Annotated[Optional[str], typer.Option(
+        "--plot", metavar="FILE", rich_help_panel=opt.OUTPUT,
+        help="Histograms and margin curve to FILE: .png, .svg or .pdf (embedkit\\[plot]).")] = None,
+    bins: Annotated[int, typer.Option(
+        "--bins", min=2, max=200, metavar="N", rich_help_panel=opt.OUTPUT, help="Histogram bins.")] = DEFAULT_BINS,
     json: opt.JsonOpt = False,
+    quiet: opt.QuietOpt = False,
 ) -> None:
     """Describe an embedding export and suggest a contrastive margin from its pair distances.
 
-    Distances are Euclidean (the D of the contrastive loss). The suggested margin minimises
-    (fraction of negative pairs inside it) + (fraction of positive pairs beyond it).
     NaN/Inf rows are counted and left out of the other figures.
     """
+    from cli.inputs import guarded_inputs, refuse_output_in_shard_sets, resolve_embeddings
+    from cli.render import inspect as render
+    from cli.render import wrote
+    from embedkit.inspection import inspect_embeddings
+    from embedkit.output import check_output_path
+    from embedkit.rawinput import load_allowing_nonfinite
+
     with reported_errors():
         if plot is not None:
             render.require_matplotlib()
@@ -54,9 +55,11 @@ def inspect(
         if plot is not None:
             check_output_path(plot, guarded_inputs([path], [labels]))
             refuse_output_in_shard_sets(plot, [path])
+            render.plot_format(plot)
         loaded = load_allowing_nonfinite(path, column=column, label_column=label_column, labels_path=labels)
         result = inspect_embeddings(loaded, normalize=normalize, exact_pairs=exact_pairs, sample=sample,
                                     seed=seed, bins=bins)
         if plot is not None:
             render.write_plot(result, plot)
-    render.inspection(result, as_json=json)
+            wrote(plot, "", quiet=quiet, verb="plot")
+    render.inspection(result, as_json=json, dataset=loaded.dataset)

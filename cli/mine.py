@@ -6,95 +6,110 @@ from typing import Annotated, Optional
 
 import typer
 
+from cli import mine_retrieval
 from cli import options as opt
 from cli.errors import reported_errors
-from cli.inputs import load_inputs
-from cli.render import mine as render
-from cli.render import progress_bar
-from cli import mine_retrieval
-from embedkit.engines import make_engine
+from cli.options import refuse_given
+from embedkit.choices import Fallback, IndexKind, PositiveChoice, Select, Strategy
 from embedkit.errors import OptionError
-from embedkit.knn import IndexKind
-from embedkit.mining.strategies import (
-    Fallback,
-    MineSpec,
-    PositiveChoice,
-    Select,
-    Strategy,
-    mine_dataset,
-)
 
-EPILOG = (
-    "Examples:  embedkit mine emb.npy --strategy semi-hard --margin 0.2 -o triplets.parquet  ·  "
-    "embedkit mine emb.npy -s hard --negatives 5 -o - | embedkit loss --kind triplet --triplets - emb.npy  ·  "
-    "embedkit mine big.npy -s hard --index ivf --check-recall 1000 -o hard.parquet  ·  "
-    "embedkit mine emb.npy -s within-margin -m 0.5 -o pairs.csv"
-)
+EPILOG = """Strategies (d: Euclidean, or 1 − cos with --metric cosine; README, `embedkit mine`):
+  hard           each anchor's K nearest negatives (K = --negatives)
+  semi-hard      negatives with d_ap < d_an ≤ d_ap + margin (FaceNet)
+  batch-hard     each anchor's farthest positive and nearest negative
+  easy           negatives with d_an − d_ap > margin
+  within-margin  negative pairs i < j with d < margin
+Output columns: anchor, positive, negative, d_ap, d_an (or i, j, y, d).
+
+Retrieval mode (--queries Q --qrels R; README, "Mining for retrieval training"):
+  per query q, p = its lowest positive score:
+  1. candidates: documents that are not positives of q (--range-max B: only
+     among the top B + P_max documents; else the whole corpus, exactly)
+  2. filters: --absolute-margin, --relative-margin, --max-score, --min-score,
+     --max-positive-similarity
+  3. survivors by score (ties: corpus row); skip --range-min A; ranks < B
+  4. --negatives N taken: --sampling top, or random (seeded, never padded)
+
+Examples:
+  embedkit mine emb.npy -s semi-hard -m 0.2 -o triplets.parquet
+  embedkit mine emb.npy -s hard -k 5 --positives nearest -o hard.csv
+  embedkit mine emb.npy -s hard --index ivf --check-recall 1000 -o h.parquet
+  embedkit mine emb.npy -s within-margin -m 0.5 -o pairs.csv --json
+"""
 
 
 def mine(
     ctx: typer.Context,
-    embeddings: Annotated[Optional[str], typer.Argument(
-        help="Embeddings: .npy (memory-mapped), .npz or Parquet; '-' or nothing reads stdin. "
-        "With --queries/--qrels: the CORPUS of documents.", show_default=False)] = None,
-    strategy: Annotated[Strategy, typer.Option("--strategy", "-s", help=(
-        "d = Euclidean distance (or 1 − cos with --metric cosine); positive = same label, negative = other label. "
-        "hard: each anchor's K nearest negatives (K = --negatives). "
-        "semi-hard (FaceNet): negatives with d_ap < d_an ≤ d_ap + margin; the closest one per (a, p), or --select all. "
-        "batch-hard: each anchor's farthest positive and nearest negative. "
-        "easy: negatives with d_an − d_ap > margin; the closest one per (a, p), or --select all. "
-        "within-margin: every negative pair i < j with d < margin (the pairs with a gradient in the contrastive loss)."))] = "semi-hard",
-    margin: Annotated[float, typer.Option("--margin", "-m", help="Margin of the semi-hard/easy band and of within-margin.")] = 1.0,
-    negatives: Annotated[Optional[int], typer.Option("--negatives", "-k", help=(
-        "hard: negatives per anchor (K), default 1. Retrieval mode: negatives per query (N), default 3."),
-        show_default=False)] = None,
-    positives: Annotated[Optional[PositiveChoice], typer.Option("--positives", help=(
-        "Positives paired with each anchor: all, hardest (farthest), nearest, or random (--positives-count of them, "
-        "drawn with --seed). Default: random 1 (batch-hard: hardest)."), show_default=False)] = None,
-    positives_count: Annotated[int, typer.Option("--positives-count", help="--positives random: how many per anchor.")] = 1,
-    select: Annotated[Select, typer.Option("--select", help="semi-hard/easy: the closest negative in the band per (a, p), or all of them.")] = "closest",
-    fallback: Annotated[Fallback, typer.Option("--fallback", help=(
-        "semi-hard, when an (a, p) has no negative in the band: none (count it, emit nothing); hardest (its nearest "
-        "negative); tf-addons (TF-Addons' triplet_semihard_loss: the closest negative with d_an > d_ap, no upper bound, "
-        "else the farthest negative)."))] = "none",
-    squared: Annotated[bool, typer.Option("--squared/--no-squared", help=(
-        "semi-hard/easy bands on squared distances: d_ap² < d_an² ≤ d_ap² + margin (FaceNet; matches "
-        "`embedkit loss --kind triplet`'s default squared form).")) ] = False,
-    metric: Annotated[Optional[mine_retrieval.AnyMetric], typer.Option("--metric", help=(
-        "Label mode: euclidean (default), or cosine (distance 1 − cos). Retrieval mode: cosine (default; rows "
-        "L2-normalised) or dot; score = similarity."), show_default=False)] = None,
-    index: Annotated[IndexKind, typer.Option("--index", help=(
-        "exact: blocked scan of every pair, equals the definition. hnsw/ivf: approximate FAISS index (hard, "
-        "batch-hard; retrieval mode: candidates re-scored exactly). auto: exact up to 200,000 rows or when the "
-        "strategy needs a band, IVF beyond (retrieval mode: exact)."))] = "auto",
-    check_recall: Annotated[int, typer.Option("--check-recall", min=0, help=(
-        "Compare N sampled anchors' negatives with an exact scan and report the recall (hard, batch-hard)."))] = 0,
-    nlist: Annotated[Optional[int], typer.Option("--nlist", help="IVF lists (default ≈ 4·√n).", show_default=False)] = None,
-    nprobe: Annotated[Optional[int], typer.Option("--nprobe", help="IVF lists probed (default nlist/200, at least 20).", show_default=False)] = None,
-    ef_search: Annotated[Optional[int], typer.Option("--ef-search", help="HNSW efSearch (default 64).", show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help=(
-        "Mine inside random batches of B rows (a permutation drawn with --seed), exactly within each batch."),
-        show_default=False)] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of random positives, batches and recall samples.")] = 0,
-    max_items: Annotated[int, typer.Option("--max-items", help="Refuse to emit more items than this.")] = 50_000_000,
-    budget_mib: Annotated[float, typer.Option("--budget-mib", help="Working memory per worker for distance tiles.")] = 64.0,
-    labels: opt.LabelsOpt = None,
+    embeddings: opt.EmbeddingsArg = None,
     column: opt.ColumnOpt = None,
-    label_column: opt.LabelColumnOpt = None,
     id_column: opt.IdColumnOpt = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help=(
-        "Write the items to FILE (.parquet, .csv, .jsonl; '-' = CSV on stdout): anchor, positive, negative, d_ap, d_an "
-        "(triplets) or i, j, y, d (pairs), row indices; with --id-column also *_id columns."))] = None,
+    labels: opt.LabelsOpt = None,
+    label_column: opt.LabelColumnOpt = None,
+    strategy: Annotated[Strategy, typer.Option(
+        "--strategy", "-s", metavar="STRATEGY", rich_help_panel=opt.STRATEGY,
+        help="hard, semi-hard, batch-hard, easy or within-margin (see below).")] = "semi-hard",
+    margin: Annotated[float, typer.Option(
+        "--margin", "-m", metavar="FLOAT", rich_help_panel=opt.STRATEGY,
+        help="Band margin (semi-hard, easy, within-margin).")] = 1.0,
+    negatives: Annotated[Optional[int], typer.Option(
+        "--negatives", "-k", metavar="N", rich_help_panel=opt.STRATEGY, show_default=False,
+        help="hard: negatives per anchor (default 1); retrieval: per query (3).")] = None,
+    positives: Annotated[Optional[PositiveChoice], typer.Option(
+        "--positives", metavar="WHICH", rich_help_panel=opt.STRATEGY, show_default=False,
+        help="all, hardest, nearest or random (default: random; batch-hard: hardest).")] = None,
+    positives_count: Annotated[int, typer.Option(
+        "--positives-count", metavar="N", rich_help_panel=opt.STRATEGY,
+        help="--positives random: how many per anchor.")] = 1,
+    select: Annotated[Select, typer.Option(
+        "--select", metavar="WHICH", rich_help_panel=opt.STRATEGY,
+        help="semi-hard/easy: closest negative in the band per (a, p), or all.")] = "closest",
+    fallback: Annotated[Fallback, typer.Option(
+        "--fallback", metavar="HOW", rich_help_panel=opt.STRATEGY,
+        help="semi-hard, empty band: none, hardest or tf-addons (README).")] = "none",
+    squared: Annotated[bool, typer.Option(
+        "--squared/--no-squared", metavar=opt.FLAG, rich_help_panel=opt.STRATEGY,
+        help="semi-hard/easy bands on squared distances (FaceNet).")] = False,
+    metric: Annotated[Optional[mine_retrieval.AnyMetric], typer.Option(
+        "--metric", metavar="METRIC", rich_help_panel=opt.STRATEGY, show_default=False,
+        help="euclidean (default) or cosine; retrieval: cosine (default) or dot.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", metavar="N", rich_help_panel=opt.STRATEGY, show_default=False,
+        help="Mine exactly inside random batches of N rows (seeded).")] = None,
+    seed: Annotated[int, typer.Option(
+        "--seed", metavar="N", rich_help_panel=opt.STRATEGY,
+        help="Seed of random positives, batches and recall samples.")] = 0,
+    index: Annotated[IndexKind, typer.Option(
+        "--index", metavar="INDEX", rich_help_panel=opt.SEARCH,
+        help="exact, hnsw, ivf, or auto (exact up to 200,000 rows).")] = "auto",
+    check_recall: Annotated[int, typer.Option(
+        "--check-recall", min=0, metavar="N", rich_help_panel=opt.SEARCH,
+        help="Recall against an exact scan on N sampled anchors.")] = 0,
+    nlist: Annotated[Optional[int], typer.Option(
+        "--nlist", metavar="N", rich_help_panel=opt.SEARCH, show_default=False,
+        help="IVF lists (default ≈ 4·√n).")] = None,
+    nprobe: Annotated[Optional[int], typer.Option(
+        "--nprobe", metavar="N", rich_help_panel=opt.SEARCH, show_default=False,
+        help="IVF lists probed (default nlist/200, at least 20).")] = None,
+    ef_search: Annotated[Optional[int], typer.Option(
+        "--ef-search", metavar="N", rich_help_panel=opt.SEARCH, show_default=False,
+        help="HNSW efSearch (default 64).")] = None,
+    output: opt.OutputOpt = None,
+    max_items: Annotated[int, typer.Option(
+        "--max-items", metavar="N", rich_help_panel=opt.OUTPUT,
+        help="Refuse to emit more items than N.")] = 50_000_000,
     json: opt.JsonOpt = False,
     quiet: opt.QuietOpt = False,
     workers: opt.WorkersOpt = None,
+    budget_mib: Annotated[float, typer.Option(
+        "--budget-mib", metavar="FLOAT", rich_help_panel=opt.PERFORMANCE,
+        help="Working memory per worker for distance tiles (MiB).")] = 64.0,
     engine: opt.EngineOpt = "local",
     scheduler: opt.SchedulerOpt = None,
     parts_dir: opt.PartsDirOpt = None,
     queries: mine_retrieval.QueriesOpt = None,
-    qrels: mine_retrieval.QrelsOpt = None,
-    query_id_column: mine_retrieval.QueryIdColumnOpt = None,
-    ignore_missing: mine_retrieval.IgnoreMissingOpt = False,
+    qrels: opt.QrelsOpt = None,
+    query_id_column: opt.QueryIdColumnOpt = None,
+    ignore_missing: opt.IgnoreMissingOpt = False,
     range_min: mine_retrieval.RangeMinOpt = 0,
     range_max: mine_retrieval.RangeMaxOpt = None,
     absolute_margin: mine_retrieval.AbsoluteMarginOpt = None,
@@ -111,14 +126,19 @@ def mine(
 ) -> None:
     """Mine triplets or negative pairs from an embedding file, exactly by default.
 
-    Retrieval mode (`embedkit mine CORPUS --queries Q --qrels R -o OUT`): hard negatives from a corpus for each query's positives, for retrieval training; the selection is stated under --queries.
-
-    Reads labels as `embedkit loss` does. The summary (anchors, items, anchors with none,
-    distance quantiles, index, time) goes to stdout, or to stderr when stdout carries data.
+    With --queries and --qrels: hard negatives from the CORPUS for each query's
+    positives, for retrieval training (see below). The summary goes to stdout,
+    or to stderr when stdout carries the items (-o -).
     """
     if mine_retrieval.is_retrieval(ctx):
         mine_retrieval.run(ctx, **{k: v for k, v in locals().items() if k != "ctx"})
         return
+    from cli.inputs import load_inputs
+    from cli.render import engine_text, progress_bar, wrote
+    from cli.render import mine as render
+    from embedkit.engines import make_engine
+    from embedkit.mining.strategies import MineSpec, mine_dataset
+
     with reported_errors():
         mine_retrieval.refuse_retrieval_options(ctx)
         negatives = 1 if negatives is None else negatives
@@ -126,10 +146,13 @@ def mine(
         if metric == "dot":
             raise OptionError("--metric dot applies to retrieval mining (--queries/--qrels); label mining uses "
                               "euclidean or cosine")
+        refuse_given(ctx, f"the {strategy} strategy", {"margin": strategy not in ("hard", "batch-hard")})
+        refuse_given(ctx, f"--index {index}", {"nlist": index in ("ivf", "auto"), "nprobe": index in ("ivf", "auto"),
+                                             "ef_search": index in ("hnsw", "auto")})
         if json and output == "-":
             raise OptionError("--json and -o - would both write to stdout; write the items to a file")
-        if not 0 < budget_mib < float("inf"):  # also refuses nan
-            raise OptionError(f"--budget-mib must be > 0 and finite; got {budget_mib}")
+        if budget_mib <= 0:
+            raise OptionError(f"--budget-mib must be > 0; got {budget_mib}")
         spec = MineSpec(
             strategy=strategy, margin=margin, negatives=negatives, positives=positives,
             positives_count=positives_count, select=select, fallback=fallback, squared=squared, metric=metric,
@@ -142,6 +165,11 @@ def mine(
                 progress_bar(f"mining {strategy}", enabled=not quiet) as progress:
             result = mine_dataset(dataset, spec, workers=workers, engine=runner, budget_mib=budget_mib,
                                   progress=progress)
+            engine_used = engine_text(runner)
         if output is not None:
-            render.write_items(result, dataset, output)
-    render.summary(result, dataset, output=output, as_json=json)
+            render.write_items(result, dataset, output, form={
+                "strategy": strategy, "margin": margin, "squared": squared, "metric": metric})
+            wrote(output, f"{result.count:,} rows", quiet=quiet)
+    if quiet and output == "-" and not json:
+        return  # -q: the items on stdout are the data; no summary on stderr
+    render.summary(result, dataset, output=output, as_json=json, engine=engine_used)

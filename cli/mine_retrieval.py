@@ -7,61 +7,53 @@ from typing import Annotated, Any, Literal, Optional
 import typer
 
 from cli.errors import reported_errors
-from cli.inputs import parse_floats, refuse_output_in_shard_sets
+from cli.options import FILTERS, OUTPUT, STRATEGY
+from cli.options import QRELS as RQ
+from embedkit.choices import OutputFormat, Sampling
 from embedkit.errors import OptionError
-from embedkit.mining.retrieval_select import OutputFormat, Sampling, SelectionSpec
 
 AnyMetric = Literal["euclidean", "cosine", "dot"]
-RQ, FILTERS, STRATEGY, OUTPUT = "Retrieval (qrels)", "Filters", "Strategy", "Output"
 
-QueriesOpt = Annotated[Optional[str], typer.Option("--queries", rich_help_panel=RQ, help=(
-    "Retrieval mode: query embeddings (NPY, Parquet). Each query with a positive in --qrels gets negatives from "
-    "CORPUS. Selection per query q, p = its lowest positive score: (1) candidates = documents that are not "
-    "positives of q (with --range-max B: only among the top B + P_max documents, P_max = most positives of any "
-    "query; else the whole corpus, exactly); (2) filters; (3) survivors by score descending, ties by corpus row; "
-    "the first --range-min A skipped, with --range-max only ranks < B kept; (4) --negatives N taken (--sampling)."))]
-QrelsOpt = Annotated[Optional[str], typer.Option("--qrels", rich_help_panel=RQ, help=(
-    "Judgements: CSV/TSV/JSONL/Parquet with query_id, doc_id and optional relevance (or score), or TREC qrels "
-    "(qid 0 docid rel). A document is a positive when its relevance is > 0 (default 1)."))]
-QueryIdColumnOpt = Annotated[Optional[str], typer.Option("--query-id-column", rich_help_panel=RQ, help=(
-    "Id column of the queries when it differs from --id-column (without ids, ids are row numbers)."))]
-IgnoreMissingOpt = Annotated[bool, typer.Option("--ignore-missing", rich_help_panel=RQ, help=(
-    "Drop qrels rows naming a query or document the inputs lack (and count them) instead of failing."))]
-RangeMinOpt = Annotated[int, typer.Option("--range-min", rich_help_panel=STRATEGY, help=(
-    "Skip the first A surviving candidates of each query (the likeliest unlabelled positives)."))]
-RangeMaxOpt = Annotated[Optional[int], typer.Option("--range-max", rich_help_panel=STRATEGY, help=(
-    "Candidates only among the top B + P_max documents, and survivors ranked < B "
-    "(sentence-transformers' window). Default: the whole corpus, exactly."), show_default=False)]
-AbsoluteMarginOpt = Annotated[Optional[float], typer.Option("--absolute-margin", rich_help_panel=FILTERS, help=(
-    "Keep a candidate with score s only when s + M ≤ p."), show_default=False)]
-RelativeMarginOpt = Annotated[Optional[float], typer.Option("--relative-margin", rich_help_panel=FILTERS, help=(
-    "Keep s ≤ p − |p|·R (NV-Retriever's TopK-PercPos: R = 0.05, negatives below 95 % of the positive)."),
-    show_default=False)]
-MaxScoreOpt = Annotated[Optional[float], typer.Option("--max-score", rich_help_panel=FILTERS,
-                        help="Keep s ≤ S.", show_default=False)]
-MinScoreOpt = Annotated[Optional[float], typer.Option("--min-score", rich_help_panel=FILTERS,
-                        help="Keep s ≥ S.", show_default=False)]
+QueriesOpt = Annotated[Optional[str], typer.Option(
+    "--queries", metavar="FILE", rich_help_panel=RQ,
+    help="Retrieval mode: query embeddings; CORPUS is then the documents.")]
+RangeMinOpt = Annotated[int, typer.Option(
+    "--range-min", metavar="A", rich_help_panel=STRATEGY,
+    help="Skip the first A survivors of each query.")]
+RangeMaxOpt = Annotated[Optional[int], typer.Option(
+    "--range-max", metavar="B", rich_help_panel=STRATEGY, show_default=False,
+    help="Window: top B + P_max documents; survivor ranks < B.")]
+AbsoluteMarginOpt = Annotated[Optional[float], typer.Option(
+    "--absolute-margin", metavar="M", rich_help_panel=FILTERS, show_default=False,
+    help="Keep s + M <= p (p: lowest positive score).")]
+RelativeMarginOpt = Annotated[Optional[float], typer.Option(
+    "--relative-margin", metavar="R", rich_help_panel=FILTERS, show_default=False,
+    help="Keep s <= p - |p|*R (NV-Retriever: 0.05).")]
+MaxScoreOpt = Annotated[Optional[float], typer.Option(
+    "--max-score", metavar="S", rich_help_panel=FILTERS, show_default=False, help="Keep s <= S.")]
+MinScoreOpt = Annotated[Optional[float], typer.Option(
+    "--min-score", metavar="S", rich_help_panel=FILTERS, show_default=False, help="Keep s >= S.")]
 MaxPositiveSimilarityOpt = Annotated[Optional[float], typer.Option(
-    "--max-positive-similarity", rich_help_panel=FILTERS, help=(
-        "Drop a candidate whose similarity to any positive of the query exceeds T (near-duplicates of a "
-        "positive: false negatives)."), show_default=False)]
-SamplingOpt = Annotated[Sampling, typer.Option("--sampling", rich_help_panel=STRATEGY, help=(
-    "top: the first N survivors; random: N drawn with --seed among the survivors ranked < --range-max "
-    "(never a positive, never twice, no padding: a query with fewer gets fewer)."))]
-FormatOpt = Annotated[OutputFormat, typer.Option("--format", rich_help_panel=OUTPUT, help=(
-    "triplet: query_id, positive_id, negative_id, positive_score, negative_score, negative_rank; n-tuple: one row "
-    "per (query, positive) with negative_1_id … negative_N_id and scores; labeled-pair, labeled-list: as "
-    "sentence-transformers names them; flagembedding: JSON lines {query, pos, neg} (needs --text-column)."))]
-TextColumnOpt = Annotated[Optional[str], typer.Option("--text-column", rich_help_panel=OUTPUT, help=(
-    "Carry this Parquet text column of the queries and corpus: the output starts with query, positive, negative."))]
-SaveCandidatesOpt = Annotated[Optional[str], typer.Option("--save-candidates", rich_help_panel=OUTPUT, help=(
-    "Write each query's candidate list (ids, scores, ranks, its positives and their scores) to this Parquet "
-    "file, for --from-candidates."))]
-FromCandidatesOpt = Annotated[Optional[str], typer.Option("--from-candidates", rich_help_panel=RQ, help=(
-    "Apply filters and sampling to a --save-candidates file without searching again (same result as one pass "
-    "when the saved lists hold every candidate needed; the report says when it cannot be sure)."))]
-RelativeMarginsOpt = Annotated[Optional[str], typer.Option("--relative-margins", rich_help_panel=FILTERS, help=(
-    "Sweep: how many negatives survive at each relative margin (e.g. 0,0.02,0.05,0.1), from one search."))]
+    "--max-positive-similarity", metavar="T", rich_help_panel=FILTERS, show_default=False,
+    help="Drop candidates more similar than T to a positive.")]
+SamplingOpt = Annotated[Sampling, typer.Option(
+    "--sampling", metavar="HOW", rich_help_panel=STRATEGY,
+    help="top (the first N survivors) or random (seeded).")]
+FormatOpt = Annotated[OutputFormat, typer.Option(
+    "--format", metavar="FORMAT", rich_help_panel=OUTPUT,
+    help="triplet, n-tuple, labeled-pair, labeled-list, flagembedding.")]
+TextColumnOpt = Annotated[Optional[str], typer.Option(
+    "--text-column", metavar="NAME", rich_help_panel=OUTPUT,
+    help="Carry this text column: query, positive, negative first.")]
+SaveCandidatesOpt = Annotated[Optional[str], typer.Option(
+    "--save-candidates", metavar="FILE", rich_help_panel=OUTPUT,
+    help="Write every query's candidate list (Parquet).")]
+FromCandidatesOpt = Annotated[Optional[str], typer.Option(
+    "--from-candidates", metavar="FILE", rich_help_panel=RQ,
+    help="Filter a --save-candidates file without searching.")]
+RelativeMarginsOpt = Annotated[Optional[str], typer.Option(
+    "--relative-margins", metavar="LIST", rich_help_panel=FILTERS,
+    help="Sweep: survivors at each relative margin.")]
 
 LABEL_ONLY = ("strategy", "margin", "positives", "positives_count", "select", "fallback", "squared", "batch_size",
               "labels", "label_column", "max_items", "engine", "scheduler", "parts_dir")
@@ -96,11 +88,13 @@ def refuse_retrieval_options(ctx: typer.Context) -> None:
 def run(ctx: typer.Context, **o: Any) -> None:
     """Check the options, run one retrieval mining call, render the report."""
     # Imported here: label mining and --help do not pay for them.
+    from cli.inputs import parse_floats, refuse_output_in_shard_sets
     from cli.render import mine_retrieval as render
     from cli.render import progress_bar
-    from embedkit.mining.retrieval import SearchSpec
     from embedkit.engines import make_engine
+    from embedkit.mining.retrieval import SearchSpec
     from embedkit.mining.retrieval_job import RetrievalJob, run_retrieval_mining
+    from embedkit.mining.retrieval_select import SelectionSpec
 
     with reported_errors():
         for name in LABEL_ONLY:

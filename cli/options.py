@@ -6,101 +6,128 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from embedkit.distances import Metric, RankingMetric
+from embedkit.choices import Metric, RankingMetric
+
+
+def refuse_given(ctx: typer.Context, what: str, applies: dict[str, bool]) -> None:
+    """Refuse options given on the command line (or in the environment) that ``what`` does
+    not read, as ``loss`` does, instead of ignoring them. ``applies``: parameter -> reads it."""
+    from embedkit.errors import OptionError
+
+    unused = [name for name, used in applies.items() if not used and given(ctx, name)]
+    if unused:
+        names = ", ".join("--" + name.replace("_", "-") for name in unused)
+        raise OptionError(f"{names} {'does' if len(unused) == 1 else 'do'} not apply to {what}")
+
+
+def given(ctx: typer.Context, name: str) -> bool:
+    """Whether the option ``name`` was given (command line or environment), not defaulted."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
+# Help panels (one vocabulary across commands and branches).
+INPUT, LABELS, QRELS, LOSS, STRATEGY = "Input", "Labels", "Retrieval (qrels)", "Loss", "Strategy"
+FILTERS, SEARCH, OUTPUT, PERFORMANCE = "Filters", "Search", "Output", "Performance"
+FLAG = ""  # metavar of a flag: nothing (Typer would print <bool>)
 
 EmbeddingsArg = Annotated[
     Optional[str],
-    typer.Argument(
-        help="Embeddings: .npy (memory-mapped), .npz, Parquet or Arrow IPC; a folder or a quoted glob of such "
-        "shards is one dataset (sorted by name); '-' or nothing reads stdin.",
-        show_default=False,
-    ),
+    typer.Argument(metavar="EMB", show_default=False,
+                   help="Embeddings: .npy, .npz, Parquet, Arrow IPC; a folder or quoted glob of shards. "
+                   "'-' or none: stdin."),
 ]
 LabelsOpt = Annotated[
     Optional[str],
-    typer.Option("--labels", "-l", help="Labels: .npy, .txt/.csv (one per line) or Parquet. "
-                 "Default: Parquet column 'label', NPZ 'labels', or the sidecar EMB.labels.{npy,txt,csv}."),
+    typer.Option("--labels", "-l", metavar="FILE", rich_help_panel=LABELS,
+                 help="Labels (.npy, .txt/.csv, Parquet). Default: column 'label', NPZ 'labels' or "
+                 "sidecar EMB.labels.*"),
 ]
 ColumnOpt = Annotated[
-    Optional[str], typer.Option("--column", help="Parquet embedding column (default: the only list-of-float column).")
+    Optional[str], typer.Option("--column", metavar="NAME", rich_help_panel=INPUT,
+                                help="Parquet embedding column (default: the only list of floats).")
 ]
 LabelColumnOpt = Annotated[
-    Optional[str], typer.Option("--label-column", help="Parquet label column (default: 'label' when present).")
+    Optional[str], typer.Option("--label-column", metavar="NAME", rich_help_panel=LABELS,
+                                help="Parquet label column (default: 'label').")
 ]
 IdColumnOpt = Annotated[
-    Optional[str], typer.Option("--id-column", help="Parquet column of row ids, shown in traces and written to outputs.")
+    Optional[str], typer.Option("--id-column", metavar="NAME", rich_help_panel=INPUT,
+                                help="Parquet column of row ids, for traces and outputs.")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
+JsonOpt = Annotated[bool, typer.Option("--json", metavar=FLAG, rich_help_panel=OUTPUT,
+                                       help="One JSON object on stdout instead of tables.")]
 OutputOpt = Annotated[
     Optional[str],
-    typer.Option("--output", "-o", help="Write per-item rows to FILE (.parquet, .csv, .jsonl; '-' = CSV on stdout)."),
+    typer.Option("--output", "-o", metavar="FILE", rich_help_panel=OUTPUT,
+                 help="Write every item to FILE: .parquet, .csv, .jsonl; '-' = CSV on stdout."),
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", metavar=FLAG, rich_help_panel=OUTPUT,
+                                        help="Only errors and data: no progress, notes, summaries on stderr.")]
 WorkersOpt = Annotated[
-    Optional[int], typer.Option("--workers", min=1, help="Worker threads (default: all cores).")
+    Optional[int], typer.Option("--workers", min=1, metavar="N", rich_help_panel=PERFORMANCE,
+                                help="Worker threads (default: all cores).")
 ]
-NormalizeOpt = Annotated[bool, typer.Option("--normalize", help="L2-normalise rows first.")]
+NormalizeOpt = Annotated[bool, typer.Option("--normalize", metavar=FLAG, rich_help_panel=INPUT,
+                                            help="L2-normalise rows first.")]
 MetricOpt = Annotated[
     Metric,
-    typer.Option("--metric", help="euclidean: rank by ascending ‖q − r‖₂; cosine: by descending cosine "
-                 "(FAISS inner product on L2-normalised copies)."),
+    typer.Option("--metric", metavar="METRIC", rich_help_panel=SEARCH,
+                 help="euclidean (nearest by ‖q − r‖₂) or cosine."),
 ]
 SampleOpt = Annotated[
-    int, typer.Option("--sample", min=1, help="Beyond --exact-pairs: positive and negative pairs sampled, of each kind.")
+    int, typer.Option("--sample", min=1, metavar="N", rich_help_panel=SEARCH,
+                      help="Beyond --exact-pairs: pairs of each kind sampled.")
 ]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the pair sample.")]
+SeedOpt = Annotated[int, typer.Option("--seed", metavar="N", rich_help_panel=SEARCH, help="Seed of the pair sample.")]
 ExactPairsOpt = Annotated[
-    int, typer.Option("--exact-pairs", min=0, help="Measure every pair i < j exactly up to this many pairs; sample beyond.")
+    int, typer.Option("--exact-pairs", min=0, metavar="N", rich_help_panel=SEARCH,
+                      help="Measure all pairs exactly up to N pairs; sample beyond.")
 ]
 EngineOpt = Annotated[
     Literal["local", "dask"],
-    typer.Option("--engine", help="Where the blocked work runs: local (threads here) or dask (a Dask cluster; "
-                 "needs pip install 'embedkit\\[dask]'). Results are identical."),
+    typer.Option("--engine", metavar="ENGINE", rich_help_panel=PERFORMANCE,
+                 help="local (threads here) or dask (a cluster; needs embedkit\\[dask]). Same results."),
 ]
 SchedulerOpt = Annotated[
     Optional[str],
     # Not envvar=: EMBEDKIT_SCHEDULER is read by the dask engine only, so a value in the
     # environment never breaks --engine local.
-    typer.Option("--scheduler",
-                 help="With --engine dask: the scheduler to join (tcp://HOST:PORT; default: "
-                 "$EMBEDKIT_SCHEDULER when set). Otherwise a LocalCluster "
-                 "of one single-threaded worker per core, started and stopped by the command."),
+    typer.Option("--scheduler", metavar="URL", rich_help_panel=PERFORMANCE,
+                 help="With --engine dask: join tcp://HOST:PORT (default: $EMBEDKIT_SCHEDULER, "
+                 "else a LocalCluster)."),
 ]
 PartsDirOpt = Annotated[
     Optional[str],
-    typer.Option("--parts-dir", help="With --engine dask: each shard writes its result to a part file here "
-                 "(atomically) and the command merges them in shard order; the folder must be visible to "
-                 "every worker. Default: results come back over Dask's connections."),
+    typer.Option("--parts-dir", metavar="DIR", rich_help_panel=PERFORMANCE,
+                 help="With --engine dask: shards write part files to DIR (seen by all workers)."),
 ]
 
 # -- retrieval with relevance judgements (qrels) ------------------------------------------------
 QRELS_PANEL = "Retrieval (qrels)"
 QrelsOpt = Annotated[
     Optional[str],
-    typer.Option("--qrels", rich_help_panel=QRELS_PANEL, show_default=False,
-                 help="Relevance judgements: CSV/TSV/JSONL/Parquet with query_id, doc_id[, relevance|score] "
-                 "(BEIR's query-id, corpus-id, score too), or TREC qrels 'qid 0 docid rel'. Grade <= 0 = "
-                 "not relevant; no grade column = 1. With it, EMB is the corpus and --queries the queries."),
+    typer.Option("--qrels", metavar="FILE", rich_help_panel=QRELS_PANEL, show_default=False,
+                 help="Judgements (CSV/TSV/JSONL/Parquet, BEIR or TREC): EMB is the corpus, --queries the "
+                 "queries (README)."),
 ]
 QueryIdColumnOpt = Annotated[
     Optional[str],
-    typer.Option("--query-id-column", rich_help_panel=QRELS_PANEL, show_default=False,
+    typer.Option("--query-id-column", metavar="NAME", rich_help_panel=QRELS_PANEL, show_default=False,
                  help="Parquet id column of --queries (default: --id-column). Without ids, ids are row numbers."),
 ]
 CorpusIdColumnOpt = Annotated[
     Optional[str],
-    typer.Option("--id-column", rich_help_panel=QRELS_PANEL, show_default=False,
-                 help="Parquet id column of the corpus (and of --queries unless --query-id-column). "
-                 "Ids match the qrels as text (7 == \"7\"); without ids, ids are row numbers."),
+    typer.Option("--id-column", metavar="NAME", rich_help_panel=QRELS_PANEL, show_default=False,
+                 help="Id column of the corpus (and --queries); matched as text. Default: row numbers."),
 ]
 IgnoreMissingOpt = Annotated[
     bool,
-    typer.Option("--ignore-missing", rich_help_panel=QRELS_PANEL,
+    typer.Option("--ignore-missing", metavar=FLAG, rich_help_panel=QRELS_PANEL,
                  help="Drop (and count) qrels rows naming a query or document the inputs lack, instead of failing."),
 ]
 RankingMetricOpt = Annotated[
     Optional[RankingMetric],
-    typer.Option("--metric", show_default=False,
-                 help="euclidean: rank by ascending ‖q − r‖₂; cosine: by descending cosine; dot (with --qrels): "
-                 "by descending inner product. Default: euclidean, or cosine with --qrels."),
+    typer.Option("--metric", metavar="METRIC", rich_help_panel=SEARCH, show_default=False,
+                 help="euclidean, cosine or dot (--qrels). Default: euclidean; cosine with --qrels."),
 ]

@@ -42,9 +42,8 @@ from embedkit.inspection import (
 )
 from embedkit.io import Dataset
 from embedkit.ireval import IR_FIGURE
-from embedkit.losses.compute import compute_loss
 from embedkit.losses.spec import LOSS_KINDS, LossSpec
-from embedkit.metrics import METRIC_NAMES, evaluate_retrieval
+from embedkit.choices import METRIC_NAMES
 from embedkit.output import atomic_output
 from embedkit.qrels import Qrels
 from embedkit.rawinput import LoadedEmbeddings
@@ -269,6 +268,8 @@ def measure_figures(
     eval_names = by_source.get("eval", set())
     if eval_names:
         ks = tuple(sorted(int(m.group(1)) for m in map(_RECALL.match, eval_names) if m)) or (1,)
+        from embedkit.metrics import evaluate_retrieval  # faiss: imported only when an eval figure is asked
+
         result = evaluate_retrieval(dataset, ks=ks, metric=settings.metric, threads=settings.workers)
         for name in eval_names:
             values[name] = result.figures[name]
@@ -287,6 +288,8 @@ def measure_figures(
         for name in qrels_names:
             values[name] = found.figures[name]
 
+    if by_source.get("loss"):
+        from embedkit.losses.compute import compute_loss  # numba: imported only when a loss figure is asked
     for name in by_source.get("loss", set()):
         spec = replace(settings.loss, kind=LOSS_FIGURES[name], reduction="mean", margins=())  # type: ignore[arg-type]
         if LOSS_FIGURES[name] not in ("infonce", "supcon"):

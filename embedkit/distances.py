@@ -7,17 +7,14 @@ Euclidean distances are reported *unsquared* (``‖a − b‖₂``) unless a nam
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
 from embedkit.arrays import mapped_file_guard, work_dtype
+from embedkit.choices import Metric, RankingMetric
 from embedkit.chunking import blocks, rows_per_block
 
-Metric = Literal["euclidean", "cosine"]
 METRICS: tuple[Metric, ...] = ("euclidean", "cosine")
 #: Query -> corpus ranking also knows the plain inner product (a similarity).
-RankingMetric = Literal["euclidean", "cosine", "dot"]
 RANKING_METRICS: tuple[RankingMetric, ...] = ("euclidean", "cosine", "dot")
 
 

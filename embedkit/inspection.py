@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embedkit.arrays import l2_normalized, row_blocks
+from embedkit.choices import DEFAULT_BINS, DEFAULT_EXACT_PAIRS, DEFAULT_SAMPLE, DEFAULT_SEED
 from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
 from embedkit.distances import block_distances, paired_distances, squared_norms
 from embedkit.pairs import class_sizes, count_label_pairs, members_by_label
@@ -36,12 +37,6 @@ from embedkit.rawinput import LoadedEmbeddings
 from embedkit.shards import Shard
 
 QUANTILES: tuple[float, ...] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
-#: All pairs are measured exactly up to this many; beyond, pairs are sampled.
-DEFAULT_EXACT_PAIRS = 2_000_000
-#: Pairs of each kind sampled beyond ``exact_pairs``.
-DEFAULT_SAMPLE = 200_000
-DEFAULT_SEED = 0
-DEFAULT_BINS = 24
 #: Rows "look L2-normalised" when every finite row's norm is within this of 1.
 NORMALISED_TOLERANCE = 1e-3
 PARTS: tuple[str, ...] = ("norms", "duplicates", "labels", "distances")

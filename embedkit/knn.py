@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
-from typing import Literal
 
 import faiss
 import numpy as np
@@ -160,7 +159,7 @@ def exact_knn(
 
 # -- approximate indexes ---------------------------------------------------------------------
 
-IndexKind = Literal["exact", "hnsw", "ivf", "auto"]
+from embedkit.choices import IndexKind
 INDEX_KINDS: tuple[IndexKind, ...] = ("exact", "hnsw", "ivf", "auto")
 #: ``auto`` searches exactly up to this many rows (exact work grows as n², ~20 s at 10⁵ on 2 cores).
 AUTO_EXACT_MAX_ROWS = 200_000

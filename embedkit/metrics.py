@@ -41,8 +41,7 @@ from embedkit.io import Dataset
 from embedkit.knn import faiss_ready, flat_index, search_index, set_threads
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
-#: The headline metrics, in display order.
-METRIC_NAMES: tuple[str, ...] = ("precision_at_1", "r_precision", "map_at_r")
+from embedkit.choices import METRIC_NAMES  # noqa: E402  (the headline metrics, in display order)
 
 
 @dataclass(frozen=True)

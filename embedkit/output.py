@@ -202,11 +202,17 @@ def write_table(
     *,
     inputs: Sequence[str | None] = (),
     stdout: BinaryIO | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> None:
-    """Write equal-length columns to ``path`` (format from its extension) atomically."""
+    """Write equal-length columns to ``path`` (format from its extension) atomically.
+
+    ``metadata`` goes into a Parquet file's schema metadata (CSV and JSON lines have none).
+    """
     fmt = table_format(path)
     check_output_path(path, inputs)
     table = pa.table({name: np.asarray(values) for name, values in columns.items()})
+    if metadata and fmt == "parquet":
+        table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in metadata.items()})
     if path == "-":
         sink = stdout if stdout is not None else sys.stdout.buffer
         _write(table, fmt, sink)
@@ -215,6 +221,25 @@ def write_table(
     with atomic_output(path) as temporary:
         with open(temporary, "wb") as sink:
             _write(table, fmt, sink)
+
+
+#: Parquet metadata key under which ``embedkit mine`` records how its items were mined (JSON).
+MINED_KEY = "embedkit.mine"
+
+
+def mined_form(path: str) -> dict[str, object] | None:
+    """What ``embedkit mine`` recorded in a Parquet file it wrote (strategy, margin, squared,
+    metric), or ``None`` (not Parquet, not from mine, stdin, unreadable)."""
+    if path == "-":
+        return None
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(4) != b"PAR1":
+                return None
+        found = (pq.read_schema(path).metadata or {}).get(MINED_KEY.encode())
+        return json.loads(found) if found else None
+    except (OSError, ValueError, pa.ArrowException):
+        return None
 
 
 def _write(table: pa.Table, fmt: str, sink: BinaryIO) -> None:

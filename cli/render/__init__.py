@@ -12,13 +12,13 @@ import json
 import math
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from embedkit.engines import Progress as ProgressCallback
+if TYPE_CHECKING:  # the engines import threadpoolctl: not for a type
+    from embedkit.engines import Progress as ProgressCallback
 
 
 def stdout_console() -> Console:
@@ -29,6 +29,44 @@ def stdout_console() -> Console:
 def stderr_console() -> Console:
     """Console for summaries and progress that must not mix with data on stdout."""
     return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+
+def labels_text(dataset: Any) -> str:
+    """Where the labels came from and how many classes: ``emb.labels.npy, 40 classes``."""
+    if getattr(dataset, "labels", None) is None:
+        searched = getattr(dataset, "labels_searched", ())
+        return "none" + (f" (looked for {', '.join(searched)})" if searched else "")
+    names = getattr(dataset, "label_names", None)
+    classes = len(names) if names is not None else len(np.unique(dataset.labels))
+    return f"{dataset.label_source}, {classes:,} classes"
+
+
+def engine_text(engine: Any) -> str:
+    """``local, 2 threads`` or ``dask, LocalCluster of 2 workers at tcp://...``."""
+    from embedkit.engines import available_cores
+
+    if getattr(engine, "name", "") == "dask":
+        cluster = "LocalCluster" if getattr(engine, "cluster", None) is not None else "scheduler"
+        workers = ""
+        client = getattr(engine, "client", None)
+        try:
+            workers = f" of {len(client.scheduler_info().get('workers', {})):,} workers" if client else ""
+        except Exception:  # an unreachable scheduler was refused earlier; this is only a description
+            workers = ""
+        return f"dask, {cluster}{workers} at {getattr(engine, 'address', '?')}"
+    threads = getattr(engine, "workers", None) or available_cores()
+    return f"local, {threads} thread{'s' if threads != 1 else ''}"
+
+
+def wrote(path: str, detail: str, *, quiet: bool, verb: str = "wrote") -> None:
+    """``wrote t.parquet (12,000 rows)`` on stderr (stdout keeps the result); nothing with -q
+    or when the data went to stdout itself."""
+    if quiet or path == "-":
+        return
+    if not path:  # a note: the detail is the text
+        print(f"{verb} {detail}", file=sys.stderr, flush=True)
+        return
+    print(f"{verb} {path}" + (f" ({detail})" if detail else ""), file=sys.stderr, flush=True)
 
 
 def shard_count(shards: tuple[Any, ...]) -> int:
@@ -92,8 +130,8 @@ def to_jsonable(value: Any) -> Any:
 
 
 def print_json(payload: dict[str, Any]) -> None:
-    """One JSON object on stdout."""
-    sys.stdout.write(json.dumps(to_jsonable(payload), ensure_ascii=False) + "\n")
+    """One JSON object on stdout, ASCII only (non-ASCII escaped): valid in any stdout encoding."""
+    sys.stdout.write(json.dumps(to_jsonable(payload), ensure_ascii=True) + "\n")
     sys.stdout.flush()
 
 
@@ -111,6 +149,14 @@ def progress_bar(description: str, *, enabled: bool) -> Iterator[ProgressCallbac
     if not enabled or not sys.stderr.isatty():
         yield None
         return
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=stderr_console(), transient=True) as bar:

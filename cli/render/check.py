@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-from cli.render import print_json, stdout_console
+from cli.render import labels_text, print_json, stdout_console
 from embedkit.checks import CheckReport
 
 
@@ -34,7 +34,7 @@ def report_payload(report: CheckReport) -> dict[str, Any]:
     }
 
 
-def report(result: CheckReport, *, as_json: bool) -> None:
+def report(result: CheckReport, *, as_json: bool, dataset: Any = None) -> None:
     if as_json:
         print_json(report_payload(result))
         return
@@ -50,6 +50,8 @@ def report(result: CheckReport, *, as_json: bool) -> None:
     console.print(table)
     held = len(result.outcomes) - len(result.failed)
     console.print(f"{held} of {len(result.outcomes)} hold")
+    if dataset is not None:
+        console.print(f"labels: {labels_text(dataset)}")
 
 
 def failure_summary(result: CheckReport) -> None:

@@ -6,7 +6,15 @@ from typing import Any
 
 from rich.table import Table
 
-from cli.render import number, print_json, rows_of, shard_count, shards_note, stdout_console
+from cli.render import (
+    labels_text,
+    number,
+    print_json,
+    rows_of,
+    shard_count,
+    shards_note,
+    stdout_console,
+)
 from embedkit.io import Dataset
 from embedkit.metrics import RetrievalMetrics
 
@@ -59,9 +67,10 @@ def _named(result: RetrievalMetrics) -> dict[str, Any]:
     return table
 
 
-def evaluation(result: RetrievalMetrics, reference: Dataset, queries: Dataset | None, *, as_json: bool) -> None:
+def evaluation(result: RetrievalMetrics, reference: Dataset, queries: Dataset | None, *, as_json: bool,
+               engine: str = "") -> None:
     if as_json:
-        print_json(evaluation_payload(result, reference, queries))
+        print_json({**evaluation_payload(result, reference, queries), "engine": engine or None})
         return
     console = stdout_console()
     if queries is None:
@@ -73,6 +82,10 @@ def evaluation(result: RetrievalMetrics, reference: Dataset, queries: Dataset | 
                       f"against {reference.source} ({reference.rows:,} references{shards_note(reference.shards)})")
     console.print(f"  metric     {result.metric}, exact FAISS k-NN, k = {result.search_k:,} "
                   f"(largest class {result.largest_class:,})")
+    console.print(f"  labels     {labels_text(reference)}"
+                  + (f"; queries: {labels_text(queries)}" if queries is not None else ""))
+    if engine:
+        console.print(f"  engine     {engine}")
     skipped = f"; {result.lone:,} lone queries skipped (no other row with their label)" if result.lone else ""
     console.print(f"  queries    {result.evaluated:,} evaluated{skipped}")
     console.print()

@@ -9,7 +9,7 @@ import numpy as np
 from rich.table import Table
 from rich.text import Text
 
-from cli.render import number, print_json, shard_count, shards_note, stdout_console
+from cli.render import labels_text, number, print_json, shard_count, shards_note, stdout_console
 from embedkit.errors import OptionError
 from embedkit.inspection import Inspection, PairDistances, quantile_name
 from embedkit.output import atomic_output
@@ -66,7 +66,7 @@ def _distances_payload(d: PairDistances) -> dict[str, Any]:
     }
 
 
-def inspection(result: Inspection, *, as_json: bool) -> None:
+def inspection(result: Inspection, *, as_json: bool, dataset: Any = None) -> None:
     if as_json:
         print_json(inspection_payload(result))
         return
@@ -91,11 +91,14 @@ def inspection(result: Inspection, *, as_json: bool) -> None:
         console.print(text)
     if result.labels is not None:
         lab = result.labels
-        console.print(f"  labels     {lab.classes:,} classes, {lab.singleton_classes:,} with a single row; "
+        where = f"{dataset.label_source}: " if dataset is not None and dataset.label_source else ""
+        console.print(f"  labels     {where}{lab.classes:,} classes, {lab.singleton_classes:,} with a single row; "
                       f"sizes {_sizes(lab.counts)}")
         ratio = lab.negative_pairs / lab.positive_pairs if lab.positive_pairs else float("inf")
         console.print(f"  pairs      {lab.positive_pairs:,} positive, {lab.negative_pairs:,} negative: "
                       f"{100 * lab.positive_fraction:.2f} % positive, {number(ratio, 1)} negatives per positive")
+    elif dataset is not None:
+        console.print(f"  labels     {labels_text(dataset)}")
     for note in result.notes:
         console.print(f"  note       {note}")
     if result.distances is not None:
@@ -164,6 +167,20 @@ def _bar(share: float, top: float, colour: str) -> Text:
     return Text("█" * width if width else ("▏" if share > 0 else ""), style=colour)
 
 
+PLOT_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+
+
+def plot_format(path: str) -> str:
+    """``png``, ``svg`` or ``pdf`` from the extension of ``--plot FILE``; others are refused."""
+    import os.path
+
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in PLOT_FORMATS:
+        raise OptionError(f"--plot {path}: unknown picture format {suffix or '(no extension)'}; "
+                          "use .png, .svg or .pdf")
+    return PLOT_FORMATS[suffix]
+
+
 def require_matplotlib() -> None:
     """An :class:`OptionError` with the install line when matplotlib is missing."""
     if importlib.util.find_spec("matplotlib") is None:
@@ -171,7 +188,8 @@ def require_matplotlib() -> None:
 
 
 def write_plot(result: Inspection, path: str) -> None:
-    """Histograms of positive/negative distances and the margin curve, as a PNG, atomically."""
+    """Histograms of positive/negative distances and the margin curve, atomically; PNG, SVG or
+    PDF by the extension of ``path``."""
     require_matplotlib()
     if result.distances is None:
         raise OptionError("--plot draws pair distances, and there are none (labels with a positive and a "
@@ -206,5 +224,5 @@ def write_plot(result: Inspection, path: str) -> None:
     bottom.set_ylabel("fraction of pairs")
     bottom.legend()
     with atomic_output(path) as temporary:
-        fig.savefig(temporary, format="png", dpi=110)
+        fig.savefig(temporary, format=plot_format(path), dpi=110)
     plt.close(fig)

@@ -8,6 +8,7 @@ import numpy as np
 from rich.table import Table
 
 from cli.render import (
+    labels_text,
     number,
     percent,
     print_json,
@@ -86,10 +87,10 @@ def _params_text(result: LossResult) -> str:
     return ", ".join(f"{k} = {v}" for k, v in shown.items())
 
 
-def loss(result: LossResult, dataset: Dataset, *, as_json: bool, to_stderr: bool = False) -> None:
+def loss(result: LossResult, dataset: Dataset, *, as_json: bool, to_stderr: bool = False, engine: str = "") -> None:
     """Print the result: one JSON object, or the header, trace tables and totals."""
     if as_json:
-        print_json(loss_payload(result, dataset))
+        print_json(loss_payload(result, dataset, engine))
         return
     console = stderr_console() if to_stderr else stdout_console()
     items = ITEM_NAMES.get(result.kind, "items")
@@ -97,10 +98,13 @@ def loss(result: LossResult, dataset: Dataset, *, as_json: bool, to_stderr: bool
                   f"{shards_note(dataset.shards)})")
     console.print(f"  formula    {result.formula}")
     console.print(f"  distance   {result.distance}")
-    console.print(f"  labels     {result.convention}")
+    console.print(f"  labels     {labels_text(dataset)}")
+    console.print(f"  convention {result.convention}")
     console.print(f"  params     {_params_text(result)}")
     console.print(f"  items      {result.source}")
     console.print(f"  reduction  {result.reduction}")
+    if engine:
+        console.print(f"  engine     {engine}")
     if "similar_pairs" in result.details:
         similar, dissimilar = result.details["similar_pairs"], result.details["dissimilar_pairs"]
         ratio = f"{similar / (similar + dissimilar):.2%} similar" if similar + dissimilar else ""
@@ -144,7 +148,7 @@ def _same_rows(head: dict[str, np.ndarray], top: dict[str, np.ndarray], count: i
     return len(head.get("loss", ())) >= count
 
 
-def loss_payload(result: LossResult, dataset: Dataset) -> dict[str, Any]:
+def loss_payload(result: LossResult, dataset: Dataset, engine: str = "") -> dict[str, Any]:
     """The ``--json`` contract (see the README): stable keys scripts depend on."""
     payload: dict[str, Any] = {
         "kind": result.kind,
@@ -159,6 +163,7 @@ def loss_payload(result: LossResult, dataset: Dataset) -> dict[str, Any]:
         "convention": result.convention,
         "params": result.params,
         "items": result.source,
+        "engine": engine or None,
         "embeddings": {"source": dataset.source, "rows": dataset.rows, "dim": dataset.dim,
                        "dtype": str(dataset.embeddings.dtype), "labels": dataset.label_source,
                        "shards": shard_count(dataset.shards)},

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rich.table import Table
 
 from cli.render import (
+    labels_text,
     number,
     print_json,
     rows_of,
@@ -17,7 +19,7 @@ from cli.render import (
 )
 from embedkit.io import Dataset
 from embedkit.mining.strategies import MineResult
-from embedkit.output import write_table
+from embedkit.output import MINED_KEY, write_table
 
 INDEX_COLUMNS = ("anchor", "positive", "negative", "i", "j")
 DISTANCE_NAMES = {"d_ap": "d_ap", "d_an": "d_an", "gap": "d_an − d_ap", "d": "d"}
@@ -55,18 +57,21 @@ def summary_payload(result: MineResult, dataset: Dataset, output: str | None) ->
     }
 
 
-def summary(result: MineResult, dataset: Dataset, *, output: str | None, as_json: bool) -> None:
+def summary(result: MineResult, dataset: Dataset, *, output: str | None, as_json: bool, engine: str = "") -> None:
     """JSON on stdout, or the Rich summary (on stderr when stdout carries the items)."""
     if as_json:
-        print_json(summary_payload(result, dataset, output))
+        print_json({**summary_payload(result, dataset, output), "engine": engine or None})
         return
     console = stderr_console() if output == "-" else stdout_console()
     params = ", ".join(f"{k} = {v}" for k, v in result.params.items())
     console.print(f"[bold]mine {result.strategy}[/bold] on {dataset.source} ({dataset.rows:,} × {dataset.dim}"
                   f"{shards_note(dataset.shards)})")
     console.print(f"  definition  {result.definition}")
+    console.print(f"  labels      {labels_text(dataset)}")
     console.print(f"  params      {params}")
     console.print(f"  index       {result.index}: {result.index_description} ({result.index_reason})")
+    if engine:
+        console.print(f"  engine      {engine}")
     if result.batches is not None:
         console.print(f"  batches     {result.batches:,}")
     if result.recall is not None:
@@ -113,11 +118,13 @@ def summary(result: MineResult, dataset: Dataset, *, output: str | None, as_json
     console.print(f"[bold]{result.count:,} {result.kind}[/bold]{where} in {result.seconds:.2f} s")
 
 
-def write_items(result: MineResult, dataset: Dataset, output: str) -> None:
+def write_items(result: MineResult, dataset: Dataset, output: str, form: dict[str, Any] | None = None) -> None:
     """The items to ``output`` (atomic), with ``*_id`` columns when the dataset has ids."""
     items = dict(result.items)
     if dataset.ids is not None:
         for name in INDEX_COLUMNS:
             if name in result.items:
                 items[f"{name}_id"] = dataset.ids[result.items[name]]
-    write_table(items, output, inputs=[dataset.source])
+    # Parquet keeps how the items were mined, so `embedkit loss --triplets` can score them in the same form.
+    metadata = {MINED_KEY: json.dumps(form)} if form else None
+    write_table(items, output, inputs=[dataset.source], metadata=metadata)

@@ -11,14 +11,13 @@ the Euclidean distance ``‖f(x₁) − f(x₂)‖₂`` (not squared). Forms:
 
 from __future__ import annotations
 
-from typing import Literal
 
 import numpy as np
 
 from embedkit.errors import OptionError
 from embedkit.losses.definition import CONVENTION_PAIRS, LossDefinition, SpecFields
 
-ContrastiveForm = Literal["squared", "halved", "linear"]
+from embedkit.choices import ContrastiveForm
 CONTRASTIVE_FORMS: tuple[ContrastiveForm, ...] = ("squared", "halved", "linear")
 CONTRASTIVE_FORMULAS: dict[str, str] = {
     "squared": "y·D² + (1−y)·max(m − D, 0)²",

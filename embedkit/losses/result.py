@@ -9,13 +9,13 @@ themselves. Totals are accumulated in float64, block by block, in a fixed order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from embedkit.errors import OptionError
 
-Reduction = Literal["mean", "sum", "mean-nonzero", "none"]
+from embedkit.choices import Reduction
 REDUCTIONS: tuple[Reduction, ...] = ("mean", "sum", "mean-nonzero", "none")
 
 

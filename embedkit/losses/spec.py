@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from typing import Literal
 
 from embedkit.errors import OptionError
 from embedkit.losses import bce, contrastive, infonce, npair, supcon, triplet
@@ -17,7 +16,7 @@ from embedkit.losses.contrastive import CONTRASTIVE_FORMS, ContrastiveForm
 from embedkit.losses.definition import LossDefinition, SpecFields
 from embedkit.losses.result import REDUCTIONS, Reduction
 
-LossKind = Literal["contrastive", "triplet", "npair", "infonce", "supcon", "bce"]
+from embedkit.choices import LossKind
 LOSS_KINDS: tuple[LossKind, ...] = ("contrastive", "triplet", "npair", "infonce", "supcon", "bce")
 DEFAULT_TEMPERATURES = {"infonce": 0.07, "supcon": 0.1}
 

@@ -22,14 +22,13 @@ drops the ``-inf`` ones; here a query with fewer survivors simply gets fewer neg
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
-Sampling = Literal["top", "random"]
+from embedkit.choices import OutputFormat, Sampling
+
 #: Training-file formats (written by :mod:`embedkit.mining.retrieval_output`); here so that the
 #: CLI can name them without importing the writers.
-OutputFormat = Literal["triplet", "n-tuple", "labeled-pair", "labeled-list", "flagembedding"]
 FORMATS: tuple[OutputFormat, ...] = ("triplet", "n-tuple", "labeled-pair", "labeled-list", "flagembedding")
 #: Filter names in the order they are applied (and counted).
 FILTERS = ("absolute_margin", "relative_margin", "max_score", "min_score", "max_positive_similarity")

@@ -19,19 +19,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal
 
+from embedkit.choices import Fallback, PositiveChoice, Select, Strategy
 from embedkit.distances import Metric, is_similarity
 from embedkit.errors import OptionError
 from embedkit.knn import AUTO_EXACT_MAX_ROWS, INDEX_KINDS, IndexKind
 
-Strategy = Literal["hard", "semi-hard", "batch-hard", "easy", "within-margin"]
 STRATEGIES: tuple[Strategy, ...] = ("hard", "semi-hard", "batch-hard", "easy", "within-margin")
-PositiveChoice = Literal["all", "hardest", "nearest", "random"]
 POSITIVE_CHOICES: tuple[PositiveChoice, ...] = ("all", "hardest", "nearest", "random")
-Select = Literal["closest", "all"]
 SELECTS: tuple[Select, ...] = ("closest", "all")
-Fallback = Literal["none", "hardest", "tf-addons"]
 FALLBACKS: tuple[Fallback, ...] = ("none", "hardest", "tf-addons")
 
 DEFINITIONS: dict[str, str] = {
