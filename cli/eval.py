@@ -178,7 +178,9 @@ def _qrels_eval(
         table_format(per_query)
     if from_run is not None:
         for name, value in (("EMB (the corpus)", embeddings), ("--queries", queries), ("--run", run),
-                            ("--id-column", id_column), ("--query-id-column", query_id_column)):
+                            ("--id-column", id_column), ("--query-id-column", query_id_column),
+                            ("--column", column), ("--ignore-missing", ignore_missing or None),
+                            ("--workers", workers), ("--engine", None if engine == "local" else engine)):
             if value is not None:
                 raise OptionError(f"--from-run evaluates a run file without embeddings; drop {name}")
         result = evaluate_run(read_run(from_run), read_qrels(qrels), ks=ks, per_query=per_query is not None)

@@ -220,15 +220,18 @@ def evaluate_qrels(
     if len(evaluated) == 0:
         raise InputError(f"{qrels.source}: no query of {queries.source} has a relevant document (grade > 0) "
                          "in the qrels; IR figures are undefined")
+    query_ids = (canonical_ids(queries.ids) if queries.ids is not None else row_ids(queries.rows))[evaluated]
+    doc_ids = canonical_ids(corpus.ids) if corpus.ids is not None else row_ids(corpus.rows)
+    if keep_run:  # before the ranking: a run file that cannot be written fails fast, writing nothing
+        refuse_spaced_ids("query", query_ids)
+        refuse_spaced_ids("document", doc_ids)
     ranking = top_k(queries.embeddings[evaluated], corpus.embeddings, max(ks), metric=metric,
                     budget_mib=budget_mib, engine=engine, progress=progress)
     position = np.searchsorted(evaluated, judged.query_rows)
     inside = (position < len(evaluated)) & (evaluated[np.minimum(position, len(evaluated) - 1)] == judged.query_rows)
     scores = score_rankings(ranking.indices, position[inside], judged.doc_rows[inside], judged.relevance[inside], ks)
-    query_ids = (canonical_ids(queries.ids) if queries.ids is not None else row_ids(queries.rows))[evaluated]
     run = None
     if keep_run:
-        doc_ids = canonical_ids(corpus.ids) if corpus.ids is not None else row_ids(corpus.rows)
         ranked = ranking.indices
         names = np.where(ranked >= 0, doc_ids[np.maximum(ranked, 0)], "")
         values = -ranking.values if metric == "euclidean" else ranking.values
@@ -301,16 +304,21 @@ def read_run(path: str, *, stdin: BinaryIO | None = None) -> RunFile:
     return run
 
 
+def refuse_spaced_ids(kind: str, ids: np.ndarray) -> None:
+    """A TREC run file separates its fields by whitespace: an id holding any is refused."""
+    spaced = [i for i in ids.tolist() if any(c.isspace() for c in i)]
+    if spaced:
+        raise InputError(f"{kind} id {spaced[0]!r} holds whitespace; a TREC run file cannot hold it")
+
+
 def write_run(run: Run, path: str, *, tag: str = RUN_TAG, inputs: tuple[str | None, ...] = ()) -> int:
     """Write ``run`` as a TREC run file (``qid Q0 docid rank score tag``, ranks from 1,
     scores with 9 significant digits: float32 round-trips exactly). Returns the lines written."""
     from embedkit.output import atomic_output, check_output_path
 
     check_output_path(path, inputs)
-    for kind, ids in (("query", run.query_ids), ("document", run.doc_ids.ravel())):
-        spaced = [i for i in ids.tolist() if any(c.isspace() for c in i)]
-        if spaced:
-            raise InputError(f"{kind} id {spaced[0]!r} holds whitespace; a TREC run file cannot hold it")
+    refuse_spaced_ids("query", run.query_ids)
+    refuse_spaced_ids("document", run.doc_ids.ravel())
     lines = 0
     with atomic_output(path) as temporary, open(temporary, "w", encoding="utf-8") as sink:
         for q, qid in enumerate(run.query_ids.tolist()):

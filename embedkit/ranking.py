@@ -30,6 +30,7 @@ import numpy as np
 
 from threadpoolctl import ThreadpoolController
 
+from embedkit.arrays import mapped_file_guard
 from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
 from embedkit.engines import Engine, LocalEngine, Progress, available_cores
 from embedkit.errors import InputError, OptionError
@@ -50,15 +51,46 @@ CORPUS_TILE = 1024
 MAX_TILES_PER_TASK = 8
 
 
-def prepare_rows(rows: np.ndarray, metric: RankingMetric) -> tuple[np.ndarray, np.ndarray | None]:
-    """A float32 C-contiguous copy (L2-normalised for cosine; zero rows stay zero) and,
-    for Euclidean, the float32 squared norms."""
-    out = np.array(rows, dtype=np.float32, order="C", copy=True)
+def prepare_rows(rows: np.ndarray, metric: RankingMetric,
+                 centre: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A float32 C-contiguous copy (L2-normalised for cosine; zero rows stay zero; for
+    Euclidean, minus ``centre`` taken in float64) and, for Euclidean, the float32 squared norms.
+
+    Centring keeps ``‖q‖² + ‖c‖² − 2q·c`` accurate in float32 when all rows share a large
+    offset (distances do not change under a common translation).
+    """
+    if metric == "euclidean" and centre is not None:
+        out = np.ascontiguousarray(np.subtract(rows, centre, dtype=np.float64), dtype=np.float32)
+    else:
+        out = np.array(rows, dtype=np.float32, order="C", copy=True)
     if metric == "cosine":
         norms = np.sqrt(np.einsum("ij,ij->i", out, out, dtype=np.float64)).astype(np.float32)[:, None]
         np.divide(out, norms, out=out, where=norms > 0)
     squared = np.einsum("ij,ij->i", out, out) if metric == "euclidean" else None
     return out, squared
+
+
+def ranking_centre(corpus: np.ndarray, *, budget_mib: float = DEFAULT_BUDGET_MIB) -> np.ndarray:
+    """The corpus mean row rounded to a power-of-two grid at the scale of its spread.
+
+    Subtracting it removes any large common offset (what ruins the float32 expansion), and
+    the rounding keeps data on a coarse grid exact: integer-valued rows stay integers, so
+    equal distances stay equal and ties still rank by row.
+
+    >>> ranking_centre(np.array([[1000.0, 1.0], [1002.0, 3.0]])).tolist()
+    [1001.0, 2.0]
+    """
+    total = np.zeros(corpus.shape[1], dtype=np.float64)
+    squares = np.zeros(corpus.shape[1], dtype=np.float64)
+    for start, stop in blocks(len(corpus), rows_per_block(corpus.shape[1] * 8, budget_mib)):
+        block = np.asarray(corpus[start:stop], dtype=np.float64)
+        total += block.sum(axis=0)
+        squares += np.einsum("ij,ij->j", block, block)
+    n = max(1, len(corpus))
+    mean = total / n
+    spread = float(np.sqrt(np.mean(np.maximum(squares / n - mean * mean, 0.0))))
+    grid = 2.0 ** math.floor(math.log2(spread)) if spread > 0 and math.isfinite(spread) else 1.0
+    return np.round(mean / grid) * grid
 
 
 @dataclass(frozen=True)
@@ -180,7 +212,9 @@ def top_k(
     keys = np.full((n_queries, width), -np.inf, dtype=np.float32)
     rows = np.full((n_queries, width), _NO_ROW, dtype=np.int64)
     if n_queries and width:
-        prepared, query_sq = prepare_rows(queries, metric)
+        still_whole = mapped_file_guard(corpus)
+        centre = ranking_centre(corpus, budget_mib=budget_mib) if metric == "euclidean" else None
+        prepared, query_sq = prepare_rows(queries, metric, centre)
         # Tasks: whole query tiles, at most MAX_TILES_PER_TASK, about 4 tasks per core (balance).
         tiles = math.ceil(n_queries / QUERY_TILE)
         per_task = QUERY_TILE * max(1, min(MAX_TILES_PER_TASK, tiles // (4 * available_cores())))
@@ -188,7 +222,8 @@ def top_k(
         corpus_rows = CORPUS_TILE * max(1, rows_per_block(dim * 4 + 8, budget_mib) // CORPUS_TILE)
         runner = engine if engine is not None else LocalEngine()
         for start, stop in blocks(n_corpus, corpus_rows):
-            block, block_sq = prepare_rows(corpus[start:stop], metric)
+            still_whole()  # a corpus file truncated under us: one error line, not SIGBUS
+            block, block_sq = prepare_rows(corpus[start:stop], metric, centre)
             job = _BlockJob(uuid.uuid4().hex, prepared, query_sq, block, block_sq, start, k, n_corpus,
                             metric == "euclidean")
             step = (lambda done, total, s=start, b=stop - start: progress(s * n_queries + done * b, n_corpus * n_queries)) \

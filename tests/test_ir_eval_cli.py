@@ -175,3 +175,27 @@ def test_qrels_from_stdin_and_stdout_outputs_refused(run_cli, files):
     r = run_cli("eval", files / "corpus.npy", "--queries", files / "queries.npy", "--qrels", files / "qrels.txt",
                 "--run", "-")
     assert r.exit_code == 2 and "--run -: give a file name" in r.stderr
+
+
+def test_ids_a_run_file_cannot_hold_fail_before_any_output(run_cli, tmp_path):
+    """--run with an id holding a space is refused before the ranking, so --per-query is not
+    left written beside a missing run file."""
+    rng = np.random.default_rng(3)
+    corpus = rng.standard_normal((40, 4)).astype(np.float32)
+    pq.write_table(pa.table({"id": [f"doc {i}" for i in range(40)], "embedding": list(corpus)}), tmp_path / "c.parquet")
+    pq.write_table(pa.table({"id": ["q0", "q1"], "embedding": list(corpus[:2])}), tmp_path / "q.parquet")
+    (tmp_path / "qrels.tsv").write_text("query_id\tdoc_id\trelevance\nq0\tdoc 0\t1\nq1\tdoc 1\t1\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = run_cli("eval", tmp_path / "c.parquet", "--queries", tmp_path / "q.parquet", "--qrels", tmp_path / "qrels.tsv",
+                "--id-column", "id", "--per-query", tmp_path / "pq.csv", "--run", tmp_path / "run.txt")
+    assert r.exit_code == 2, r.stderr
+    assert r.stderr.startswith("error: document id 'doc 0' holds whitespace") and r.stderr.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize("extra,name", [(("--ignore-missing",), "--ignore-missing"), (("--workers", "2"), "--workers"),
+                                        (("--column", "embedding"), "--column")])
+def test_from_run_refuses_options_it_would_ignore(run_cli, files, extra, name):
+    (files / "r.txt").write_text("0 Q0 0 1 0.9 x\n")
+    r = run_cli("eval", "--qrels", files / "qrels.txt", "--from-run", files / "r.txt", *extra)
+    assert r.exit_code == 2 and f"drop {name}" in r.stderr, r.stderr

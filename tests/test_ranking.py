@@ -116,3 +116,29 @@ def test_property_equals_oracle_on_integer_data(n, q, k, metric, seed):
     got = top_k(queries, corpus, k, metric=metric, budget_mib=rng.integers(1, 40) * 20 / 2**20)
     rows, _ = oracle(queries, corpus, k, metric)
     np.testing.assert_array_equal(got.indices, rows)
+
+
+def test_euclidean_ranking_survives_a_large_common_offset() -> None:
+    """Rows sharing an offset of 1000 with differences of 0.01: the float32 expansion must be
+    taken on centred rows, else the distances round to 0 and the order is noise."""
+    rng = np.random.default_rng(3)
+    corpus = 1000.0 + 0.01 * rng.standard_normal((400, 16))
+    queries = 1000.0 + 0.01 * rng.standard_normal((20, 16))
+    found = top_k(queries, corpus, 10, metric="euclidean")
+    exact = np.sqrt(((queries[:, None, :] - corpus[None, :, :]) ** 2).sum(axis=2))
+    expected = np.argsort(exact, axis=1, kind="stable")[:, :10]
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found.indices, expected)])
+    assert overlap >= 0.95, overlap
+    np.testing.assert_allclose(found.values, np.take_along_axis(exact, expected, axis=1), rtol=1e-3)
+
+
+def test_a_corpus_file_truncated_while_ranking_is_one_error(tmp_path) -> None:
+    from embedkit.errors import InputError
+
+    path = tmp_path / "c.npy"
+    np.save(path, np.random.default_rng(0).standard_normal((5000, 8)).astype(np.float32))
+    corpus = np.load(path, mmap_mode="r")
+    with open(path, "r+b") as handle:
+        handle.truncate(1000)
+    with pytest.raises(InputError, match="shrank|truncat"):
+        top_k(np.ones((3, 8), np.float32), corpus, 5, metric="cosine")

@@ -420,6 +420,21 @@ def test_margin_sweep_equals_separate_runs(run_cli, tmp_path):
         assert row["short_queries"] == sum(len(v) < 4 for v in expect.values())
 
 
+def test_a_sweep_does_not_change_the_run_own_selection(run_cli, tmp_path):
+    """The lists must be deep enough for the run's own --relative-margin too, not only for
+    the sweep's largest value (a sweep of small margins once cut a strict run short)."""
+    queries, corpus, positives = data(seed=8, n=150, m=12)
+    write_inputs(tmp_path, queries, corpus)
+    qrels = write_qrels(tmp_path, positives)
+    r = cli_mine(run_cli, tmp_path, "--qrels", qrels, "--relative-margin", "0.4", "--relative-margins", "0,0.01",
+                 "--negatives", "4")
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout)
+    expect = oracle(queries, corpus, positives, SelectionSpec(negatives=4, relative_margin=0.4))
+    assert report["negatives"] == sum(map(len, expect.values()))
+    assert report["certainty"]["certain"] is True
+
+
 # -- outputs ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fmt,suffix", [("triplet", "parquet"), ("triplet", "csv"), ("triplet", "jsonl"),
@@ -660,3 +675,18 @@ def test_shard_folder_corpus_mines_as_one_file(run_cli, tmp_path):
     r = run_cli("mine", tmp_path / "shards", "--queries", tmp_path / "q.npy", "--qrels", tmp_path / "qrels.tsv",
                 "-o", tmp_path / "shards" / "out.parquet")
     assert r.exit_code == 2 and "shard" in r.stderr
+
+
+def test_from_candidates_with_too_few_queries_is_one_error(run_cli, tmp_path):
+    queries, corpus, positives = data(seed=6, n=150, m=12)
+    write_inputs(tmp_path, queries, corpus)
+    qrels = write_qrels(tmp_path, positives)
+    saved = tmp_path / "cands.parquet"
+    r = cli_mine(run_cli, tmp_path, "--qrels", qrels, "--range-max", "10", "--save-candidates", saved)
+    assert r.exit_code == 0, r.stderr
+    pq.write_table(pa.table({"id": ["q0", "q1"], "embedding": list(queries[:2])}), tmp_path / "few.parquet")
+    r = run_cli("mine", "--from-candidates", saved, "--queries", tmp_path / "few.parquet", "--id-column", "id",
+                "--json")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "few.parquet: 2 rows but the candidates name query row" in r.stderr
+    assert "Traceback" not in r.stderr

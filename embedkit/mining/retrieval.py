@@ -351,8 +351,8 @@ def find_candidates(
     searcher: _Approximate | None = None,
     engine: Engine | None = None,
 ) -> Candidates:
-    """Ranked candidate lists deep enough for ``selection`` (or ``deepest``, the most
-    demanding of a sweep): the ``range_max + P_max`` window, or grown per query."""
+    """Ranked candidate lists deep enough for ``selection`` and for ``deepest`` (the most
+    demanding margin of a sweep): the ``range_max + P_max`` window, or grown per query."""
     n_corpus = int(corpus.shape[0])
     m = len(query_rows)
     counts = np.diff(pos_ptr)
@@ -390,19 +390,20 @@ def find_candidates(
                           corpus_rows=n_corpus, metric=search.metric, window=window, positive_similarity=sims,
                           approximate=searcher is not None)
 
-    target = deepest or selection
+    # Every selection the lists must settle: the run's own and, with a sweep, the most
+    # demanding margin of it (either may need the deeper lists).
+    targets = [replace(selection, sampling="top")] + ([] if deepest is None else [replace(deepest, sampling="top")])
     window = None if selection.range_max is None else selection.range_max + p_max
-    k = min(n_corpus, window if window is not None else target.needed + p_max + GROW_SLACK)
+    k = min(n_corpus, window if window is not None else max(t.needed for t in targets) + p_max + GROW_SLACK)
     lengths, rows, scores = lists(np.arange(m), k)
     ptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     depth = np.full(m, k, dtype=np.int64)
     if window is not None:
         return build(ptr, rows, scores, depth, window)
-    filtering = target.max_positive_similarity is not None
-    check = replace(target, sampling="top")
+    filtering = selection.max_positive_similarity is not None
     while True:
         cand = build(ptr, rows, scores, depth, None, sims_wanted=filtering)
-        settled = select_from(cand, check).settled
+        settled = np.logical_and.reduce([select_from(cand, target).settled for target in targets])
         pending = np.flatnonzero(~settled)
         if len(pending) == 0:
             return build(ptr, rows, scores, depth, None) if with_positive_similarity and not filtering else cand
@@ -603,7 +604,7 @@ def mine_retrieval(
         described["recall"] = _recall(queries, corpus, cand, spec, search, selection, engine)
     result = summarise(cand, spec, selection, described, qrels={**(qrels_info or {}), **info},
                        sweep=sweep_margins(cand, spec, margins) if margins else None,
-                       certainty={"certain": True, "uncertain_queries": 0})
+                       certainty=certainty(cand, spec, selection))
     return replace(result, seconds=time.perf_counter() - started)
 
 

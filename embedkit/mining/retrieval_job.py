@@ -129,6 +129,10 @@ def run_retrieval_mining(job: RetrievalJob, *, engine: Engine | None = None,
         if corpus is not None and corpus.rows != cand.corpus_rows:
             raise InputError(f"{job.corpus}: {corpus.rows} rows but the candidates were mined on "
                              f"{cand.corpus_rows}")
+        mined_queries = int(cand.query_rows.max()) + 1 if len(cand.query_rows) else 0
+        if queries is not None and queries.rows < mined_queries:
+            raise InputError(f"{job.queries}: {queries.rows} rows but the candidates name query row "
+                             f"{mined_queries - 1}; give the queries they were mined with")
         result = mine_from_candidates(cand, job.selection, margins=job.margins, source=job.from_candidates)
         n_q = int(max(qid_map)) + 1 if qid_map else 0
         query_ids = _lookup_ids(qid_map, n_q if queries is None else queries.rows)

@@ -295,6 +295,10 @@ def load_candidates(path: str) -> tuple[Candidates, dict[int, Any], dict[int, An
         raise InputError(f"{path}: not a candidates file (no '{CANDIDATES_KEY.decode()}' metadata); "
                          "write one with --save-candidates")
     meta = json.loads(raw)
+    missing = [name for name in ("query_row", "doc_row", "score", "rank", "positive", "relevance",
+                                 "max_positive_similarity", "depth") if name not in table.column_names]
+    if missing:
+        raise InputError(f"{path}: not a candidates file: missing column {missing[0]!r}")
     qrow = table["query_row"].to_numpy().astype(np.int64)
     docs = table["doc_row"].to_numpy().astype(np.int64)
     scores = table["score"].to_numpy().astype(np.float32)
