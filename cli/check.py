@@ -23,7 +23,8 @@ Examples:
   embedkit check emb.npy --require 'precision_at_1>=0.9' -r 'nan_rows==0'
   embedkit check emb.npy -r 'contrastive_loss<=0.2' -m 1.0 --junit check.xml
   embedkit check emb.parquet --baseline emb.npy --max-drop precision_at_1=0.01
-  embedkit check c.npy --queries q.npy --qrels qrels.tsv -r 'ndcg_at_10>=0.45'
+  embedkit check ir/corpus.parquet --queries ir/queries.parquet \\
+      --qrels ir/qrels.tsv --id-column id -r 'ndcg_at_10>=0.45'
 """
 
 

@@ -23,9 +23,10 @@ With --qrels: ndcg_at_K, mrr_at_K, map_at_K, recall_at_K, precision_at_K.
 Examples:
   embedkit eval emb.npy
   embedkit eval emb.parquet --metric cosine -k 1,10,100 --json
-  embedkit eval --queries q.npy --reference gallery.npy --per-class
-  embedkit eval corpus.parquet --queries q.parquet --qrels qrels.tsv -k 10
-  embedkit eval --qrels qrels.tsv --from-run run.txt
+  embedkit eval --queries emb.parquet --reference emb.npy --per-class
+  embedkit eval ir/corpus.parquet --queries ir/queries.parquet \\
+      --qrels ir/qrels.tsv --id-column id -k 10 --run run.txt
+  embedkit eval --qrels ir/qrels.tsv --from-run run.txt
 """
 RUN_PANEL = "Retrieval (qrels)"
 

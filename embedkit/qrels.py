@@ -432,13 +432,19 @@ def resolve_qrels(
     dropped = int(missing.sum())
     if dropped and not ignore_missing:
         first = int(np.flatnonzero(missing)[0])
-        if query_rows[first] < 0:
-            what = f"query id '{qrels.query_ids[first]}' is not among the ids of {sides[0][2]}"
+        side = 0 if query_rows[first] < 0 else 1
+        wanted = (qrels.query_ids if side == 0 else qrels.doc_ids)[first]
+        canonical, name, source = sides[side]
+        what = f"{name} id '{wanted}' is not among the ids of {source}"
+        if (query_ids, doc_ids)[side] is None and not str(wanted).isdigit():
+            # Row-number ids and a qrels id that is no number: most likely the id column was not named.
+            hint = (f"without --id-column the {name} ids are row numbers 0..{len(canonical) - 1}; "
+                    "name the id column with --id-column (or --query-id-column)")
         else:
-            what = f"document id '{qrels.doc_ids[first]}' is not among the ids of {sides[1][2]}"
+            hint = "pass --ignore-missing to drop them"
         raise InputError(
             f"{qrels.source}: {dropped} of {len(missing)} judgement(s) name ids the inputs lack (first: {what}); "
-            "pass --ignore-missing to drop them"
+            + hint
         )
     keep = np.flatnonzero(~missing)
     query_rows, doc_rows, relevance = query_rows[keep], doc_rows[keep], qrels.relevance[keep]

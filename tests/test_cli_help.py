@@ -66,12 +66,17 @@ def test_metavars_say_what_goes_there(name: str) -> None:
 def examples(text: str) -> list[str]:
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip() == "Examples:")
-    found = []
+    found: list[str] = []
+    continued = False
     for line in lines[start + 1:]:
         if not line.strip():
             break
-        assert line.strip().startswith("embedkit "), f"not one example per line: {line!r}"
-        found.append(line.strip())
+        if continued:  # the previous line ended with a backslash: one shell command
+            found[-1] = found[-1][:-1] + " " + line.strip()
+        else:
+            assert line.strip().startswith("embedkit "), f"not one example per line: {line!r}"
+            found.append(line.strip())
+        continued = found[-1].endswith("\\")
     return found
 
 

@@ -199,3 +199,14 @@ def test_from_run_refuses_options_it_would_ignore(run_cli, files, extra, name):
     (files / "r.txt").write_text("0 Q0 0 1 0.9 x\n")
     r = run_cli("eval", "--qrels", files / "qrels.txt", "--from-run", files / "r.txt", *extra)
     assert r.exit_code == 2 and f"drop {name}" in r.stderr, r.stderr
+
+
+def test_named_ids_without_id_column_point_to_it(run_cli, tmp_path):
+    rng = np.random.default_rng(4)
+    corpus = rng.standard_normal((20, 4)).astype(np.float32)
+    pq.write_table(pa.table({"id": [f"d{i}" for i in range(20)], "embedding": list(corpus)}), tmp_path / "c.parquet")
+    pq.write_table(pa.table({"id": ["q0"], "embedding": list(corpus[:1])}), tmp_path / "q.parquet")
+    (tmp_path / "qrels.tsv").write_text("query_id\tdoc_id\nq0\td0\n")
+    r = run_cli("eval", tmp_path / "c.parquet", "--queries", tmp_path / "q.parquet", "--qrels", tmp_path / "qrels.tsv")
+    assert r.exit_code == 2 and "name the id column with --id-column" in r.stderr, r.stderr
+    assert "--ignore-missing" not in r.stderr  # it would drop every judgement
