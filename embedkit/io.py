@@ -21,19 +21,16 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.json as pajson
-import pyarrow.parquet as pq
+
+if TYPE_CHECKING:  # pyarrow is imported where it is used: an NPY-only command never loads it
+    import pyarrow as pa
 
 from embedkit.arrays import encode_labels, validate_embeddings
 from embedkit.errors import InputError
 from embedkit.shards import (
-    refuse_duplicate_names as _refuse_duplicate_names,
-    refuse_non_scalar as _refuse_non_scalar,
     LABEL_SIDECARS,
     FileReaders,
     Shard,
@@ -43,6 +40,12 @@ from embedkit.shards import (
     read_stream_path,
     sidecar_candidates,
     stream_piece,
+)
+from embedkit.shards import (
+    refuse_duplicate_names as _refuse_duplicate_names,
+)
+from embedkit.shards import (
+    refuse_non_scalar as _refuse_non_scalar,
 )
 
 NPY_MAGIC = b"\x93NUMPY"
@@ -309,6 +312,8 @@ def _npz_member(archive: "np.lib.npyio.NpzFile", name: str, source: str) -> np.n
 
 
 def _is_vector_type(dtype: pa.DataType) -> bool:
+    import pyarrow as pa
+
     return bool(
         pa.types.is_fixed_size_list(dtype) or pa.types.is_list(dtype) or pa.types.is_large_list(dtype)
     )
@@ -320,6 +325,9 @@ class ParquetSource:
     Embeddings are read by :mod:`embedkit.shards`, which also checks row counts against the footer."""
 
     def __init__(self, target: str | pa.BufferReader, source: str) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         self.source = source
         try:
             self.file = pq.ParquetFile(target)
@@ -381,6 +389,8 @@ def load_labels(path: str, *, column: str | None = None, stdin_used: bool = Fals
         if fmt == "npy":
             return _labels_npy(_load_npy(data, src, LABELS_EXPECTED), src)
         if fmt == "parquet":
+            import pyarrow as pa
+
             return _labels_parquet(ParquetSource(pa.BufferReader(data), src), column)
         if fmt == "npz":
             raise InputError(f"{src}: labels as NPZ are not supported; use .npy, .txt, .csv or Parquet")
@@ -471,6 +481,12 @@ def _typed_labels(values: list[str]) -> np.ndarray:
 
 def read_table(path: str, required: tuple[str, ...], *, stdin: BinaryIO | None = None) -> dict[str, np.ndarray]:
     """Read a pairs/triplets table (Parquet, CSV or JSON lines) with integer ``required`` columns."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+    import pyarrow.json as pajson
+    import pyarrow.parquet as pq
+
     source = "stdin" if path == STDIN else path
     if path == STDIN or is_stream_path(path):  # stdin, a FIFO, <(...): read once, never reopened
         data = (read_stdin_bytes(stdin, expected="a CSV, JSON-lines or Parquet table") if path == STDIN

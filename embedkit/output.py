@@ -24,12 +24,12 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
+
+if TYPE_CHECKING:  # pyarrow is imported where a table is written
+    import pyarrow as pa
 
 from embedkit.errors import OptionError
 
@@ -208,6 +208,8 @@ def write_table(
 
     ``metadata`` goes into a Parquet file's schema metadata (CSV and JSON lines have none).
     """
+    import pyarrow as pa
+
     fmt = table_format(path)
     check_output_path(path, inputs)
     table = pa.table({name: np.asarray(values) for name, values in columns.items()})
@@ -230,6 +232,9 @@ MINED_KEY = "embedkit.mine"
 def mined_form(path: str) -> dict[str, object] | None:
     """What ``embedkit mine`` recorded in a Parquet file it wrote (strategy, margin, squared,
     metric), or ``None`` (not Parquet, not from mine, stdin, unreadable)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     if path == "-":
         return None
     try:
@@ -243,6 +248,9 @@ def mined_form(path: str) -> dict[str, object] | None:
 
 
 def _write(table: pa.Table, fmt: str, sink: BinaryIO) -> None:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
     if fmt == "parquet":
         pq.write_table(table, sink)
     elif fmt == "csv":

@@ -647,3 +647,16 @@ def test_pairs_csv_encodings_read_like_plain(run_cli, tmp_path: Path, text: byte
     want = ok(run_cli("loss", "--kind", "contrastive", "--pairs", str(tmp_path / "plain.csv"), str(good), "--json"))
     got = ok(run_cli("loss", "--kind", "contrastive", "--pairs", str(tmp_path / "odd.csv"), str(good), "--json"))
     assert (got["loss"], got["count"]) == (want["loss"], want["count"])
+
+
+def test_unsigned_row_numbers_beyond_int64_in_a_pairs_parquet(run_cli, tmp_path) -> None:
+    """A uint64 index column holding 2**64 - 1 is one error line (this path once named an
+    undefined module and would have crashed)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"i": pa.array([0, 2**64 - 1], pa.uint64()), "j": pa.array([1, 2], pa.uint64()),
+                             "y": [1, 0]}), tmp_path / "u.parquet")
+    np.save(tmp_path / "e.npy", np.random.default_rng(0).random((5, 3)).astype(np.float32))
+    r = run_cli("loss", tmp_path / "e.npy", "--pairs", tmp_path / "u.parquet", "--kind", "contrastive")
+    assert r.exit_code == 2 and "beyond any row number" in r.stderr and r.stderr.count("\n") == 1, r.stderr

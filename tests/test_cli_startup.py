@@ -15,7 +15,7 @@ CASES = {
     "help": (["--help"], ("numba", "faiss", "pyarrow", "numpy", "matplotlib", "dask")),
     "mine-help": (["mine", "--help"], ("numba", "faiss", "pyarrow", "numpy", "matplotlib", "dask")),
     "light-check": (["check", str(SAMPLE / "emb.npy"), "--require", "nan_rows==0"],
-                    ("numba", "faiss", "matplotlib", "dask")),
+                    ("numba", "faiss", "pyarrow", "matplotlib", "dask")),
 }
 
 
