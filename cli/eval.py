@@ -156,7 +156,7 @@ def _qrels_eval(
 ) -> None:
     from cli.inputs import guarded_inputs, load_inputs, refuse_output_in_shard_sets
     from cli.render import ireval as render_ir
-    from cli.render import progress_bar
+    from cli.render import progress_bar, wrote
     from embedkit.engines import make_engine
     from embedkit.ireval import DEFAULT_IR_KS, evaluate_qrels, evaluate_run, read_run, write_run
     from embedkit.output import check_output_path, table_format, write_table
@@ -199,6 +199,8 @@ def _qrels_eval(
                                     keep_run=run is not None, engine=runner, progress=progress)
     if per_query is not None and result.per_query is not None:
         write_table(result.per_query, per_query, inputs=inputs)
+        wrote(per_query, f"{len(next(iter(result.per_query.values()))):,} rows", quiet=quiet)
     if run is not None and result.run is not None:
-        write_run(result.run, run, inputs=tuple(inputs))
+        lines = write_run(result.run, run, inputs=tuple(inputs))
+        wrote(run, f"{lines:,} lines", quiet=quiet)
     render_ir.ir_evaluation(result, corpus_set, query_set, as_json=as_json)

@@ -90,7 +90,7 @@ def run(ctx: typer.Context, **o: Any) -> None:
     # Imported here: label mining and --help do not pay for them.
     from cli.inputs import parse_floats, refuse_output_in_shard_sets
     from cli.render import mine_retrieval as render
-    from cli.render import progress_bar
+    from cli.render import progress_bar, wrote
     from embedkit.engines import make_engine
     from embedkit.mining.retrieval import SearchSpec
     from embedkit.mining.retrieval_job import RetrievalJob, run_retrieval_mining
@@ -142,4 +142,8 @@ def run(ctx: typer.Context, **o: Any) -> None:
         with make_engine("local", workers=o["workers"]) as engine, \
                 progress_bar("mining (retrieval)", enabled=not o["quiet"] and not o["json"]) as progress:
             result = run_retrieval_mining(job, engine=engine, progress=progress)
+    if result.output is not None:
+        wrote(result.output, f"{result.output_rows:,} rows", quiet=o["quiet"])
+    if result.candidates_file:
+        wrote(result.candidates_file, "candidate lists", quiet=o["quiet"])
     render.report(result, as_json=o["json"])

@@ -210,3 +210,15 @@ def test_named_ids_without_id_column_point_to_it(run_cli, tmp_path):
     r = run_cli("eval", tmp_path / "c.parquet", "--queries", tmp_path / "q.parquet", "--qrels", tmp_path / "qrels.tsv")
     assert r.exit_code == 2 and "name the id column with --id-column" in r.stderr, r.stderr
     assert "--ignore-missing" not in r.stderr  # it would drop every judgement
+
+
+def test_every_file_written_gets_a_wrote_line(run_cli, files):
+    r = run_cli("eval", files / "corpus.npy", "--queries", files / "queries.npy", "--qrels", files / "qrels.txt",
+                "--run", files / "run.txt", "--per-query", files / "pq.csv")
+    assert r.exit_code == 0, r.stderr
+    assert f"wrote {files / 'pq.csv'} (29 rows)" in r.stderr
+    lines = len((files / "run.txt").read_text().splitlines())
+    assert f"wrote {files / 'run.txt'} ({lines:,} lines)" in r.stderr
+    quiet = run_cli("eval", files / "corpus.npy", "--queries", files / "queries.npy", "--qrels", files / "qrels.txt",
+                    "--run", files / "run2.txt", "-q")
+    assert quiet.exit_code == 0 and "wrote" not in quiet.stderr

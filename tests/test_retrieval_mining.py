@@ -690,3 +690,15 @@ def test_from_candidates_with_too_few_queries_is_one_error(run_cli, tmp_path):
     assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "few.parquet: 2 rows but the candidates name query row" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_retrieval_outputs_get_wrote_lines(run_cli, tmp_path):
+    queries, corpus, positives = data(seed=6, n=150, m=12)
+    write_inputs(tmp_path, queries, corpus)
+    qrels = write_qrels(tmp_path, positives)
+    out, saved = tmp_path / "t.parquet", tmp_path / "cands.parquet"
+    r = run_cli("mine", tmp_path / "corpus.parquet", "--queries", tmp_path / "queries.parquet", "--id-column", "id",
+                "--qrels", qrels, "--range-max", "10", "-o", out, "--save-candidates", saved)
+    assert r.exit_code == 0, r.stderr
+    rows = pq.read_table(out).num_rows
+    assert f"wrote {out} ({rows:,} rows)" in r.stderr and f"wrote {saved} (candidate lists)" in r.stderr

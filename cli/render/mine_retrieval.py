@@ -109,5 +109,3 @@ def report(run: RetrievalRun, *, as_json: bool) -> None:
     where = f" → {run.output if run.output != '-' else 'stdout'}" if run.output else ""
     extra = f" ({run.left_out:,} left out: fewer negatives than the format needs)" if run.left_out else ""
     console.print(f"[bold]{run.output_rows:,} rows[/bold]{where}{extra} in {r.seconds:.2f} s")
-    if run.candidates_file:
-        console.print(f"candidates → {run.candidates_file}")
