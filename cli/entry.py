@@ -14,17 +14,29 @@ from types import FrameType
 EXIT_SIGINT = 130
 
 
+#: Signals handled like SIGTERM (SIGHUP: the terminal closed; SIGQUIT: Ctrl-\).
+TERMINATING_SIGNALS = ("SIGTERM", "SIGHUP", "SIGQUIT")
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # the shell's convention: 143 for SIGTERM
+    # SystemExit unwinds through every finally: partial outputs are removed on the way out.
+    # Exit 128 + signal number, the shell's convention (143 for SIGTERM).
+    raise SystemExit(128 + signum)
+
+
+def install_terminating_handlers() -> None:
+    """End with 128 + N on SIGTERM, SIGHUP and SIGQUIT; a signal our parent ignores
+    (``nohup`` ignores SIGHUP) stays ignored."""
+    for name in TERMINATING_SIGNALS:
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
+            signal.signal(number, _terminate)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Import the app, then run it (see :func:`cli.main.main`). SIGTERM, SIGHUP and SIGQUIT
     already end the process with 128 + N during the imports (not with a traceback)."""
-    for name in ("SIGTERM", "SIGHUP", "SIGQUIT"):
-        number = getattr(signal, name, None)
-        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
-            signal.signal(number, _terminate)
+    install_terminating_handlers()
     try:
         from cli.main import main as run
     except KeyboardInterrupt:

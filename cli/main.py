@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import sys
-from types import FrameType
 from typing import Annotated, Optional
 
 import typer
@@ -19,6 +17,7 @@ from cli import eval as eval_command
 from cli import inspect as inspect_command
 from cli import loss as loss_command
 from cli import mine as mine_command
+from cli.entry import install_terminating_handlers
 from cli.errors import (
     EXIT_OK,
     EXIT_SIGINT,
@@ -74,16 +73,6 @@ def _pipe_closed(self: Console) -> None:
 
 
 Console.on_broken_pipe = _pipe_closed  # type: ignore[method-assign]
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    # SystemExit unwinds through every finally: partial outputs are removed on the way out.
-    # Exit 128 + signal number, the shell's convention (143 for SIGTERM).
-    raise SystemExit(128 + signum)
-
-
-#: Signals handled like SIGTERM (SIGHUP: the terminal closed; SIGQUIT: Ctrl-\).
-TERMINATING_SIGNALS = ("SIGTERM", "SIGHUP", "SIGQUIT")
 
 
 def _discard_stdout() -> None:
@@ -149,11 +138,7 @@ def run(argv: list[str] | None = None) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Console-script body: one-line usage errors, 130 on Ctrl-C, 128 + N on SIGTERM/SIGHUP/
     SIGQUIT, 141 on a closed stdout pipe, 2 when stdout cannot be written."""
-    for name in TERMINATING_SIGNALS:
-        number = getattr(signal, name, None)
-        # A signal ignored by our parent (`nohup` ignores SIGHUP) stays ignored.
-        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
-            signal.signal(number, _terminate)
+    install_terminating_handlers()
     code = run(argv)
     try:
         sys.stdout.flush()

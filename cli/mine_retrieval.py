@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Optional
 import typer
 
 from cli.errors import reported_errors
-from cli.options import FILTERS, OUTPUT, STRATEGY
+from cli.options import FILTERS, OUTPUT, STRATEGY, given
 from cli.options import QRELS as RQ
 from embedkit.choices import OutputFormat, Sampling
 from embedkit.errors import OptionError
@@ -64,24 +64,19 @@ LABEL_ONLY_FLAGS = {"positives_count": "--positives-count", "batch_size": "--bat
                     "label_column": "--label-column", "parts_dir": "--parts-dir"}
 
 
-def _given(ctx: typer.Context, name: str) -> bool:
-    source = ctx.get_parameter_source(name)
-    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
-
-
 def _flag(name: str) -> str:
     return LABEL_ONLY_FLAGS.get(name, "--" + name.rstrip("_").replace("_", "-"))
 
 
 def is_retrieval(ctx: typer.Context) -> bool:
     """Retrieval mode: --queries, --qrels or --from-candidates was given."""
-    return any(_given(ctx, name) for name in ("queries", "qrels", "from_candidates"))
+    return any(given(ctx, name) for name in ("queries", "qrels", "from_candidates"))
 
 
 def refuse_retrieval_options(ctx: typer.Context) -> None:
     """Label mode refuses the retrieval options."""
     for name in RETRIEVAL_ONLY:
-        if _given(ctx, name):
+        if given(ctx, name):
             raise OptionError(f"{_flag(name)} applies to retrieval mining (with --queries and --qrels)")
 
 
@@ -98,7 +93,7 @@ def run(ctx: typer.Context, **o: Any) -> None:
 
     with reported_errors():
         for name in LABEL_ONLY:
-            if _given(ctx, name):
+            if given(ctx, name):
                 raise OptionError(f"{_flag(name)} applies to label mining, not to retrieval mining "
                                   "(--queries/--qrels/--from-candidates)")
         metric = o["metric"] or "cosine"

@@ -84,17 +84,23 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     # ruff: noqa: F401 - re-exported through __all__
-    from embedkit.checks import CheckReport, CheckSettings, parse_max_drops, parse_requirements, run_check
+    from embedkit.checks import (
+        CheckReport,
+        CheckSettings,
+        parse_max_drops,
+        parse_requirements,
+        run_check,
+    )
     from embedkit.engines import make_engine
     from embedkit.errors import EmbedkitError, InputError, OptionError
     from embedkit.inspection import Inspection, inspect_embeddings
-    from embedkit.ireval import IRResult, evaluate_qrels, evaluate_run, read_run, write_run
     from embedkit.io import Dataset, load_dataset, load_labels
-    from embedkit.losses.compute import compute_loss
-    from embedkit.losses.spec import LossSpec
-    from embedkit.losses.result import LossResult
-    from embedkit.metrics import RetrievalMetrics, evaluate_retrieval, retrieval_metrics
+    from embedkit.ireval import IRResult, evaluate_qrels, evaluate_run, read_run, write_run
     from embedkit.knn import exact_knn
+    from embedkit.losses.compute import compute_loss
+    from embedkit.losses.result import LossResult
+    from embedkit.losses.spec import LossSpec
+    from embedkit.metrics import RetrievalMetrics, evaluate_retrieval, retrieval_metrics
     from embedkit.mining.result import MineResult
     from embedkit.mining.spec import MineSpec
     from embedkit.mining.strategies import mine, mine_dataset

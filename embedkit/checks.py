@@ -31,6 +31,7 @@ from functools import partial
 
 import numpy as np
 
+from embedkit.choices import METRIC_NAMES
 from embedkit.distances import Metric
 from embedkit.errors import InputError, OptionError
 from embedkit.inspection import (
@@ -43,7 +44,6 @@ from embedkit.inspection import (
 from embedkit.io import Dataset
 from embedkit.ireval import IR_FIGURE
 from embedkit.losses.spec import LOSS_KINDS, LossSpec
-from embedkit.choices import METRIC_NAMES
 from embedkit.output import atomic_output
 from embedkit.qrels import Qrels
 from embedkit.rawinput import LoadedEmbeddings
@@ -268,7 +268,9 @@ def measure_figures(
     eval_names = by_source.get("eval", set())
     if eval_names:
         ks = tuple(sorted(int(m.group(1)) for m in map(_RECALL.match, eval_names) if m)) or (1,)
-        from embedkit.metrics import evaluate_retrieval  # faiss: imported only when an eval figure is asked
+        from embedkit.metrics import (
+            evaluate_retrieval,  # faiss: imported only when an eval figure is asked
+        )
 
         result = evaluate_retrieval(dataset, ks=ks, metric=settings.metric, threads=settings.workers)
         for name in eval_names:
@@ -289,7 +291,9 @@ def measure_figures(
             values[name] = found.figures[name]
 
     if by_source.get("loss"):
-        from embedkit.losses.compute import compute_loss  # numba: imported only when a loss figure is asked
+        from embedkit.losses.compute import (
+            compute_loss,  # numba: imported only when a loss figure is asked
+        )
     for name in by_source.get("loss", set()):
         spec = replace(settings.loss, kind=LOSS_FIGURES[name], reduction="mean", margins=())  # type: ignore[arg-type]
         if LOSS_FIGURES[name] not in ("infonce", "supcon"):

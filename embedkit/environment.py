@@ -27,12 +27,11 @@ def package_version(name: str) -> str | None:
 
 def describe_environment() -> dict[str, Any]:
     """Versions, Python, platform, cores and thread pools, as plain JSON-able values."""
+    import numpy  # noqa: F401  (loads the BLAS whose threads are reported)
     from threadpoolctl import threadpool_info
 
     from embedkit import __version__
     from embedkit.engines import available_cores
-
-    import numpy  # noqa: F401  (loads the BLAS whose threads are reported)
 
     try:
         import faiss  # noqa: F401  (loads FAISS's OpenMP runtime)

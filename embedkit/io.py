@@ -35,6 +35,7 @@ from embedkit.shards import (
     FileReaders,
     Shard,
     is_stream_path,
+    is_vector_type,
     open_pieces,
     read_pieces,
     read_stream_path,
@@ -311,14 +312,6 @@ def _npz_member(archive: "np.lib.npyio.NpzFile", name: str, source: str) -> np.n
     return value
 
 
-def _is_vector_type(dtype: pa.DataType) -> bool:
-    import pyarrow as pa
-
-    return bool(
-        pa.types.is_fixed_size_list(dtype) or pa.types.is_list(dtype) or pa.types.is_large_list(dtype)
-    )
-
-
 class ParquetSource:
     """A Parquet file of scalar columns (labels), read one row group at a time.
 
@@ -347,7 +340,7 @@ class ParquetSource:
     def column(self, name: str) -> np.ndarray:
         """A scalar column (labels, ids) as a numpy array."""
         field_ = self._field(name)
-        if _is_vector_type(field_.type):
+        if is_vector_type(field_.type):
             raise InputError(f"{self.source}: column '{name}' holds lists, expected one value per row")
         _refuse_non_scalar(field_.type, f"{self.source}: column '{name}'")
         parts = []
@@ -431,7 +424,7 @@ def _labels_npy(array: np.ndarray, source: str) -> np.ndarray:
 
 def _labels_parquet(parquet: ParquetSource, column: str | None) -> np.ndarray:
     if column is None:
-        scalar = [n for n in parquet.column_names if not _is_vector_type(parquet.schema.field(n).type)]
+        scalar = [n for n in parquet.column_names if not is_vector_type(parquet.schema.field(n).type)]
         column = "label" if "label" in scalar else (scalar[0] if len(scalar) == 1 else None)
         if column is None:
             raise InputError(f"{parquet.source}: cannot tell the label column; pass --label-column")

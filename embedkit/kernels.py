@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 from numba import njit
 
 #: Pair-loss forms understood by :func:`scan_pair_tile`.

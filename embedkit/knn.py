@@ -160,6 +160,7 @@ def exact_knn(
 # -- approximate indexes ---------------------------------------------------------------------
 
 from embedkit.choices import IndexKind
+
 INDEX_KINDS: tuple[IndexKind, ...] = ("exact", "hnsw", "ivf", "auto")
 #: ``auto`` searches exactly up to this many rows (exact work grows as n², ~20 s at 10⁵ on 2 cores).
 AUTO_EXACT_MAX_ROWS = 200_000

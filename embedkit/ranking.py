@@ -27,14 +27,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-
 from threadpoolctl import ThreadpoolController
 
 from embedkit.arrays import mapped_file_guard
 from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
+from embedkit.distances import RANKING_METRICS, RankingMetric
 from embedkit.engines import Engine, LocalEngine, Progress, available_cores
 from embedkit.errors import InputError, OptionError
-from embedkit.distances import RANKING_METRICS, RankingMetric
 
 if TYPE_CHECKING:
     from embedkit.knn import Neighbours

@@ -570,7 +570,7 @@ class _ColumnarShard:
                 except ValueError:
                     return np.full(self.rows, value)
             raise InputError(f"{self.path}: no column '{name}' (columns: {', '.join(self.names)})")
-        if _is_vector_type(self.schema.field(name).type):
+        if is_vector_type(self.schema.field(name).type):
             raise InputError(f"{self.path}: column '{name}' holds lists, expected one value per row")
         refuse_non_scalar(self.schema.field(name).type, f"{self.path}: column '{name}'")
         parts = []
@@ -603,7 +603,7 @@ def refuse_non_scalar(dtype: Any, what: str) -> None:
     if pa.types.is_dictionary(dtype):
         dtype = dtype.value_type
     t = pa.types
-    if t.is_struct(dtype) or t.is_map(dtype) or t.is_union(dtype) or _is_vector_type(dtype):
+    if t.is_struct(dtype) or t.is_map(dtype) or t.is_union(dtype) or is_vector_type(dtype):
         raise InputError(f"{what} holds {dtype} values; expected one integer or string per row")
     if t.is_binary(dtype) or t.is_large_binary(dtype) or t.is_fixed_size_binary(dtype):
         raise InputError(f"{what} holds binary values; expected integers or strings (store text as a string column)")
@@ -616,7 +616,8 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _is_vector_type(dtype: object) -> bool:
+def is_vector_type(dtype: object) -> bool:
+    """Whether an Arrow type is a list of values (``list``, ``large_list``, ``fixed_size_list``)."""
     import pyarrow as pa
 
     return bool(pa.types.is_fixed_size_list(dtype) or pa.types.is_list(dtype) or pa.types.is_large_list(dtype))
@@ -631,10 +632,10 @@ def embedding_column(schema: object, column: str | None, source: str) -> str:
         if column not in schema.names:
             raise InputError(f"{source}: no column '{column}' (columns: {', '.join(schema.names)})")
         type_ = schema.field(column).type
-        if not _is_vector_type(type_) or not pa.types.is_floating(type_.value_type):
+        if not is_vector_type(type_) or not pa.types.is_floating(type_.value_type):
             raise InputError(f"{source}: column '{column}' is {type_}; expected a list of floats")
         return column
-    floats = [f.name for f in schema if _is_vector_type(f.type) and pa.types.is_floating(f.type.value_type)]
+    floats = [f.name for f in schema if is_vector_type(f.type) and pa.types.is_floating(f.type.value_type)]
     if len(floats) == 1:
         return str(floats[0])
     if not floats:

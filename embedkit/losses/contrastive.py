@@ -11,13 +11,12 @@ the Euclidean distance ``‖f(x₁) − f(x₂)‖₂`` (not squared). Forms:
 
 from __future__ import annotations
 
-
 import numpy as np
 
+from embedkit.choices import ContrastiveForm
 from embedkit.errors import OptionError
 from embedkit.losses.definition import CONVENTION_PAIRS, LossDefinition, SpecFields
 
-from embedkit.choices import ContrastiveForm
 CONTRASTIVE_FORMS: tuple[ContrastiveForm, ...] = ("squared", "halved", "linear")
 CONTRASTIVE_FORMULAS: dict[str, str] = {
     "squared": "y·D² + (1−y)·max(m − D, 0)²",

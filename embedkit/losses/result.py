@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from embedkit.choices import Reduction
 from embedkit.errors import OptionError
 
-from embedkit.choices import Reduction
 REDUCTIONS: tuple[Reduction, ...] = ("mean", "sum", "mean-nonzero", "none")
 
 

@@ -10,13 +10,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 
+from embedkit.choices import LossKind
 from embedkit.errors import OptionError
 from embedkit.losses import bce, contrastive, infonce, npair, supcon, triplet
 from embedkit.losses.contrastive import CONTRASTIVE_FORMS, ContrastiveForm
 from embedkit.losses.definition import LossDefinition, SpecFields
 from embedkit.losses.result import REDUCTIONS, Reduction
 
-from embedkit.choices import LossKind
 LOSS_KINDS: tuple[LossKind, ...] = ("contrastive", "triplet", "npair", "infonce", "supcon", "bce")
 DEFAULT_TEMPERATURES = {"infonce": 0.07, "supcon": 0.1}
 

@@ -13,7 +13,12 @@ import numpy as np
 
 from embedkit.engines import Engine, Progress
 from embedkit.errors import InputError, OptionError
-from embedkit.mining.retrieval import RetrievalMining, SearchSpec, mine_from_candidates, mine_retrieval
+from embedkit.mining.retrieval import (
+    RetrievalMining,
+    SearchSpec,
+    mine_from_candidates,
+    mine_retrieval,
+)
 from embedkit.mining.retrieval_output import (
     OutputFormat,
     check_format_output,

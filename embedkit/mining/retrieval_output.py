@@ -71,7 +71,6 @@ def training_columns(
         raise OptionError("--format flagembedding needs --text-column (FlagEmbedding trains on texts)")
     counts = cand.positives_per_query
     owner = np.repeat(np.arange(cand.queries), counts)  # one entry per (query, positive)
-    qrow = cand.query_rows[owner]
     found = sel.rows >= 0
     per_query = found.sum(axis=1)
     n = result.spec.negatives
