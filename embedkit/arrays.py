@@ -87,7 +87,8 @@ def mapped_file_guard(array: np.ndarray) -> Callable[[], None]:
     faulting copy). Calling the guard between blocks turns a file truncated by another
     process into one error line; a truncation in the middle of a block can still kill.
     """
-    mapped: object = array
+    # A lazily transformed view of a mapped file (embedkit.mapped.LazyRows) checks its source.
+    mapped: object = array if isinstance(array, np.ndarray) else getattr(array, "source", array)
     while isinstance(mapped, np.ndarray) and not (isinstance(mapped, np.memmap) and mapped.filename):
         mapped = mapped.base  # a view (np.asarray, slices) of a memory map keeps it as its base
     path = getattr(mapped, "filename", None)

@@ -216,7 +216,9 @@ def _load_npy(source_or_bytes: str | bytes, source: str, expected: str = "a floa
         raise InputError(f"{source}: not a valid NPY file ({detail})") from None
     if not isinstance(array, np.ndarray):
         raise InputError(f"{source}: not a single NPY array")
-    return native_c_order(array)
+    from embedkit.mapped import path_backed  # a file mapped as it is travels to workers by path
+
+    return path_backed(native_c_order(array))
 
 
 def _check_npy_size(path: str, source: str) -> None:

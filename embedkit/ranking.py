@@ -34,6 +34,7 @@ from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
 from embedkit.distances import RANKING_METRICS, RankingMetric
 from embedkit.engines import Engine, LocalEngine, Progress, available_cores
 from embedkit.errors import InputError, OptionError
+from embedkit.mapped import is_path_backed
 
 if TYPE_CHECKING:
     from embedkit.knn import Neighbours
@@ -105,6 +106,15 @@ class _BlockJob:
     k: int
     total_rows: int
     distance: bool
+    #: Set when the inputs are files mapped by path (embedkit.mapped): ``queries`` and/or
+    #: ``corpus`` are then the raw mapped matrices, and each task prepares its own query rows
+    #: and this block's corpus rows ``first_row:first_row + block_rows`` (row-wise arithmetic,
+    #: so the same float32 rows as preparing them here).
+    metric: RankingMetric | None = None
+    centre: np.ndarray | None = None
+    raw_queries: bool = False
+    raw_corpus: bool = False
+    block_rows: int = 0
 
 
 def _rank_block(job: _BlockJob, bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -114,6 +124,16 @@ def _rank_block(job: _BlockJob, bounds: tuple[int, int]) -> tuple[np.ndarray, np
 
     start, stop = bounds
     width = min(job.k, job.total_rows)
+    corpus, corpus_sq_all = job.corpus, job.corpus_sq
+    all_queries, all_query_sq, offset = job.queries, job.query_sq, 0
+    if job.raw_corpus:  # mapped by path: prepare this block's rows here
+        assert job.metric is not None
+        corpus, corpus_sq_all = prepare_rows(job.corpus[job.first_row:job.first_row + job.block_rows], job.metric,
+                                             job.centre)
+    if job.raw_queries:
+        assert job.metric is not None
+        all_queries, all_query_sq = prepare_rows(job.queries[start:stop], job.metric, job.centre)
+        offset = start
     keys = np.full((stop - start, width), -np.inf, dtype=np.float32)
     rows = np.full((stop - start, width), _NO_ROW, dtype=np.int64)
     empty = np.zeros(0, np.float32)
@@ -121,11 +141,11 @@ def _rank_block(job: _BlockJob, bounds: tuple[int, int]) -> tuple[np.ndarray, np
     tile = np.empty((QUERY_TILE, CORPUS_TILE), dtype=np.float32)
     with _blas_controller().limit(limits=1, user_api="blas"):  # one core per task (also: fixed rounding)
         for qa, qb in blocks(stop - start, QUERY_TILE):
-            queries = _padded(job.queries[start + qa:start + qb], QUERY_TILE)
-            query_sq = job.query_sq[start + qa:start + qb] if job.query_sq is not None else empty
-            for lo, hi in blocks(len(job.corpus), CORPUS_TILE):
-                np.matmul(queries, _padded(job.corpus[lo:hi], CORPUS_TILE).T, out=tile)
-                corpus_sq = job.corpus_sq[lo:hi] if job.corpus_sq is not None else empty
+            queries = _padded(all_queries[start - offset + qa:start - offset + qb], QUERY_TILE)
+            query_sq = all_query_sq[start - offset + qa:start - offset + qb] if all_query_sq is not None else empty
+            for lo, hi in blocks(len(corpus), CORPUS_TILE):
+                np.matmul(queries, _padded(corpus[lo:hi], CORPUS_TILE).T, out=tile)
+                corpus_sq = corpus_sq_all[lo:hi] if corpus_sq_all is not None else empty
                 topk_tile(tile[: qb - qa, : hi - lo], job.first_row + lo, query_sq, corpus_sq, job.distance,
                           keys[qa:qb], rows[qa:qb])
     return _sorted(keys, rows)
@@ -213,18 +233,22 @@ def top_k(
     if n_queries and width:
         still_whole = mapped_file_guard(corpus)
         centre = ranking_centre(corpus, budget_mib=budget_mib) if metric == "euclidean" else None
-        prepared, query_sq = prepare_rows(queries, metric, centre)
+        runner = engine if engine is not None else LocalEngine()
+        # On a distributed engine, files mapped by path (embedkit.mapped) go to the tasks as
+        # they are and each task prepares the rows it reads; otherwise rows are prepared here.
+        raw_queries = runner.distributed and is_path_backed(queries)
+        raw_corpus = runner.distributed and is_path_backed(corpus)
+        prepared, query_sq = (queries, None) if raw_queries else prepare_rows(queries, metric, centre)
         # Tasks: whole query tiles, at most MAX_TILES_PER_TASK, about 4 tasks per core (balance).
         tiles = math.ceil(n_queries / QUERY_TILE)
         per_task = QUERY_TILE * max(1, min(MAX_TILES_PER_TASK, tiles // (4 * available_cores())))
         query_blocks = list(blocks(n_queries, per_task))
         corpus_rows = CORPUS_TILE * max(1, rows_per_block(dim * 4 + 8, budget_mib) // CORPUS_TILE)
-        runner = engine if engine is not None else LocalEngine()
         for start, stop in blocks(n_corpus, corpus_rows):
             still_whole()  # a corpus file truncated under us: one error line, not SIGBUS
-            block, block_sq = prepare_rows(corpus[start:stop], metric, centre)
+            block, block_sq = (corpus, None) if raw_corpus else prepare_rows(corpus[start:stop], metric, centre)
             job = _BlockJob(uuid.uuid4().hex, prepared, query_sq, block, block_sq, start, k, n_corpus,
-                            metric == "euclidean")
+                            metric == "euclidean", metric, centre, raw_queries, raw_corpus, stop - start)
             step = (lambda done, total, s=start, b=stop - start: progress(s * n_queries + done * b, n_corpus * n_queries)) \
                 if progress is not None else None
             results = runner.map(_rank_block, runner.share(job), query_blocks,

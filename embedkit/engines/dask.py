@@ -2,8 +2,19 @@
 
 Install with ``pip install 'embedkit[dask]'``. ``scheduler`` (``tcp://HOST:PORT``) joins a
 running cluster; without one, a ``LocalCluster`` is started here and shut down on
-:meth:`close`. The shared input is scattered once to every worker (``broadcast=True``), so
-tasks carry only their item. Results are yielded in item order, whatever order workers
+:meth:`close`.
+
+Data travel by path, not by value. A job's matrix mapped from a file
+(:class:`embedkit.mapped.PathArray`, what loading an NPY file gives) pickles as its path,
+and each worker memory-maps the file itself. Any other large array of a job (more than
+:data:`SPILL_BYTES`: a matrix read from Parquet, Arrow, NPZ, an NPY shard folder or
+stdin, label codes of a huge set...) is written once to an NPY file in a *spill folder*
+every worker can read, and travels by path too: ``parts_dir`` when given (it must be on
+storage every worker sees), else a temporary folder on this host when every worker is
+found to see it (a ``LocalCluster``, or workers on this host); both removed on
+:meth:`close`. Only when no worker-visible folder exists is the job scattered by value.
+The job itself (small once its arrays go by path) is scattered once to every worker
+(``broadcast=True``), so tasks carry only their item. Results are yielded in item order, whatever order workers
 finish in, so outputs and float64 sums are identical to the local engine's. A task whose
 worker dies is re-run elsewhere by the scheduler; its result is used exactly once. With
 ``parts_dir`` (a folder every worker and the driver can see), each task writes its result
@@ -14,11 +25,15 @@ it, results come back over Dask's own connections.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import logging
 import os
 import pickle
+import shutil
+import tempfile
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -31,6 +46,8 @@ R = TypeVar("R")
 SCHEDULER_ENV = "EMBEDKIT_SCHEDULER"
 _DASK_LOG = logging.getLogger("distributed")
 INSTALL_HINT = "pip install 'embedkit[dask]'"
+#: In-memory arrays of a job larger than this go to workers through a spill file, by path.
+SPILL_BYTES = 16 << 20
 
 
 class DaskEngine(Engine):
@@ -71,9 +88,85 @@ class DaskEngine(Engine):
             )
             self.client = Client(self.cluster)
         self.address = self.client.scheduler.address
+        self._spill_dir: str | None = None  # decided at the first large array
+        self._spill_checked = False
+        self._owned_spill_dir: str | None = None
+        self._spilled: dict[int, tuple[weakref.ref[Any], Any]] = {}
+        self._spill_files: list[str] = []
 
     def share(self, value: Any) -> Any:
-        return self.client.scatter(value, broadcast=True, hash=False)
+        """Scatter ``value`` once to every worker, its large arrays by path (see the module
+        docstring)."""
+        return self.client.scatter(self.by_path(value), broadcast=True, hash=False)
+
+    def by_path(self, value: Any, depth: int = 0) -> Any:
+        """``value`` with every in-memory array above :data:`SPILL_BYTES` (in it, or in the
+        dataclasses and tuples it holds) replaced by a path-backed copy in the spill folder;
+        unchanged when there is nothing to spill or no folder every worker sees."""
+        import numpy as np
+
+        from embedkit.mapped import LazyRows, is_path_backed
+
+        if isinstance(value, LazyRows) or is_path_backed(value) or depth > 4:
+            return value
+        if isinstance(value, np.ndarray):
+            if value.nbytes <= SPILL_BYTES or value.dtype.hasobject or value.size == 0:
+                return value
+            return self._spill(value)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            changes = {}
+            for f in dataclasses.fields(value):
+                if not f.init:
+                    continue
+                old = getattr(value, f.name)
+                new = self.by_path(old, depth + 1)
+                if new is not old:
+                    changes[f.name] = new
+            return dataclasses.replace(value, **changes) if changes else value
+        if type(value) is tuple:
+            items = tuple(self.by_path(v, depth + 1) for v in value)
+            return items if any(a is not b for a, b in zip(items, value)) else value
+        return value
+
+    def _spill(self, array: Any) -> Any:
+        from embedkit.mapped import spill
+
+        cached = self._spilled.get(id(array))
+        if cached is not None and cached[0]() is array:
+            return cached[1]
+        folder = self._spill_folder()
+        if folder is None:
+            return array
+        mapped = spill(array, folder)
+        self._spill_files.append(mapped.filename)
+        try:
+            self._spilled[id(array)] = (weakref.ref(array), mapped)
+        except TypeError:  # pragma: no cover - an array type without weak references
+            pass
+        return mapped
+
+    def _spill_folder(self) -> str | None:
+        """``parts_dir``, else a temporary folder when every worker sees it, else ``None``."""
+        if self._spill_checked:
+            return self._spill_dir
+        self._spill_checked = True
+        if self.parts_dir is not None:
+            self._spill_dir = self.parts_dir
+            return self._spill_dir
+        folder = tempfile.mkdtemp(prefix="embedkit-spill-")
+        probe = os.path.join(folder, "probe")
+        with open(probe, "w") as handle:
+            handle.write(folder)
+        try:
+            seen = self.client.run(_reads, probe)
+        except Exception:  # noqa: BLE001 - any failure to ask: pass data by value, as before
+            seen = {}
+        os.unlink(probe)
+        if seen and all(text == folder for text in seen.values()):
+            self._spill_dir = self._owned_spill_dir = folder
+        else:
+            os.rmdir(folder)
+        return self._spill_dir
 
     def map(
         self,
@@ -129,6 +222,22 @@ class DaskEngine(Engine):
         if self.cluster is not None:
             self.cluster.close()
             _DASK_LOG.setLevel(self._log_level)
+        self._spilled.clear()
+        for path in self._spill_files:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        self._spill_files.clear()
+        if self._owned_spill_dir is not None:
+            shutil.rmtree(self._owned_spill_dir, ignore_errors=True)
+
+
+def _reads(path: str) -> str | None:
+    """On a worker: the text of ``path``, or ``None`` when it cannot see the file."""
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return None
 
 
 def store_part(task: Callable[[Any, T], R], shared: Any, item: T, path: str) -> str:

@@ -18,6 +18,7 @@ from embedkit.chunking import DEFAULT_BUDGET_MIB
 from embedkit.distances import centred_squared_norms, column_mean, inverse_norms
 from embedkit.engines import Engine, Progress
 from embedkit.kernels import FORM_BCE, scan_pair_tile
+from embedkit.mapped import work_rows
 from embedkit.tiles import TILE_COLS, gram_tiles, run_stripes, stripes, tile_shape
 
 TILE_ROWS = 512
@@ -74,7 +75,8 @@ def scan_label_pairs(
     Stripes run on ``engine`` (default: a :class:`LocalEngine` of ``workers`` threads) and
     are merged in stripe order, so every engine gives the same float64 totals.
     """
-    x = as_work_array(embeddings)
+    by_path = work_rows(embeddings)  # a mapped file in the work dtype: tasks get it by path, not by value
+    x = by_path if isinstance(by_path, np.ndarray) else as_work_array(embeddings)
     n = x.shape[0]
     tile_rows, tile_cols = tile_shape(x.itemsize, n, budget_mib=budget_mib, rows=tile_rows, cols=tile_cols)
     # Euclidean forms work on rows centred on their mean (distances do not change; the

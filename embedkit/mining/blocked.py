@@ -24,6 +24,7 @@ from embedkit.arrays import as_work_array, l2_normalized, mapped_file_guard
 from embedkit.chunking import DEFAULT_BUDGET_MIB, rows_per_block
 from embedkit.distances import Metric, centred_squared_norms, column_mean, is_similarity
 from embedkit.engines import Engine, Progress
+from embedkit.mapped import work_rows
 from embedkit.kernels import (
     band_all_tile,
     band_closest_tile,
@@ -82,11 +83,14 @@ class Prepared:
 
 def prepare(embeddings: np.ndarray, metric: Metric) -> Prepared:
     """A :class:`Prepared` view: no copy of C-contiguous float32/float64 Euclidean input
-    (tiles are centred as they are used)."""
+    (tiles are centred as they are used). A matrix mapped from a file stays path-backed
+    (:mod:`embedkit.mapped`: jobs pickle by path; cosine rows are normalised per block as
+    tasks read them, the same arithmetic row by row), so no full copy is made or shipped."""
+    by_path = work_rows(embeddings, normalise=is_similarity(metric))
     if is_similarity(metric):
-        x = l2_normalized(embeddings)
-        return Prepared(x, np.ones(len(x), dtype=np.float64), metric)
-    x = as_work_array(embeddings)
+        x = by_path if by_path is not None else l2_normalized(embeddings)
+        return Prepared(x, np.ones(len(x), dtype=np.float64), metric)  # type: ignore[arg-type]
+    x = by_path if by_path is not None else as_work_array(embeddings)
     centre = column_mean(x)
     return Prepared(x, centred_squared_norms(x, centre), metric, centre.astype(x.dtype))
 
