@@ -43,7 +43,9 @@ import numpy as np
 from embedkit.arrays import l2_normalized, work_dtype
 
 #: Bytes read through one mapping before its pages are dropped from this process.
-RESIDENT_WINDOW = 64 << 20
+RESIDENT_WINDOW = 16 << 20
+#: Bytes the kernel maps around a faulting page of a file (Linux ``fault_around_bytes``).
+FAULT_AROUND = 64 << 10
 
 
 class PathArray(np.memmap):
@@ -81,10 +83,12 @@ class PathArray(np.memmap):
 
     def __getitem__(self, index: Any) -> Any:
         out = super().__getitem__(index)
-        if isinstance(out, PathArray) and out._mmap is None:  # a copy (fancy indexing): plain array
+        copied = isinstance(out, PathArray) and out._mmap is None
+        if copied:  # a copy (fancy indexing): a plain array, as numpy.memmap gives
             out = out.view(np.ndarray)
         if self._path_source is not None and isinstance(out, np.ndarray):
-            self._touched += out.nbytes
+            # Scattered rows map more than they read: a page fault maps FAULT_AROUND bytes.
+            self._touched += max(out.nbytes, len(out) * FAULT_AROUND) if copied and out.ndim else out.nbytes
             if self._touched > RESIDENT_WINDOW:
                 self.drop_pages()
                 self._touched = out.nbytes
