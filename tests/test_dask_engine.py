@@ -17,6 +17,10 @@ from tests.conftest import clustered, dataset
 
 distributed = pytest.importorskip("distributed")
 
+#: How long a SIGKILLed worker may take to come back: a fresh process imports numpy, Dask and
+#: numba, which takes minutes on a machine loaded by other test runs (a bound, not a timing).
+WORKER_RESTART_SECONDS = 300
+
 
 @pytest.fixture(scope="module")
 def dask_engine():
@@ -59,7 +63,7 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(dask_engine) -> No
     np.testing.assert_array_equal(remote.totals, local.totals)
     np.testing.assert_array_equal(remote.actives, local.actives)
     np.testing.assert_array_equal(remote.top["i"], local.top["i"])
-    client.wait_for_workers(2, timeout=60)
+    client.wait_for_workers(2, timeout=WORKER_RESTART_SECONDS)
 
 
 def test_missing_dask_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -158,7 +162,7 @@ def test_mine_survives_a_killed_worker(dask_engine) -> None:
     assert victims
     for key in local.items:
         np.testing.assert_array_equal(remote.items[key], local.items[key])
-    dask_engine.client.wait_for_workers(2, timeout=60)
+    dask_engine.client.wait_for_workers(2, timeout=WORKER_RESTART_SECONDS)
 
 
 def test_cli_engine_dask_matches_local(run_cli, tmp_path) -> None:
@@ -184,6 +188,9 @@ def test_shards_write_part_files_merged_in_order(dask_engine, tmp_path) -> None:
     x, labels = clustered(3000, 16, 20, seed=12, spread=0.7)
     spec = MineSpec("semi-hard", margin=0.8, index="exact", select="all")
     local = mine(x, labels, spec, engine=LocalEngine(2), budget_mib=0.25)
+    # Both workers up (a worker killed by an earlier test may still be restarting), so the
+    # one killed here is a live one and the other carries the run.
+    dask_engine.client.wait_for_workers(2, timeout=WORKER_RESTART_SECONDS)
     pids = dask_engine.client.run(os.getpid)
     victims: list[int] = []
     seen_parts: list[int] = []
@@ -203,7 +210,7 @@ def test_shards_write_part_files_merged_in_order(dask_engine, tmp_path) -> None:
     for key in local.items:
         np.testing.assert_array_equal(remote.items[key], local.items[key])
     assert list(tmp_path.iterdir()) == []  # merged and removed; no .partial left behind
-    dask_engine.client.wait_for_workers(2, timeout=60)
+    dask_engine.client.wait_for_workers(2, timeout=WORKER_RESTART_SECONDS)
 
 
 def test_parts_dir_must_exist() -> None:
@@ -230,3 +237,55 @@ def test_query_corpus_ranking_and_ir_figures_are_identical_on_dask(dask_engine) 
     a = evaluate_qrels(Dataset(corpus, "c"), Dataset(queries, "q"), qrels, engine=dask_engine)
     b = evaluate_qrels(Dataset(corpus, "c"), Dataset(queries, "q"), qrels)
     assert a.figures == b.figures
+
+
+# -- data by path -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_a_mapped_file_reaches_the_workers_by_path(dask_engine, tmp_path, metric: str) -> None:
+    import pickle
+
+    from embedkit.mapped import is_path_backed, open_npy
+    from embedkit.mining import blocked
+    from embedkit.mining.strategies import MineSpec, mine
+
+    x, labels = clustered(1500, 24, 15, seed=13, spread=0.7)
+    np.save(tmp_path / "x.npy", x)
+    mapped = open_npy(str(tmp_path / "x.npy"))
+    prep = blocked.prepare(mapped, metric)  # type: ignore[arg-type]
+    assert is_path_backed(prep.x)  # no normalised or converted copy of the matrix
+    job = blocked._job(prep, labels, 1.0, 256, 2048, anchors=np.arange(1500), k=1)
+    # The path, not the rows: what is left is the three 8-byte-per-row vectors (terms, codes, anchors).
+    assert len(pickle.dumps(dask_engine.by_path(job))) < 3 * 8 * 1500 + 1000 < x.nbytes
+    for case in ({"strategy": "hard", "negatives": 2}, {"strategy": "semi-hard", "margin": 0.5, "select": "all"}):
+        spec = MineSpec(index="exact", metric=metric, **case)  # type: ignore[arg-type]
+        local = mine(x, labels, spec, engine=LocalEngine(2), budget_mib=0.25)
+        remote = mine(mapped, labels, spec, engine=dask_engine, budget_mib=0.25)
+        for key in local.items:
+            np.testing.assert_array_equal(remote.items[key], local.items[key])
+
+
+def test_large_in_memory_arrays_are_spilled_once_and_read_by_path(dask_engine, monkeypatch) -> None:
+    import pickle
+
+    from embedkit.engines import dask as dask_module
+    from embedkit.mapped import is_path_backed
+    from embedkit.mining.strategies import MineSpec, mine
+
+    x, labels = clustered(1200, 16, 12, seed=14, spread=0.7)
+    monkeypatch.setattr(dask_module, "SPILL_BYTES", 4096)
+    spec = MineSpec("hard", index="exact", negatives=2)
+    try:
+        job = dask_engine.by_path((x, labels[:10]))
+        assert is_path_backed(job[0]) and job[1] is not None and not is_path_backed(job[1])
+        assert dask_engine.by_path(x) is job[0]  # spilled once per array
+        assert len(pickle.dumps(job[0])) < 1000
+        files = list(dask_engine._spill_files)
+        assert files and all(os.path.exists(f) for f in files)
+        local = mine(x, labels, spec, engine=LocalEngine(2), budget_mib=0.25)
+        remote = mine(x, labels, spec, engine=dask_engine, budget_mib=0.25)
+        for key in local.items:
+            np.testing.assert_array_equal(remote.items[key], local.items[key])
+    finally:
+        dask_engine.drop_spills()
+    assert not any(os.path.exists(f) for f in files)

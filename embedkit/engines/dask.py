@@ -222,13 +222,17 @@ class DaskEngine(Engine):
         if self.cluster is not None:
             self.cluster.close()
             _DASK_LOG.setLevel(self._log_level)
+        self.drop_spills()
+        if self._owned_spill_dir is not None:
+            shutil.rmtree(self._owned_spill_dir, ignore_errors=True)
+
+    def drop_spills(self) -> None:
+        """Remove the spill files written so far (jobs shared before must have finished)."""
         self._spilled.clear()
         for path in self._spill_files:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         self._spill_files.clear()
-        if self._owned_spill_dir is not None:
-            shutil.rmtree(self._owned_spill_dir, ignore_errors=True)
 
 
 def _reads(path: str) -> str | None:
