@@ -289,3 +289,20 @@ def test_large_in_memory_arrays_are_spilled_once_and_read_by_path(dask_engine, m
     finally:
         dask_engine.drop_spills()
     assert not any(os.path.exists(f) for f in files)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot"])
+def test_query_corpus_ranking_of_mapped_files_is_identical_on_dask(dask_engine, tmp_path, metric: str) -> None:
+    from embedkit.mapped import open_npy
+    from embedkit.ranking import top_k
+
+    rng = np.random.default_rng(15)
+    corpus = (rng.standard_normal((2500, 16)) + 3.0).astype(np.float32)
+    queries = (rng.standard_normal((500, 16)) + 3.0).astype(np.float32)
+    np.save(tmp_path / "c.npy", corpus)
+    np.save(tmp_path / "q.npy", queries)
+    local = top_k(queries, corpus, 10, metric=metric, budget_mib=0.1)  # type: ignore[arg-type]
+    remote = top_k(open_npy(str(tmp_path / "q.npy")), open_npy(str(tmp_path / "c.npy")), 10,
+                   metric=metric, budget_mib=0.1, engine=dask_engine)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(local.indices, remote.indices)
+    np.testing.assert_array_equal(local.values, remote.values)
