@@ -104,10 +104,10 @@ def check(
     )
     from embedkit.errors import OptionError
     from embedkit.inspection import FIGURE_PARTS
+    from embedkit.io import load_allowing_nonfinite
     from embedkit.losses.spec import LossSpec
     from embedkit.output import check_output_path
     from embedkit.qrels import read_qrels
-    from embedkit.rawinput import load_allowing_nonfinite
 
     with reported_errors():
         retrieval_mode = qrels is not None

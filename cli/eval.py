@@ -11,7 +11,7 @@ from cli.errors import reported_errors
 from embedkit.errors import OptionError
 
 if TYPE_CHECKING:
-    from embedkit.io import Dataset
+    from embedkit.dataset import Dataset
 
 EPILOG = """Figures (pytorch-metric-learning's definitions; README, `embedkit eval`):
   precision_at_1  the nearest neighbour has the query's label

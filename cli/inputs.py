@@ -5,10 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from embedkit.dataset import Dataset
 from embedkit.errors import InputError, OptionError
-from embedkit.io import STDIN, Dataset, load_dataset, sidecar_candidates
+from embedkit.formats import STDIN
+from embedkit.io import load_dataset
 from embedkit.output import check_output_path, table_format
-from embedkit.shards import contains
+from embedkit.shards import contains, sidecar_candidates
 
 
 def resolve_embeddings(path: str | None) -> str:

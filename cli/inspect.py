@@ -45,8 +45,8 @@ def inspect(
     from cli.render import inspect as render
     from cli.render import wrote
     from embedkit.inspection import inspect_embeddings
+    from embedkit.io import load_allowing_nonfinite
     from embedkit.output import check_output_path
-    from embedkit.rawinput import load_allowing_nonfinite
 
     with reported_errors():
         if plot is not None:

@@ -84,10 +84,10 @@ def loss(
     from cli.render import engine_text, progress_bar, wrote
     from cli.render import loss as render
     from embedkit.engines import make_engine
-    from embedkit.io import read_table
     from embedkit.losses.compute import compute_loss
     from embedkit.losses.spec import LossSpec
     from embedkit.output import mined_form
+    from embedkit.tables import read_table
 
     with reported_errors():
         sweep = parse_floats(margins, "--margins")

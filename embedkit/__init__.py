@@ -23,12 +23,12 @@ _EXPORTS: dict[str, str] = {
     "InputError": "embedkit.errors",
     "OptionError": "embedkit.errors",
     # loading
-    "Dataset": "embedkit.io",
+    "Dataset": "embedkit.dataset",
+    "LoadedEmbeddings": "embedkit.dataset",
     "load_dataset": "embedkit.io",
-    "load_labels": "embedkit.io",
+    "load_allowing_nonfinite": "embedkit.io",
+    "load_labels": "embedkit.labelfile",
     "Shard": "embedkit.shards",
-    "LoadedEmbeddings": "embedkit.rawinput",
-    "load_allowing_nonfinite": "embedkit.rawinput",
     # losses
     "LossSpec": "embedkit.losses.spec",
     "compute_loss": "embedkit.losses.compute",
@@ -91,12 +91,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         parse_requirements,
         run_check,
     )
+    from embedkit.dataset import Dataset, LoadedEmbeddings
     from embedkit.engines import make_engine
     from embedkit.errors import EmbedkitError, InputError, OptionError
     from embedkit.inspection import Inspection, inspect_embeddings
-    from embedkit.io import Dataset, load_dataset, load_labels
+    from embedkit.io import load_allowing_nonfinite, load_dataset
     from embedkit.ireval import IRResult, evaluate_qrels, evaluate_run, read_run, write_run
     from embedkit.knn import exact_knn
+    from embedkit.labelfile import load_labels
     from embedkit.losses.compute import compute_loss
     from embedkit.losses.result import LossResult
     from embedkit.losses.spec import LossSpec
@@ -106,5 +108,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from embedkit.mining.strategies import mine, mine_dataset
     from embedkit.qrels import JudgedRows, Qrels, read_qrels, resolve_qrels
     from embedkit.ranking import top_k
-    from embedkit.rawinput import LoadedEmbeddings, load_allowing_nonfinite
     from embedkit.shards import Shard

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embedkit.arrays import l2_normalized, row_blocks
+from embedkit.arrays import l2_normalized
 from embedkit.choices import DEFAULT_BINS, DEFAULT_EXACT_PAIRS, DEFAULT_SAMPLE, DEFAULT_SEED
-from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
+from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, row_blocks, rows_per_block
+from embedkit.dataset import LoadedEmbeddings
 from embedkit.distances import block_distances, paired_distances, squared_norms
 from embedkit.pairs import class_sizes, count_label_pairs, members_by_label
-from embedkit.rawinput import LoadedEmbeddings
 from embedkit.shards import Shard
 
 QUANTILES: tuple[float, ...] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)

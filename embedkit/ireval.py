@@ -32,9 +32,9 @@ from typing import BinaryIO
 import numpy as np
 
 from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks
+from embedkit.dataset import Dataset
 from embedkit.engines import Engine, Progress
 from embedkit.errors import InputError, OptionError
-from embedkit.io import Dataset
 from embedkit.qrels import STDIN, Qrels, canonical_ids, pair_codes, resolve_qrels, row_ids
 from embedkit.ranking import RANKING_METRICS, RankingMetric, top_k
 

@@ -4,7 +4,7 @@ A path names a *shard set* when it is a folder or a glob pattern (``'exports/par
 quoted so the shell leaves it alone); otherwise it is one file, and one file is a shard set
 of one. The shards are read in the sorted order of their paths (relative to the folder, or
 as the glob matched them), and row ``r`` of the dataset is row ``r - shard.start`` of the
-shard whose ``[start, stop)`` holds it: :attr:`embedkit.io.Dataset.shards` keeps that map.
+shard whose ``[start, stop)`` holds it: :attr:`embedkit.dataset.Dataset.shards` keeps that map.
 
 In a folder, hidden files and folders (``.name``), names starting with ``_`` (``_SUCCESS``,
 ``_metadata``, ``_common_metadata``, Spark's ``_temporary``), ``*.crc``, ``*.json``
@@ -89,8 +89,9 @@ class Piece:
 
 @dataclass(frozen=True)
 class FileReaders:
-    """The one-file readers :func:`read_pieces` calls for NPY, NPZ and label files. They live
-    in :mod:`embedkit.io`, which imports this module (never the other way round)."""
+    """The one-file readers :func:`read_pieces` calls for NPY, NPZ and label files
+    (:mod:`embedkit.npyfile`, :mod:`embedkit.labelfile`; the latter imports this module, so
+    :mod:`embedkit.io` passes them in)."""
 
     npy: Callable[[str | bytes, str], np.ndarray]
     npz: Callable[[str | bytes, str], tuple[np.ndarray, np.ndarray | None]]
@@ -321,8 +322,7 @@ def _arrays_agree(shapes: Sequence[tuple[Piece, tuple[int, ...], np.dtype]], sou
 
 def _copy_rows(array: np.ndarray, out: np.ndarray, start: int) -> None:
     """Copy ``array`` into ``out[start:]`` in blocks (a memory map is never read whole)."""
-    from embedkit.arrays import row_blocks
-    from embedkit.chunking import rows_per_block
+    from embedkit.chunking import row_blocks, rows_per_block
 
     if not len(array) or not array.shape[1]:
         return

@@ -11,8 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from embedkit.errors import InputError
-from embedkit.io import load_dataset, read_table
+from embedkit.io import load_dataset
 from embedkit.output import write_table
+from embedkit.tables import read_table
 
 
 def vectors(x: np.ndarray, *, fixed: bool = True) -> pa.Array:

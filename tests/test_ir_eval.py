@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from embedkit.dataset import Dataset
 from embedkit.errors import InputError
-from embedkit.io import Dataset
 from embedkit.ireval import evaluate_qrels, evaluate_run, read_run, score_rankings, write_run
 from embedkit.qrels import Qrels
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.readme_commands import Example, readme_examples
 from tests.conftest import ROOT, SAMPLE
+from tests.readme_commands import Example, readme_examples
 
 EXAMPLES = readme_examples()
 SHELL_SYNTAX = set("|<>;&$`()")

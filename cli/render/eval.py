@@ -15,7 +15,7 @@ from cli.render import (
     shards_note,
     stdout_console,
 )
-from embedkit.io import Dataset
+from embedkit.dataset import Dataset
 from embedkit.metrics import RetrievalMetrics
 
 DEFINITIONS = {

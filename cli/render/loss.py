@@ -18,7 +18,7 @@ from cli.render import (
     stderr_console,
     stdout_console,
 )
-from embedkit.io import Dataset
+from embedkit.dataset import Dataset
 from embedkit.losses.result import LossResult
 from embedkit.output import write_table
 

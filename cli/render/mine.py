@@ -17,7 +17,7 @@ from cli.render import (
     stderr_console,
     stdout_console,
 )
-from embedkit.io import Dataset
+from embedkit.dataset import Dataset
 from embedkit.mining.strategies import MineResult
 from embedkit.output import MINED_KEY, write_table
 

@@ -71,9 +71,10 @@ def _ids(dataset: Any) -> np.ndarray:
 
 def _texts(path: str, column: str, rows: int) -> np.ndarray:
     """A text column of a Parquet input, as an object array of ``rows`` strings."""
-    from embedkit.io import PARQUET_MAGIC, ParquetSource, _read_head
+    from embedkit.formats import PARQUET_MAGIC, read_head
+    from embedkit.labelfile import ParquetSource
 
-    if _read_head(path, 4) != PARQUET_MAGIC:
+    if read_head(path, 4) != PARQUET_MAGIC:
         raise InputError(f"{path}: --text-column needs Parquet input (the texts live in a column)")
     values = ParquetSource(path, path).column(column)
     if len(values) != rows:
