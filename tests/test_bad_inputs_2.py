@@ -26,9 +26,9 @@ import pytest
 import typer
 
 from cli.main import app
-from embedkit.inspection import exact_duplicates
 from embedkit.io import load_dataset
 from embedkit.output import remove_stale_partials
+from embedkit.repeated_rows import exact_duplicates
 
 REGISTERED = {c.name for c in app.registered_commands}
 COMMAND_ARGS: dict[str, list[str]] = {
@@ -541,7 +541,7 @@ def oracle_duplicates(x: np.ndarray, labels: np.ndarray | None, rows: np.ndarray
 
 @pytest.mark.parametrize("collide", [False, True])
 def test_exact_duplicates_in_blocks_match_the_oracle(monkeypatch: pytest.MonkeyPatch, collide: bool) -> None:
-    import embedkit.inspection as inspection
+    import embedkit.repeated_rows as inspection
 
     if collide:  # every row with the same first sign hashes alike: the exact comparison must split them
         monkeypatch.setattr(inspection, "row_hashes",

@@ -9,18 +9,17 @@ import numpy as np
 import pytest
 
 from embedkit.dataset import Dataset, LoadedEmbeddings
-from embedkit.inspection import (
-    FIGURE_PARTS,
+from embedkit.inspection import FIGURE_PARTS, inspect_embeddings
+from embedkit.io import load_allowing_nonfinite
+from embedkit.pair_distances import (
     all_pair_distances,
-    exact_duplicates,
-    inspect_embeddings,
     margin_errors,
     pair_distances,
     ranking_error,
     suggest_margin,
 )
-from embedkit.io import load_allowing_nonfinite
 from embedkit.pairs import count_label_pairs
+from embedkit.repeated_rows import exact_duplicates
 from tests.conftest import SAMPLE, clustered
 
 
