@@ -624,7 +624,7 @@ def test_labeled_formats_without_texts_lead_with_ids():
 
 
 def test_lists_are_ragged_and_blocks_do_not_change_the_selection(monkeypatch):
-    import embedkit.mining.retrieval as retrieval
+    import embedkit.mining.retrieval_candidates as retrieval
 
     queries, corpus, positives = data(seed=3, n=400)
     spec = SelectionSpec(negatives=3, max_score=0.3)
