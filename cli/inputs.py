@@ -10,7 +10,7 @@ from embedkit.errors import InputError, OptionError
 from embedkit.formats import STDIN
 from embedkit.io import load_dataset
 from embedkit.output import check_output_path, table_format
-from embedkit.shards import contains, sidecar_candidates
+from embedkit.shard_paths import contains, sidecar_candidates
 
 
 def resolve_embeddings(path: str | None) -> str:

@@ -28,7 +28,7 @@ _EXPORTS: dict[str, str] = {
     "load_dataset": "embedkit.io",
     "load_allowing_nonfinite": "embedkit.io",
     "load_labels": "embedkit.labelfile",
-    "Shard": "embedkit.shards",
+    "Shard": "embedkit.shard_paths",
     # losses
     "LossSpec": "embedkit.losses.spec",
     "compute_loss": "embedkit.losses.compute",
@@ -108,4 +108,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from embedkit.mining.strategies import mine, mine_dataset
     from embedkit.qrels import JudgedRows, Qrels, read_qrels, resolve_qrels
     from embedkit.ranking import top_k
-    from embedkit.shards import Shard
+    from embedkit.shard_paths import Shard

@@ -9,7 +9,7 @@ import numpy as np
 
 from embedkit.chunking import row_blocks, rows_per_block
 from embedkit.errors import InputError
-from embedkit.shards import Shard
+from embedkit.shard_paths import Shard
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from embedkit.distances import squared_norms
 from embedkit.pair_distances import QUANTILES, PairDistances, pair_distances
 from embedkit.pairs import class_sizes, count_label_pairs
 from embedkit.repeated_rows import Duplicates, exact_duplicates
-from embedkit.shards import Shard
+from embedkit.shard_paths import Shard
 
 #: Rows "look L2-normalised" when every finite row's norm is within this of 1.
 NORMALISED_TOLERANCE = 1e-3
