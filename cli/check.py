@@ -6,9 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli import options as opt
-from cli.errors import EXIT_CHECK_FAILED, reported_errors
-from cli.options import refuse_given
+from . import options as opt
+from .errors import EXIT_CHECK_FAILED, reported_errors
+from .options import refuse_given
 from embedkit.choices import DEFAULT_EXACT_PAIRS, DEFAULT_SAMPLE, DEFAULT_SEED, ContrastiveForm
 
 EPILOG = """Requirement: NAME OP VALUE, OP one of >= <= > < == (quote it in the shell).
@@ -85,14 +85,14 @@ def check(
 
     NaN/Inf rows are counted (nan_rows), not refused; eval and loss figures fail on them.
     """
-    from cli.inputs import (
+    from .inputs import (
         guarded_inputs,
         load_inputs,
         refuse_output_in_shard_sets,
         resolve_embeddings,
     )
-    from cli.render import check as render
-    from cli.render import wrote
+    from .render import check as render
+    from .render import wrote
     from embedkit.checks import (
         CheckSettings,
         RetrievalCheck,

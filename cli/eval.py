@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from cli import options as opt
-from cli.errors import reported_errors
+from . import options as opt
+from .errors import reported_errors
 from embedkit.errors import OptionError
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def load_split(
         raise OptionError("--reference needs --queries (without it every row of EMB is a query)")
     if query_labels is not None and queries is None:
         raise OptionError("--query-labels needs --queries")
-    from cli.inputs import load_inputs
+    from .inputs import load_inputs
 
     if queries is None:
         return load_inputs(embeddings, labels=labels, column=column, label_column=label_column), None
@@ -104,9 +104,9 @@ def eval_(
 
     With --qrels: EMB is the corpus, --queries the queries, graded IR figures (README).
     """
-    from cli.inputs import parse_ints
-    from cli.render import engine_text, progress_bar
-    from cli.render import eval as render
+    from .inputs import parse_ints
+    from .render import engine_text, progress_bar
+    from .render import eval as render
     from embedkit.engines import make_engine
     from embedkit.metrics import evaluate_retrieval
 
@@ -143,7 +143,7 @@ def eval_(
 
 def _ks(values: list[str] | None) -> tuple[int, ...]:
     """``--k 10 --k 100`` and ``--k 10,100`` alike; ``()`` when not given."""
-    from cli.inputs import parse_ints
+    from .inputs import parse_ints
 
     return tuple(k for value in values or () for k in parse_ints(value, "--k"))
 
@@ -154,9 +154,9 @@ def _qrels_eval(
     per_query: str | None, run: str | None, as_json: bool, quiet: bool, workers: int | None, engine: str,
     scheduler: str | None, parts_dir: str | None,
 ) -> None:
-    from cli.inputs import guarded_inputs, load_inputs, refuse_output_in_shard_sets
-    from cli.render import ireval as render_ir
-    from cli.render import progress_bar, wrote
+    from .inputs import guarded_inputs, load_inputs, refuse_output_in_shard_sets
+    from .render import ireval as render_ir
+    from .render import progress_bar, wrote
     from embedkit.engines import make_engine
     from embedkit.ireval import DEFAULT_IR_KS, evaluate_qrels, evaluate_run, read_run, write_run
     from embedkit.output import check_output_path, table_format, write_table

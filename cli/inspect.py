@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli import options as opt
-from cli.errors import reported_errors
+from . import options as opt
+from .errors import reported_errors
 from embedkit.choices import DEFAULT_BINS, DEFAULT_EXACT_PAIRS, DEFAULT_SAMPLE, DEFAULT_SEED
 
 EPILOG = """The suggested margin minimises (negative pairs inside it) + (positive pairs
@@ -41,9 +41,9 @@ def inspect(
 
     NaN/Inf rows are counted and left out of the other figures.
     """
-    from cli.inputs import guarded_inputs, refuse_output_in_shard_sets, resolve_embeddings
-    from cli.render import inspect as render
-    from cli.render import wrote
+    from .inputs import guarded_inputs, refuse_output_in_shard_sets, resolve_embeddings
+    from .render import inspect as render
+    from .render import wrote
     from embedkit.inspection import inspect_embeddings
     from embedkit.io import load_allowing_nonfinite
     from embedkit.output import check_output_path

@@ -6,9 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli import options as opt
-from cli.errors import reported_errors
-from cli.options import given
+from . import options as opt
+from .errors import reported_errors
+from .options import given
 from embedkit.choices import ContrastiveForm, LossKind, Reduction
 from embedkit.errors import OptionError
 
@@ -80,9 +80,9 @@ def loss(
     parts_dir: opt.PartsDirOpt = None,
 ) -> None:
     """Compute a contrastive-learning loss over an embedding file, with a trace table."""
-    from cli.inputs import load_inputs, parse_floats
-    from cli.render import engine_text, progress_bar, wrote
-    from cli.render import loss as render
+    from .inputs import load_inputs, parse_floats
+    from .render import engine_text, progress_bar, wrote
+    from .render import loss as render
     from embedkit.engines import make_engine
     from embedkit.losses.compute import compute_loss
     from embedkit.losses.spec import LossSpec

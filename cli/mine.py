@@ -6,10 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli import mine_retrieval
-from cli import options as opt
-from cli.errors import reported_errors
-from cli.options import refuse_given
+from . import mine_retrieval
+from . import options as opt
+from .errors import reported_errors
+from .options import refuse_given
 from embedkit.choices import Fallback, IndexKind, PositiveChoice, Select, Strategy
 from embedkit.errors import OptionError
 
@@ -133,9 +133,9 @@ def mine(
     if mine_retrieval.is_retrieval(ctx):
         mine_retrieval.run(ctx, **{k: v for k, v in locals().items() if k != "ctx"})
         return
-    from cli.inputs import load_inputs
-    from cli.render import engine_text, progress_bar, wrote
-    from cli.render import mine as render
+    from .inputs import load_inputs
+    from .render import engine_text, progress_bar, wrote
+    from .render import mine as render
     from embedkit.engines import make_engine
     from embedkit.mining.strategies import MineSpec, mine_dataset
 

@@ -6,9 +6,9 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from cli.errors import reported_errors
-from cli.options import FILTERS, OUTPUT, STRATEGY, given
-from cli.options import QRELS as RQ
+from .errors import reported_errors
+from .options import FILTERS, OUTPUT, STRATEGY, given
+from .options import QRELS as RQ
 from embedkit.choices import OutputFormat, Sampling
 from embedkit.errors import OptionError
 
@@ -83,9 +83,9 @@ def refuse_retrieval_options(ctx: typer.Context) -> None:
 def run(ctx: typer.Context, **o: Any) -> None:
     """Check the options, run one retrieval mining call, render the report."""
     # Imported here: label mining and --help do not pay for them.
-    from cli.inputs import parse_floats, refuse_output_in_shard_sets
-    from cli.render import mine_retrieval as render
-    from cli.render import progress_bar, wrote
+    from .inputs import parse_floats, refuse_output_in_shard_sets
+    from .render import mine_retrieval as render
+    from .render import progress_bar, wrote
     from embedkit.engines import make_engine
     from embedkit.mining.retrieval import SearchSpec
     from embedkit.mining.retrieval_job import RetrievalJob, run_retrieval_mining

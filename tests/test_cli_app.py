@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import embedkit
-from cli.main import app
+from embedkit.cli.main import app
 from tests.conftest import SEED
 
 

@@ -10,7 +10,7 @@ import pytest
 import typer.main
 from typer.testing import CliRunner
 
-from cli.main import app
+from embedkit.cli.main import app
 
 PANELS = {"Input", "Labels", "Retrieval (qrels)", "Loss", "Strategy", "Filters", "Search", "Output", "Performance"}
 GROUP = typer.main.get_command(app)

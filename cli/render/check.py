@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-from cli.render import labels_text, print_json, stdout_console
+from . import labels_text, print_json, stdout_console
 from embedkit.checks import CheckReport
 
 

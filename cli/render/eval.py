@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-from cli.render import (
+from . import (
     labels_text,
     number,
     print_json,

@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-from cli.render import number, print_json, stdout_console
+from . import number, print_json, stdout_console
 from embedkit.dataset import Dataset
 from embedkit.ireval import IR_FAMILIES, IRResult
 

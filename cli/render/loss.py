@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from cli.render import (
+from . import (
     labels_text,
     number,
     percent,

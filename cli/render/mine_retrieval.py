@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-from cli.render import number, percent, print_json, stderr_console, stdout_console, to_jsonable
+from . import number, percent, print_json, stderr_console, stdout_console, to_jsonable
 from embedkit.mining.retrieval import STATS
 from embedkit.mining.retrieval_job import RetrievalRun
 
