@@ -6,10 +6,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from embedkit.choices import DEFAULT_EXACT_PAIRS, DEFAULT_SAMPLE, DEFAULT_SEED, ContrastiveForm
+
 from . import options as opt
 from .errors import EXIT_CHECK_FAILED, reported_errors
 from .options import refuse_given
-from embedkit.choices import DEFAULT_EXACT_PAIRS, DEFAULT_SAMPLE, DEFAULT_SEED, ContrastiveForm
 
 EPILOG = """Requirement: NAME OP VALUE, OP one of >= <= > < == (quote it in the shell).
 Figures: precision_at_1, r_precision, map_at_r, recall_at_K (eval); contrastive_loss,
@@ -85,14 +86,6 @@ def check(
 
     NaN/Inf rows are counted (nan_rows), not refused; eval and loss figures fail on them.
     """
-    from .inputs import (
-        guarded_inputs,
-        load_inputs,
-        refuse_output_in_shard_sets,
-        resolve_embeddings,
-    )
-    from .render import check as render
-    from .render import wrote
     from embedkit.checks import (
         CheckSettings,
         RetrievalCheck,
@@ -108,6 +101,15 @@ def check(
     from embedkit.losses.spec import LossSpec
     from embedkit.output import check_output_path
     from embedkit.qrels import read_qrels
+
+    from .inputs import (
+        guarded_inputs,
+        load_inputs,
+        refuse_output_in_shard_sets,
+        resolve_embeddings,
+    )
+    from .render import check as render
+    from .render import wrote
 
     with reported_errors():
         retrieval_mode = qrels is not None

@@ -9,7 +9,8 @@ EPILOG = "Examples:\n  embedkit env\n  embedkit env --json"
 
 def env(json: opt.JsonOpt = False) -> None:
     """Print versions (embedkit, Python, numpy, faiss, pyarrow, numba, ...), cores and BLAS threads."""
-    from .render import env as render
     from embedkit.environment import describe_environment
+
+    from .render import env as render
 
     render.environment(describe_environment(), as_json=json)

@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from embedkit.errors import OptionError
+
 from . import options as opt
 from .errors import reported_errors
-from embedkit.errors import OptionError
 
 if TYPE_CHECKING:
     from embedkit.dataset import Dataset
@@ -104,11 +105,12 @@ def eval_(
 
     With --qrels: EMB is the corpus, --queries the queries, graded IR figures (README).
     """
+    from embedkit.engines import make_engine
+    from embedkit.metrics import evaluate_retrieval
+
     from .inputs import parse_ints
     from .render import engine_text, progress_bar
     from .render import eval as render
-    from embedkit.engines import make_engine
-    from embedkit.metrics import evaluate_retrieval
 
     if qrels is not None or from_run is not None:
         with reported_errors():
@@ -154,13 +156,14 @@ def _qrels_eval(
     per_query: str | None, run: str | None, as_json: bool, quiet: bool, workers: int | None, engine: str,
     scheduler: str | None, parts_dir: str | None,
 ) -> None:
-    from .inputs import guarded_inputs, load_inputs, refuse_output_in_shard_sets
-    from .render import ireval as render_ir
-    from .render import progress_bar, wrote
     from embedkit.engines import make_engine
     from embedkit.ireval import DEFAULT_IR_KS, evaluate_qrels, evaluate_run, read_run, write_run
     from embedkit.output import check_output_path, table_format, write_table
     from embedkit.qrels import read_qrels
+
+    from .inputs import guarded_inputs, load_inputs, refuse_output_in_shard_sets
+    from .render import ireval as render_ir
+    from .render import progress_bar, wrote
 
     ks = ks or DEFAULT_IR_KS
     named = {"the corpus": embeddings, "--queries": queries, "--qrels": qrels, "--from-run": from_run}

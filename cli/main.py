@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 import embedkit
+
 from . import check as check_command
 from . import env as env_command
 from . import eval as eval_command

@@ -6,12 +6,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from embedkit.choices import Fallback, IndexKind, PositiveChoice, Select, Strategy
+from embedkit.errors import OptionError
+
 from . import mine_retrieval
 from . import options as opt
 from .errors import reported_errors
 from .options import refuse_given
-from embedkit.choices import Fallback, IndexKind, PositiveChoice, Select, Strategy
-from embedkit.errors import OptionError
 
 EPILOG = """Strategies (d: Euclidean, or 1 − cos with --metric cosine; README, `embedkit mine`):
   hard           each anchor's K nearest negatives (K = --negatives)
@@ -133,11 +134,12 @@ def mine(
     if mine_retrieval.is_retrieval(ctx):
         mine_retrieval.run(ctx, **{k: v for k, v in locals().items() if k != "ctx"})
         return
+    from embedkit.engines import make_engine
+    from embedkit.mining.strategies import MineSpec, mine_dataset
+
     from .inputs import load_inputs
     from .render import engine_text, progress_bar, wrote
     from .render import mine as render
-    from embedkit.engines import make_engine
-    from embedkit.mining.strategies import MineSpec, mine_dataset
 
     with reported_errors():
         mine_retrieval.refuse_retrieval_options(ctx)

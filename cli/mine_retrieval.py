@@ -6,11 +6,12 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
+from embedkit.choices import OutputFormat, Sampling
+from embedkit.errors import OptionError
+
 from .errors import reported_errors
 from .options import FILTERS, OUTPUT, STRATEGY, given
 from .options import QRELS as RQ
-from embedkit.choices import OutputFormat, Sampling
-from embedkit.errors import OptionError
 
 AnyMetric = Literal["euclidean", "cosine", "dot"]
 
@@ -83,13 +84,14 @@ def refuse_retrieval_options(ctx: typer.Context) -> None:
 def run(ctx: typer.Context, **o: Any) -> None:
     """Check the options, run one retrieval mining call, render the report."""
     # Imported here: label mining and --help do not pay for them.
-    from .inputs import parse_floats, refuse_output_in_shard_sets
-    from .render import mine_retrieval as render
-    from .render import progress_bar, wrote
     from embedkit.engines import make_engine
     from embedkit.mining.retrieval import SearchSpec
     from embedkit.mining.retrieval_job import RetrievalJob, run_retrieval_mining
     from embedkit.mining.retrieval_select import SelectionSpec
+
+    from .inputs import parse_floats, refuse_output_in_shard_sets
+    from .render import mine_retrieval as render
+    from .render import progress_bar, wrote
 
     with reported_errors():
         for name in LABEL_ONLY:

@@ -11,10 +11,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from embedkit.cli.main import app
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from embedkit.cli.main import app
 from embedkit.errors import EmbedkitError
 from embedkit.io import load_dataset
 

@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import typer
-
 from embedkit.cli.main import app
+
 from embedkit.io import load_dataset
 from embedkit.output import remove_stale_partials
 from embedkit.repeated_rows import exact_duplicates

@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 import pytest
-
 from embedkit.cli.streams import ASCII, degrade_to_ascii
+
 from tests.cli_streams import run_app
 from tests.conftest import ROOT, SEED
 
@@ -92,7 +92,6 @@ def test_the_ascii_spelling_of_the_formulas(capfd: pytest.CaptureFixture[str]) -
 
 def test_every_registered_command_is_covered_here() -> None:
     import typer.main
-
     from embedkit.cli.main import app
 
     registered = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]

@@ -8,9 +8,8 @@ import shlex
 
 import pytest
 import typer.main
-from typer.testing import CliRunner
-
 from embedkit.cli.main import app
+from typer.testing import CliRunner
 
 PANELS = {"Input", "Labels", "Retrieval (qrels)", "Loss", "Strategy", "Filters", "Search", "Output", "Performance"}
 GROUP = typer.main.get_command(app)

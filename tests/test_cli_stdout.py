@@ -155,7 +155,6 @@ def test_no_command_prints_help_and_a_clear_error(tmp_path: Path) -> None:
 
 def test_every_registered_command_is_covered_here() -> None:
     import typer.main
-
     from embedkit.cli.main import app
 
     registered = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]

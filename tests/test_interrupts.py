@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from embedkit.cli.main import app
 
 REGISTERED = {c.name for c in app.registered_commands}

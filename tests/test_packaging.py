@@ -37,8 +37,9 @@ def test_the_console_script_points_at_the_namespaced_entry() -> None:
 
 
 def test_in_a_checkout_embedkit_cli_is_the_repository_cli_folder() -> None:
-    import embedkit.cli
     import embedkit.cli.main
+
+    import embedkit.cli
 
     assert [Path(p).resolve() for p in embedkit.cli.__path__] == [(ROOT / "cli").resolve()]
     assert Path(embedkit.cli.main.__file__).resolve() == (ROOT / "cli" / "main.py").resolve()
