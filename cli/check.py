@@ -65,14 +65,12 @@ def check(
         "--scale", metavar="FLOAT", rich_help_panel=opt.LOSS, help="bce_loss: logit scale.")] = 10.0,
     bias: Annotated[float, typer.Option(
         "--bias", metavar="FLOAT", rich_help_panel=opt.LOSS, help="bce_loss: logit bias.")] = -10.0,
-    queries: Annotated[Optional[str], typer.Option(
-        "--queries", metavar="FILE", rich_help_panel=opt.QRELS_PANEL, show_default=False,
-        help="With --qrels: the query embeddings; EMB is the corpus.")] = None,
+    queries: opt.QueriesOpt = None,
     qrels: opt.QrelsOpt = None,
     baseline_queries: Annotated[Optional[str], typer.Option(
-        "--baseline-queries", metavar="FILE", rich_help_panel=opt.QRELS_PANEL, show_default=False,
+        "--baseline-queries", metavar="FILE", rich_help_panel=opt.QRELS, show_default=False,
         help="With --qrels and --baseline: the baseline model's queries.")] = None,
-    id_column: opt.CorpusIdColumnOpt = None,
+    id_column: opt.IdColumnOpt = None,
     query_id_column: opt.QueryIdColumnOpt = None,
     ignore_missing: opt.IgnoreMissingOpt = False,
     junit: Annotated[Optional[str], typer.Option(

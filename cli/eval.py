@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from embedkit.choices import DEFAULT_IR_KS, DEFAULT_KS
 from embedkit.errors import OptionError
 
 from . import options as opt
@@ -29,7 +30,6 @@ Examples:
       --qrels ir/qrels.tsv --id-column id -k 10 --run run.txt
   embedkit eval --qrels ir/qrels.tsv --from-run run.txt
 """
-RUN_PANEL = "Retrieval (qrels)"
 
 
 def load_split(
@@ -62,9 +62,7 @@ def load_split(
 
 def eval_(
     embeddings: opt.EmbeddingsArg = None,
-    queries: Annotated[Optional[str], typer.Option(
-        "--queries", metavar="FILE", rich_help_panel=opt.INPUT,
-        help="Queries searched in the reference (EMB or --reference).")] = None,
+    queries: opt.QueriesOpt = None,
     reference: Annotated[Optional[str], typer.Option(
         "--reference", metavar="FILE", rich_help_panel=opt.INPUT,
         help="Reference (gallery) with --queries; the same as giving EMB.")] = None,
@@ -75,15 +73,16 @@ def eval_(
         "--query-labels", metavar="FILE", rich_help_panel=opt.LABELS,
         help="Labels of --queries (default: its column or sidecar).")] = None,
     qrels: opt.QrelsOpt = None,
-    id_column: opt.CorpusIdColumnOpt = None,
+    id_column: opt.IdColumnOpt = None,
     query_id_column: opt.QueryIdColumnOpt = None,
     ignore_missing: opt.IgnoreMissingOpt = False,
     from_run: Annotated[Optional[str], typer.Option(
-        "--from-run", metavar="FILE", rich_help_panel=RUN_PANEL, show_default=False,
+        "--from-run", metavar="FILE", rich_help_panel=opt.QRELS, show_default=False,
         help="With --qrels: evaluate this TREC run file instead of embeddings.")] = None,
     k: Annotated[Optional[list[str]], typer.Option(
         "--k", "-k", metavar="LIST", rich_help_panel=opt.SEARCH, show_default=False,
-        help="Cut-offs, repeatable or comma-separated (default 1,5,10; --qrels: 10,100).")] = None,
+        help="Cut-offs, repeatable or comma-separated (default "
+        f"{','.join(map(str, DEFAULT_KS))}; --qrels: {','.join(map(str, DEFAULT_IR_KS))}).")] = None,
     metric: opt.RankingMetricOpt = None,
     per_class: Annotated[bool, typer.Option(
         "--per-class", metavar=opt.FLAG, rich_help_panel=opt.OUTPUT,
@@ -108,7 +107,6 @@ def eval_(
     from embedkit.engines import make_engine
     from embedkit.metrics import evaluate_retrieval
 
-    from .inputs import parse_ints
     from .render import engine_text, progress_bar
     from .render import eval as render
 
@@ -132,7 +130,7 @@ def eval_(
                 raise OptionError(f"{name} applies to retrieval with --qrels")
         if metric == "dot":
             raise OptionError("--metric dot applies to retrieval with --qrels; label eval ranks by euclidean or cosine")
-        ks = _ks(k) or parse_ints("1,5,10", "--k")
+        ks = _ks(k) or DEFAULT_KS
         reference_set, query_set = load_split(embeddings, queries, reference, query_labels,
                                               labels=labels, column=column, label_column=label_column)
         with make_engine(engine, workers=workers, scheduler=scheduler, parts_dir=parts_dir) as runner, \
@@ -157,7 +155,7 @@ def _qrels_eval(
     scheduler: str | None, parts_dir: str | None,
 ) -> None:
     from embedkit.engines import make_engine
-    from embedkit.ireval import DEFAULT_IR_KS, evaluate_qrels, evaluate_run, read_run, write_run
+    from embedkit.ireval import evaluate_qrels, evaluate_run, read_run, write_run
     from embedkit.output import check_output_path, table_format, write_table
     from embedkit.qrels import read_qrels
 

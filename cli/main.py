@@ -18,10 +18,9 @@ from . import eval as eval_command
 from . import inspect as inspect_command
 from . import loss as loss_command
 from . import mine as mine_command
-from .entry import install_terminating_handlers
+from .entry import EXIT_SIGINT, install_terminating_handlers
 from .errors import (
     EXIT_OK,
-    EXIT_SIGINT,
     EXIT_SIGPIPE,
     EXIT_USAGE,
     ClickException,

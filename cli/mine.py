@@ -6,7 +6,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from embedkit.choices import Fallback, IndexKind, PositiveChoice, Select, Strategy
+from embedkit.choices import (
+    DEFAULT_BUDGET_MIB,
+    DEFAULT_RETRIEVAL_NEGATIVES,
+    Fallback,
+    IndexKind,
+    PositiveChoice,
+    RankingMetric,
+    Select,
+    Strategy,
+)
 from embedkit.errors import OptionError
 
 from . import mine_retrieval
@@ -54,7 +63,8 @@ def mine(
         help="Band margin (semi-hard, easy, within-margin).")] = 1.0,
     negatives: Annotated[Optional[int], typer.Option(
         "--negatives", "-k", metavar="N", rich_help_panel=opt.STRATEGY, show_default=False,
-        help="hard: negatives per anchor (default 1); retrieval: per query (3).")] = None,
+        help="hard: negatives per anchor (default 1); retrieval: per query "
+        f"({DEFAULT_RETRIEVAL_NEGATIVES}).")] = None,
     positives: Annotated[Optional[PositiveChoice], typer.Option(
         "--positives", metavar="WHICH", rich_help_panel=opt.STRATEGY, show_default=False,
         help="all, hardest, nearest or random (default: random; batch-hard: hardest).")] = None,
@@ -70,7 +80,7 @@ def mine(
     squared: Annotated[bool, typer.Option(
         "--squared/--no-squared", metavar=opt.FLAG, rich_help_panel=opt.STRATEGY,
         help="semi-hard/easy bands on squared distances (FaceNet).")] = False,
-    metric: Annotated[Optional[mine_retrieval.AnyMetric], typer.Option(
+    metric: Annotated[Optional[RankingMetric], typer.Option(
         "--metric", metavar="METRIC", rich_help_panel=opt.STRATEGY, show_default=False,
         help="euclidean (default) or cosine; retrieval: cosine (default) or dot.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(
@@ -103,11 +113,11 @@ def mine(
     workers: opt.WorkersOpt = None,
     budget_mib: Annotated[float, typer.Option(
         "--budget-mib", metavar="FLOAT", rich_help_panel=opt.PERFORMANCE,
-        help="Working memory per worker for distance tiles (MiB).")] = 64.0,
+        help="Working memory per worker for distance tiles (MiB).")] = DEFAULT_BUDGET_MIB,
     engine: opt.EngineOpt = "local",
     scheduler: opt.SchedulerOpt = None,
     parts_dir: opt.PartsDirOpt = None,
-    queries: mine_retrieval.QueriesOpt = None,
+    queries: opt.QueriesOpt = None,
     qrels: opt.QrelsOpt = None,
     query_id_column: opt.QueryIdColumnOpt = None,
     ignore_missing: opt.IgnoreMissingOpt = False,

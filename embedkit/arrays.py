@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from embedkit.choices import SCAN_BUDGET_MIB
 from embedkit.chunking import row_blocks, rows_per_block
 from embedkit.errors import InputError
 
@@ -47,7 +48,7 @@ def validate_embeddings(embeddings: np.ndarray, source: str, *, require_finite: 
         )
     if not require_finite:
         return embeddings
-    step = rows_per_block(dim * embeddings.dtype.itemsize, budget_mib=32.0)
+    step = rows_per_block(dim * embeddings.dtype.itemsize, budget_mib=SCAN_BUDGET_MIB)
     for start, stop, block in row_blocks(embeddings, step):
         finite = np.isfinite(block).all(axis=1)
         if not finite.all():

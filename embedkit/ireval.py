@@ -31,6 +31,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from embedkit.choices import DEFAULT_IR_KS
 from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks
 from embedkit.dataset import Dataset
 from embedkit.engines import Engine, Progress
@@ -40,7 +41,6 @@ from embedkit.ranking import RANKING_METRICS, RankingMetric, top_k
 
 #: The figure families, in display order.
 IR_FAMILIES: tuple[str, ...] = ("ndcg", "mrr", "map", "recall", "precision")
-DEFAULT_IR_KS: tuple[int, ...] = (10, 100)
 IR_FIGURE = re.compile(r"^(ndcg|mrr|map|recall|precision)_at_([1-9][0-9]{0,5})$")
 #: Tag of the run files embedkit writes (deterministic: no time, no host).
 RUN_TAG = "embedkit"

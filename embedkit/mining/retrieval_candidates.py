@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from embedkit.choices import DEFAULT_BUDGET_MIB
 from embedkit.chunking import blocks, rows_per_block
 from embedkit.engines import Engine, Progress
 from embedkit.errors import OptionError
@@ -46,7 +47,7 @@ class SearchSpec:
     nprobe: int | None = None
     ef_search: int | None = None
     seed: int = 0
-    budget_mib: float = 64.0
+    budget_mib: float = DEFAULT_BUDGET_MIB
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ def _ready(block: np.ndarray, metric: RetrievalMetric) -> np.ndarray:
 
 def pair_scores(
     queries: np.ndarray, corpus: np.ndarray, query_rows: np.ndarray, doc_rows: np.ndarray, *,
-    metric: RetrievalMetric, budget_mib: float = 64.0,
+    metric: RetrievalMetric, budget_mib: float = DEFAULT_BUDGET_MIB,
 ) -> np.ndarray:
     """``score(queries[query_rows[i]], corpus[doc_rows[i]])`` for each i, float32, in blocks."""
     out = np.empty(len(query_rows), dtype=np.float32)
@@ -169,7 +170,7 @@ def pair_scores(
 
 def positive_similarity(
     corpus: np.ndarray, list_ptr: np.ndarray, rows: np.ndarray, pos_ptr: np.ndarray, pos_rows: np.ndarray, *,
-    metric: RetrievalMetric, budget_mib: float = 64.0,
+    metric: RetrievalMetric, budget_mib: float = DEFAULT_BUDGET_MIB,
 ) -> np.ndarray:
     """Each list entry's largest similarity to a positive of its query (float32, aligned with
     ``rows``), computed over padded blocks of queries within the budget."""
