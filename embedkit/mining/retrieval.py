@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from embedkit.choices import DEFAULT_BUDGET_MIB
 from embedkit.engines import Engine, Progress
 from embedkit.errors import InputError, OptionError
 from embedkit.mining.retrieval_candidates import (
@@ -134,12 +135,13 @@ def summarise(candidates: Candidates, spec: SelectionSpec, selection: Selection,
                            queries_without_negatives=int((per_query == 0).sum()), **extra)
 
 
-def sweep_margins(candidates: Candidates, spec: SelectionSpec, margins: tuple[float, ...]) -> list[dict[str, Any]]:
+def sweep_margins(candidates: Candidates, spec: SelectionSpec, margins: tuple[float, ...], *,
+                  budget_mib: float = DEFAULT_BUDGET_MIB) -> list[dict[str, Any]]:
     """Negatives, triplets and short queries at each relative margin, from one candidate set."""
     out = []
     counts = candidates.positives_per_query
     for value in margins:
-        chosen = select_from(candidates, replace(spec, relative_margin=value))
+        chosen = select_from(candidates, replace(spec, relative_margin=value), budget_mib=budget_mib)
         per_query = (chosen.rows >= 0).sum(axis=1)
         out.append({"relative_margin": value, "negatives": int(per_query.sum()),
                     "triplets": int((per_query * counts).sum()),
@@ -209,12 +211,12 @@ def mine_retrieval(
                                                      or spec.max_positive_similarity is not None),
                            deepest=deepest,
                            progress=progress, searcher=searcher, engine=engine)
-    selection = select_from(cand, spec)
+    selection = select_from(cand, spec, budget_mib=search.budget_mib)
     described = describe_search(cand, spec, search, searcher)
     if searcher is not None and search.check_recall > 0:
         described["recall"] = _recall(queries, corpus, cand, spec, search, selection, engine)
     result = summarise(cand, spec, selection, described, qrels={**(qrels_info or {}), **info},
-                       sweep=sweep_margins(cand, spec, margins) if margins else None,
+                       sweep=sweep_margins(cand, spec, margins, budget_mib=search.budget_mib) if margins else None,
                        certainty=certainty(cand, spec, selection))
     return replace(result, seconds=time.perf_counter() - started)
 
@@ -253,7 +255,7 @@ def _recall(queries: np.ndarray, corpus: np.ndarray, cand: Candidates, spec: Sel
     exact = find_candidates(queries, corpus, cand.query_rows[take], ptr, pos, rel, spec,
                             replace(search, index="exact"),
                             with_positive_similarity=spec.max_positive_similarity is not None, engine=engine)
-    truth = select_from(exact, spec).rows
+    truth = select_from(exact, spec, budget_mib=search.budget_mib).rows
     got = selection.rows[take]
     hits = sum(len(np.intersect1d(t[t >= 0], g[g >= 0])) for t, g in zip(truth, got))
     total = int((truth >= 0).sum())
@@ -261,6 +263,7 @@ def _recall(queries: np.ndarray, corpus: np.ndarray, cand: Candidates, spec: Sel
 
 
 def mine_from_candidates(cand: Candidates, spec: SelectionSpec, *, margins: tuple[float, ...] = (),
+                         budget_mib: float = DEFAULT_BUDGET_MIB,
                          source: str = "", qrels_info: dict[str, Any] | None = None) -> RetrievalMining:
     """Filters and sampling over saved candidate lists, without searching again."""
     started = time.perf_counter()
@@ -269,7 +272,7 @@ def mine_from_candidates(cand: Candidates, spec: SelectionSpec, *, margins: tupl
         raise OptionError("--max-positive-similarity: the candidates file has no positive similarities "
                           "(save it with --max-positive-similarity set, or search again)")
     cut = window_cut(cand, spec)
-    selection = select_from(cut, spec)
+    selection = select_from(cut, spec, budget_mib=budget_mib)
     sure = certainty(cut, spec, selection)
     search = {"index": "saved candidates", "description": f"candidates read from {source}", "metric": cand.metric,
               "corpus_rows": cand.corpus_rows, "queries": cand.queries, "max_positives": cand.p_max,
@@ -278,9 +281,10 @@ def mine_from_candidates(cand: Candidates, spec: SelectionSpec, *, margins: tupl
                          if spec.range_max is not None else "the saved lists")}
     if margins:
         for value in margins:
-            probe = select_from(cut, replace(spec, relative_margin=value))
+            probe = select_from(cut, replace(spec, relative_margin=value), budget_mib=budget_mib)
             if not certainty(cut, spec, probe)["certain"]:
                 sure = {**sure, "certain": False}
     result = summarise(cut, spec, selection, search, qrels=qrels_info or {},
-                       sweep=sweep_margins(cut, spec, margins) if margins else None, certainty=sure)
+                       sweep=sweep_margins(cut, spec, margins, budget_mib=budget_mib) if margins else None,
+                       certainty=sure)
     return replace(result, seconds=time.perf_counter() - started)

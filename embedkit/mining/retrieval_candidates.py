@@ -32,8 +32,6 @@ GROW_SLACK = 16
 GROW_FACTOR = 4
 #: Candidate lists (16 bytes an entry) may take this many times ``budget_mib``.
 LIST_BUDGETS = 16
-#: Working memory of one padded block of the selection.
-SELECT_BUDGET_MIB = 32.0
 
 
 @dataclass(frozen=True)
@@ -349,7 +347,7 @@ def find_candidates(
     filtering = selection.max_positive_similarity is not None
     while True:
         cand = build(ptr, rows, scores, depth, None, sims_wanted=filtering)
-        settled = np.logical_and.reduce([select_from(cand, target).settled for target in targets])
+        settled = np.logical_and.reduce([select_from(cand, target, budget_mib=search.budget_mib).settled for target in targets])
         pending = np.flatnonzero(~settled)
         if len(pending) == 0:
             return build(ptr, rows, scores, depth, None) if with_positive_similarity and not filtering else cand
@@ -371,8 +369,8 @@ def _check_list_memory(entries: int, pending: int, depth: int, budget_mib: float
             "--budget-mib. Give --range-max B, or raise --budget-mib")
 
 
-def select_from(candidates: Candidates, spec: SelectionSpec) -> Selection:
-    """The selection over candidate lists, in padded blocks of queries within a fixed budget
+def select_from(candidates: Candidates, spec: SelectionSpec, *, budget_mib: float = DEFAULT_BUDGET_MIB) -> Selection:
+    """The selection over candidate lists, in padded blocks of queries within ``budget_mib``
     (window lists are complete by construction). One random generator runs through all
     blocks in query order, so the blocks do not change the draws."""
     exhaustive = candidates.depth >= candidates.corpus_rows
@@ -383,7 +381,7 @@ def select_from(candidates: Candidates, spec: SelectionSpec) -> Selection:
     ptr = candidates.list_ptr
     rng = np.random.default_rng(spec.seed)
     parts = []
-    for lo, hi in list_chunks(candidates.lengths, SELECT_BUDGET_MIB):
+    for lo, hi in list_chunks(candidates.lengths, budget_mib):
         sims = None
         if candidates.positive_similarity is not None:
             sims = ragged_to_padded(ptr, candidates.positive_similarity, lo, hi, np.nan)
