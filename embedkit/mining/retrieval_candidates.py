@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from embedkit.arrays import l2_normalized
 from embedkit.choices import DEFAULT_BUDGET_MIB
 from embedkit.chunking import blocks, rows_per_block
 from embedkit.engines import Engine, Progress
@@ -145,11 +146,9 @@ def list_chunks(lengths: np.ndarray, budget_mib: float, bytes_per_entry: int = 9
 
 def _ready(block: np.ndarray, metric: RetrievalMetric) -> np.ndarray:
     """float32 copy of rows, L2-normalised for cosine (zero rows stay zero)."""
-    out = np.array(block, dtype=np.float32, copy=True)
     if metric == "cosine":
-        norms = np.linalg.norm(out, axis=-1, keepdims=True)
-        np.divide(out, norms, out=out, where=norms > 0)
-    return out
+        return l2_normalized(block, dtype=np.float32)
+    return np.array(block, dtype=np.float32, copy=True)
 
 
 def pair_scores(
