@@ -155,29 +155,12 @@ def _qrels_eval(
     scheduler: str | None, parts_dir: str | None,
 ) -> None:
     from embedkit.engines import make_engine
-    from embedkit.ireval import evaluate_qrels, evaluate_run, read_run, write_run
-    from embedkit.output import check_output_path, table_format, write_table
-    from embedkit.qrels import read_qrels
+    from embedkit.ireval_job import IRJob, run_ir_eval
 
-    from .inputs import guarded_inputs, load_inputs, refuse_output_in_shard_sets
+    from .inputs import resolve_embeddings
     from .render import ireval as render_ir
     from .render import progress_bar, wrote
 
-    ks = ks or DEFAULT_IR_KS
-    named = {"the corpus": embeddings, "--queries": queries, "--qrels": qrels, "--from-run": from_run}
-    from_stdin = [name for name, value in named.items() if value == "-"]
-    if len(from_stdin) > 1:
-        raise OptionError(f"only one input can be read from stdin ('-'); got {' and '.join(from_stdin)}")
-    inputs = guarded_inputs([embeddings, queries], [qrels, from_run])
-    for name, path in (("--run", run), ("--per-query", per_query)):
-        if path == "-":
-            raise OptionError(f"{name} -: give a file name (stdout carries the figures)")
-    for path in (per_query, run):
-        if path is not None:
-            check_output_path(path, inputs)
-            refuse_output_in_shard_sets(path, [embeddings, queries])
-    if per_query is not None:
-        table_format(per_query)
     if from_run is not None:
         for name, value in (("EMB (the corpus)", embeddings), ("--queries", queries), ("--run", run),
                             ("--id-column", id_column), ("--query-id-column", query_id_column),
@@ -185,23 +168,16 @@ def _qrels_eval(
                             ("--workers", workers), ("--engine", None if engine == "local" else engine)):
             if value is not None:
                 raise OptionError(f"--from-run evaluates a run file without embeddings; drop {name}")
-        result = evaluate_run(read_run(from_run), read_qrels(qrels), ks=ks, per_query=per_query is not None)
-        corpus_set = query_set = None
+    job = IRJob(qrels=qrels, corpus=None if from_run is not None else resolve_embeddings(embeddings),
+                queries=queries, from_run=from_run, ks=ks or DEFAULT_IR_KS, metric=metric,  # type: ignore[arg-type]
+                column=column, id_column=id_column, query_id_column=query_id_column,
+                ignore_missing=ignore_missing, per_query=per_query, run=run)
+    if from_run is not None:
+        evaluation = run_ir_eval(job)
     else:
-        if queries is None:
-            raise OptionError("--qrels needs --queries QUERIES (the query embeddings; EMB is the corpus)")
-        judgements = read_qrels(qrels)
-        corpus_set = load_inputs(embeddings, column=column, id_column=id_column)
-        query_set = load_inputs(queries, column=column, id_column=query_id_column or id_column)
         with make_engine(engine, workers=workers, scheduler=scheduler, parts_dir=parts_dir) as runner, \
                 progress_bar("eval", enabled=not quiet) as progress:
-            result = evaluate_qrels(corpus_set, query_set, judgements, ks=ks, metric=metric,  # type: ignore[arg-type]
-                                    ignore_missing=ignore_missing, per_query=per_query is not None,
-                                    keep_run=run is not None, engine=runner, progress=progress)
-    if per_query is not None and result.per_query is not None:
-        write_table(result.per_query, per_query, inputs=inputs)
-        wrote(per_query, f"{len(next(iter(result.per_query.values()))):,} rows", quiet=quiet)
-    if run is not None and result.run is not None:
-        lines = write_run(result.run, run, inputs=tuple(inputs))
-        wrote(run, f"{lines:,} lines", quiet=quiet)
-    render_ir.ir_evaluation(result, corpus_set, query_set, as_json=as_json)
+            evaluation = run_ir_eval(job, engine=runner, progress=progress)
+    for path, detail in evaluation.written:
+        wrote(path, detail, quiet=quiet)
+    render_ir.ir_evaluation(evaluation.result, evaluation.corpus, evaluation.queries, as_json=as_json)

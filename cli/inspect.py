@@ -44,9 +44,9 @@ def inspect(
     """
     from embedkit.inspection import inspect_embeddings
     from embedkit.io import load_allowing_nonfinite
-    from embedkit.output import check_output_path
+    from embedkit.output import check_output_path, guarded_inputs, refuse_output_in_shard_sets
 
-    from .inputs import guarded_inputs, refuse_output_in_shard_sets, resolve_embeddings
+    from .inputs import resolve_embeddings
     from .render import inspect as render
     from .render import wrote
 

@@ -82,8 +82,9 @@ def run(ctx: typer.Context, **o: Any) -> None:
     from embedkit.mining.retrieval import SearchSpec
     from embedkit.mining.retrieval_job import RetrievalJob, run_retrieval_mining
     from embedkit.mining.retrieval_select import SelectionSpec
+    from embedkit.output import refuse_output_in_shard_sets
 
-    from .inputs import parse_floats, refuse_output_in_shard_sets
+    from .inputs import parse_floats
     from .render import mine_retrieval as render
     from .render import progress_bar, wrote
 

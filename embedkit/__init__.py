@@ -54,6 +54,8 @@ _EXPORTS: dict[str, str] = {
     "evaluate_run": "embedkit.ireval",
     "read_run": "embedkit.ireval",
     "write_run": "embedkit.ireval",
+    "IRJob": "embedkit.ireval_job",
+    "run_ir_eval": "embedkit.ireval_job",
     # inspection and checks
     "Inspection": "embedkit.inspection",
     "inspect_embeddings": "embedkit.inspection",
@@ -97,6 +99,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from embedkit.inspection import Inspection, inspect_embeddings
     from embedkit.io import load_allowing_nonfinite, load_dataset
     from embedkit.ireval import IRResult, evaluate_qrels, evaluate_run, read_run, write_run
+    from embedkit.ireval_job import IRJob, run_ir_eval
     from embedkit.knn import exact_knn
     from embedkit.labelfile import load_labels
     from embedkit.losses.compute import compute_loss
