@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -161,6 +162,7 @@ def main() -> int:
     parser.add_argument("--skip-local", action="store_true", help="no local-engine run (no identity check)")
     parser.add_argument("--estimate-only", action="store_true", help="only the per-task throughput and the estimate")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still stop the cluster and remove the files
     paper_estimate(stripe_throughput())
     if args.estimate_only:
         return 0

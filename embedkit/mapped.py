@@ -14,6 +14,9 @@ anonymous memory (``RssAnon``). The file must be visible at the same path on eve
   work dtype, and the L2 normalisation of cosine), so a job never holds a normalised copy
   of the matrix: every block is normalised as it is read, with the very arithmetic of
   :func:`embedkit.arrays.l2_normalized` (row by row, so bit for bit the same rows).
+- :class:`ShardedArray` is the in-memory concatenation of NPY shard files (what loading a
+  folder of NPY shards gives the command); it pickles as a :class:`ShardedRows`, the
+  files and row ranges, which maps each shard where it is read.
 - :func:`spill` writes an in-memory array into an NPY file of a folder, block by block,
   and returns its :class:`PathArray`.
 
@@ -156,10 +159,138 @@ def open_npy(path: str) -> PathArray:
 
 
 def is_path_backed(array: object) -> bool:
-    """True when ``array`` pickles by path (a whole :class:`PathArray`, or :class:`LazyRows`)."""
-    if isinstance(array, LazyRows):
+    """True when ``array`` pickles by path: a whole :class:`PathArray` or
+    :class:`ShardedArray`, a :class:`ShardedRows` or a :class:`LazyRows`."""
+    if isinstance(array, (LazyRows, ShardedRows)):
         return True
+    if isinstance(array, ShardedArray):
+        return array.shard_files is not None
     return isinstance(array, PathArray) and array.path_source is not None
+
+
+class ShardedRows:
+    """NPY shard files read as one ``(n, d)`` matrix, each file memory-mapped when first read:
+    what a :class:`ShardedArray` becomes where it is unpickled (a worker).
+
+    Supports what tile tasks do: ``len``, ``shape``, ``dtype``, ``itemsize``, a slice of rows
+    (a view of the mapping when it lies in one file, else a copy) and fancy indexing of rows.
+    """
+
+    def __init__(self, files: tuple[tuple[str, int, int], ...], dtype: str, shape: tuple[int, int]) -> None:
+        self.files = tuple(files)
+        self.dtype = np.dtype(dtype)
+        self.shape = tuple(int(n) for n in shape)
+        self._starts = np.array([start for _, start, _ in self.files] + [self.shape[0]], dtype=np.int64)
+        self._maps: list[PathArray | None] = [None] * len(self.files)
+
+    @property
+    def itemsize(self) -> int:
+        return self.dtype.itemsize
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _file(self, k: int) -> PathArray:
+        mapped = self._maps[k]
+        if mapped is None:
+            from embedkit.errors import InputError
+
+            path, start, stop = self.files[k]
+            try:
+                mapped = open_npy(path)
+            except (OSError, ValueError) as exc:
+                raise InputError(f"{path}: cannot be mapped on this worker ({exc}); shard files must be on "
+                                 "storage every worker sees at the same path") from None
+            if mapped.shape != (stop - start, self.shape[1]) or mapped.dtype != self.dtype:
+                raise InputError(f"{path}: holds {mapped.shape} {mapped.dtype} on this worker, but the dataset "
+                                 f"read {(stop - start, self.shape[1])} {self.dtype} from it (the file changed)")
+            self._maps[k] = mapped
+        return mapped
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        n = self.shape[0]
+        if isinstance(index, slice) and index.step in (None, 1):
+            start, stop, _ = index.indices(n)
+            pieces = []
+            k = int(np.searchsorted(self._starts, start, side="right")) - 1
+            while start < stop:
+                first, last = int(self._starts[k]), int(self._starts[k + 1])
+                take = min(stop, last)
+                pieces.append(self._file(k)[start - first:take - first])
+                start = take
+                k += 1
+            if len(pieces) == 1:
+                return pieces[0]
+            return np.concatenate(pieces) if pieces else np.empty((0, self.shape[1]), self.dtype)
+        ids = np.arange(n)[index] if isinstance(index, slice) else np.asarray(index)
+        if ids.dtype == bool:
+            ids = np.flatnonzero(ids)
+        if ids.ndim != 1:
+            raise IndexError("ShardedRows supports row selections only (a slice or an array of rows)")
+        ids = np.where(ids < 0, ids + n, ids).astype(np.int64)
+        if len(ids) and (ids.min() < 0 or ids.max() >= n):
+            raise IndexError(f"row index out of range for {n} rows")
+        out = np.empty((len(ids), self.shape[1]), dtype=self.dtype)
+        which = np.searchsorted(self._starts, ids, side="right") - 1
+        for k in np.unique(which):
+            chosen = which == k
+            out[chosen] = self._file(int(k))[ids[chosen] - self._starts[k]]
+        return out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[:]
+        return np.array(out, dtype=dtype, copy=True) if dtype is not None else np.array(out, copy=True)
+
+    def __reduce__(self) -> Any:
+        return ShardedRows, (self.files, self.dtype.str, self.shape)
+
+    @property
+    def filename(self) -> str:
+        return f"{len(self.files)} NPY shards"
+
+
+class ShardedArray(np.ndarray):
+    """The rows of NPY shard files concatenated in memory (as a folder of shards loads), which
+    remembers where they came from: the whole array pickles as a :class:`ShardedRows` (the
+    files and their row ranges), so a worker maps the shards instead of receiving the rows.
+    Views and results are plain arrays (and pickle by value)."""
+
+    shard_files: tuple[tuple[str, int, int], ...] | None = None
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.shard_files = None
+
+    def __array_wrap__(self, arr: Any, context: Any = None, return_scalar: bool = False) -> Any:
+        out = super().__array_wrap__(arr, context, return_scalar)
+        if isinstance(out, ShardedArray) and out is not self:
+            return out[()] if return_scalar else out.view(np.ndarray)
+        return out
+
+    def __getitem__(self, index: Any) -> Any:
+        out = super().__getitem__(index)
+        return out.view(np.ndarray) if isinstance(out, ShardedArray) else out
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        if self.shard_files is not None:
+            return ShardedRows, (self.shard_files, self.dtype.str, tuple(self.shape))
+        return np.asarray(self).__reduce_ex__(protocol)
+
+    def __reduce__(self) -> Any:
+        return self.__reduce_ex__(2)
+
+
+def sharded_array(rows: np.ndarray, files: list[tuple[str, int, int]]) -> np.ndarray:
+    """``rows`` (the concatenation of NPY shard ``files``, each ``(path, first row, end row)``)
+    as a :class:`ShardedArray`; unchanged unless it is a C-ordered native float matrix."""
+    if rows.ndim != 2 or not rows.flags.c_contiguous or not rows.dtype.isnative or not files:
+        return rows
+    out = rows.view(ShardedArray)
+    out.shard_files = tuple((os.path.abspath(path), int(a), int(b)) for path, a, b in files)
+    return out
 
 
 class LazyRows:
@@ -171,7 +302,7 @@ class LazyRows:
     (avoid that in tasks: it is the copy this class exists to avoid).
     """
 
-    def __init__(self, source: PathArray, normalise: bool) -> None:
+    def __init__(self, source: Any, normalise: bool) -> None:
         if source.ndim != 2:
             raise ValueError(f"LazyRows needs a matrix; got shape {source.shape}")
         self.source = source
@@ -207,15 +338,17 @@ class LazyRows:
 
     def __repr__(self) -> str:
         what = "normalised " if self.normalise else ""
-        return f"LazyRows({what}{self.dtype} {self.shape[0]}x{self.shape[1]} of {self.source.filename})"
+        return f"LazyRows({what}{self.dtype} {self.shape[0]}x{self.shape[1]} of {getattr(self.source, 'filename', '?')})"
 
 
-def work_rows(embeddings: Any, *, normalise: bool = False) -> PathArray | LazyRows | None:
+def work_rows(embeddings: Any, *, normalise: bool = False) -> np.ndarray | LazyRows | None:
     """The path-backed matrix a job should hold for ``embeddings`` in the work dtype
-    (L2-normalised rows when ``normalise``): the :class:`PathArray` itself when no
-    transformation is needed, a :class:`LazyRows` over it otherwise; ``None`` when
-    ``embeddings`` is not path-backed (the caller prepares an in-memory copy as before)."""
-    if not (isinstance(embeddings, PathArray) and embeddings.path_source is not None and embeddings.ndim == 2):
+    (L2-normalised rows when ``normalise``): the :class:`PathArray` (or
+    :class:`ShardedArray`) itself when no transformation is needed, a :class:`LazyRows` over
+    it otherwise; ``None`` when ``embeddings`` is not path-backed (the caller prepares an
+    in-memory copy as before)."""
+    if not (isinstance(embeddings, (PathArray, ShardedArray)) and is_path_backed(embeddings)
+            and embeddings.ndim == 2):
         return None
     if not normalise and embeddings.dtype == work_dtype(embeddings.dtype):
         return embeddings

@@ -27,6 +27,7 @@ import numpy as np
 
 from embedkit.columnar import ColumnarShard, embedding_column, fill_matrix, schemas_agree
 from embedkit.errors import InputError
+from embedkit.mapped import is_path_backed, sharded_array
 from embedkit.shard_paths import (
     KIND_NAMES,
     Piece,
@@ -191,12 +192,17 @@ def _read_arrays(data: list[Piece], metadata: list[Piece], source: str, *, label
         counts = [shape[0] for _, shape, _ in shapes]
         embeddings = np.empty((sum(counts), dim), dtype=dtype)
         start = 0
+        mapped_files: list[tuple[str, int, int]] = []  # NPY files a worker can map by path
         for piece in data:
             array, member = load(piece)
             members.append(member)
             _copy_rows(array, embeddings, start)
+            if is_path_backed(array):
+                mapped_files.append((piece.path, start, start + len(array)))
             start += len(array)
             del array
+        if len(mapped_files) == len(data):  # every shard maps as it is: jobs carry paths, not rows
+            embeddings = sharded_array(embeddings, mapped_files)
     shards = _shard_map(data, counts)
     labels = ids = None
     label_source = None

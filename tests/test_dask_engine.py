@@ -306,3 +306,26 @@ def test_query_corpus_ranking_of_mapped_files_is_identical_on_dask(dask_engine, 
                    metric=metric, budget_mib=0.1, engine=dask_engine)  # type: ignore[arg-type]
     np.testing.assert_array_equal(local.indices, remote.indices)
     np.testing.assert_array_equal(local.values, remote.values)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_an_npy_shard_folder_reaches_the_workers_as_its_files(dask_engine, tmp_path, metric: str) -> None:
+    import pickle
+
+    from embedkit.io import load_dataset
+    from embedkit.mapped import is_path_backed
+    from embedkit.mining import blocked
+    from embedkit.mining.strategies import MineSpec, mine
+
+    x, labels = clustered(1400, 20, 14, seed=16, spread=0.7)
+    x = x.astype(np.float32)
+    for k, (a, b) in enumerate([(0, 500), (500, 1100), (1100, 1400)]):
+        np.save(tmp_path / f"part-{k}.npy", x[a:b])
+    loaded = load_dataset(str(tmp_path)).embeddings
+    prep = blocked.prepare(loaded, metric)  # type: ignore[arg-type]
+    assert is_path_backed(prep.x) and len(pickle.dumps(dask_engine.by_path(prep.x))) < 2000
+    spec = MineSpec("semi-hard", margin=0.5, index="exact", metric=metric, select="all")  # type: ignore[arg-type]
+    local = mine(x, labels, spec, engine=LocalEngine(2), budget_mib=0.25)
+    remote = mine(loaded, labels, spec, engine=dask_engine, budget_mib=0.25)
+    for key in local.items:
+        np.testing.assert_array_equal(remote.items[key], local.items[key])

@@ -139,3 +139,57 @@ def test_all_pairs_scan_of_a_path_backed_matrix_gives_the_in_memory_totals(matri
     np.testing.assert_array_equal(by_path.actives, memory.actives)
     for key in memory.top:
         np.testing.assert_array_equal(by_path.top[key], memory.top[key])
+
+
+def test_an_npy_shard_folder_pickles_as_its_files_and_reads_the_same_rows(tmp_path) -> None:
+    from embedkit.mapped import ShardedArray, ShardedRows
+
+    x, labels = clustered(900, 10, 7, seed=5, spread=0.8)
+    x = x.astype(np.float32)
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    for k, (a, b) in enumerate([(0, 250), (250, 600), (600, 900)]):
+        np.save(folder / f"part-{k}.npy", x[a:b])
+    loaded = load_dataset(str(folder)).embeddings
+    assert isinstance(loaded, ShardedArray) and is_path_backed(loaded)
+    np.testing.assert_array_equal(loaded, x)
+    data = pickle.dumps(loaded, protocol=5)
+    assert len(data) < 1000
+    rows = pickle.loads(data)
+    assert isinstance(rows, ShardedRows) and rows.shape == x.shape and len(rows) == 900
+    for a, b in [(0, 250), (240, 260), (0, 900), (599, 601), (899, 900), (5, 5)]:
+        np.testing.assert_array_equal(rows[a:b], x[a:b])
+    ids = np.array([899, 0, 250, 249, 600, 3, 3])
+    np.testing.assert_array_equal(rows[ids], x[ids])
+    assert type(loaded[10:20]) is np.ndarray and not is_path_backed(loaded[10:20])
+    np.testing.assert_array_equal(np.asarray(rows), x)
+    lazy = work_rows(loaded, normalise=True)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(lazy))[100:700], l2_normalized(x)[100:700])
+    np.save(folder / "part-1.npy", x[250:599])  # the file changed since it was read
+    with pytest.raises(InputError, match="the file changed"):
+        pickle.loads(data)[0:900]
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_mining_an_npy_shard_folder_as_a_worker_reads_it_gives_the_in_memory_answer(tmp_path, metric: str) -> None:
+    from embedkit.mining.strategies import MineSpec, mine
+
+    x, labels = clustered(800, 12, 9, seed=6, spread=0.8)
+    x = x.astype(np.float32)
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    for k, (a, b) in enumerate([(0, 300), (300, 800)]):
+        np.save(folder / f"part-{k}.npy", x[a:b])
+    loaded = load_dataset(str(folder)).embeddings
+    spec = MineSpec("semi-hard", margin=0.5, index="exact", metric=metric)  # type: ignore[arg-type]
+    memory = mine(x.copy(), labels, spec, engine=LocalEngine(2), budget_mib=0.05)
+    # What a worker sees: the job pickled and unpickled (shards mapped by path, not the rows).
+    from embedkit.mining import blocked
+
+    prep = blocked.prepare(loaded, metric)  # type: ignore[arg-type]
+    assert is_path_backed(prep.x)
+    worker_view = pickle.loads(pickle.dumps(prep))
+    assert not isinstance(worker_view.x, np.ndarray) or not worker_view.x.flags.owndata
+    by_path = mine(loaded, labels, spec, engine=LocalEngine(2), budget_mib=0.05)
+    for key in memory.items:
+        np.testing.assert_array_equal(by_path.items[key], memory.items[key])
