@@ -26,7 +26,8 @@ class Engine:
     """Runs independent tasks ``task(shared, item)`` and yields their results in item order.
 
     ``shared`` is one large read-only value (embeddings, labels) that :meth:`share` makes
-    available to every worker once, instead of with every task. Implementations: the
+    available to every worker once, instead of with every task. Arrays mapped from files
+    (:mod:`embedkit.mapped`) in it travel by path: each worker maps the file itself. Implementations: the
     in-process :class:`LocalEngine` and :class:`embedkit.engines.dask.DaskEngine`.
     """
 

@@ -5,10 +5,11 @@ running cluster; without one, a ``LocalCluster`` is started here and shut down o
 :meth:`close`.
 
 Data travel by path, not by value. A job's matrix mapped from a file
-(:class:`embedkit.mapped.PathArray`, what loading an NPY file gives) pickles as its path,
-and each worker memory-maps the file itself. Any other large array of a job (more than
-:data:`SPILL_BYTES`: a matrix read from Parquet, Arrow, NPZ, an NPY shard folder or
-stdin, label codes of a huge set...) is written once to an NPY file in a *spill folder*
+(:class:`embedkit.mapped.PathArray`, what loading an NPY file gives;
+:class:`embedkit.mapped.ShardedArray`, what loading a folder of NPY shards gives) pickles as
+its path(s), and each worker memory-maps the file itself. Any other large array of a job (more than
+:data:`SPILL_BYTES`: a matrix read from Parquet, Arrow, NPZ or stdin, label codes of a
+huge set...) is written once to an NPY file in a *spill folder*
 every worker can read, and travels by path too: ``parts_dir`` when given (it must be on
 storage every worker sees), else a temporary folder on this host when every worker is
 found to see it (a ``LocalCluster``, or workers on this host); both removed on
