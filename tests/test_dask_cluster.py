@@ -60,9 +60,11 @@ def cluster(tmp_path_factory):
     np.save(shared / "labels.npy", rng.integers(0, 50, ROWS))
     # Compile (and cache) the numba kernels here first: workers then load them from the cache
     # instead of each compiling them (LLVM's memory would count against the worker's limit).
-    warm = run_embedkit([str(BIN / "embedkit"), "mine", str(ROOT / "sample_data" / "emb.npy"), "--strategy",
-                         "semi-hard", "-o", str(shared / "warm.csv"), "--quiet"], shared)
-    assert warm.returncode == 0, warm.stderr
+    # (Every strategy the tests run: each compiles its own kernels.)
+    for strategy in (["hard", "--batch-size", "64"], ["semi-hard", "--margin", "0.5"]):
+        warm = run_embedkit([str(BIN / "embedkit"), "mine", str(ROOT / "sample_data" / "emb.npy"), "--strategy",
+                             *strategy, "-o", str(shared / "warm.csv"), "--quiet"], shared)
+        assert warm.returncode == 0, warm.stderr
     scheduler, worker, _ = recipe()
     port = free_port()
     procs = [subprocess.Popen(as_typed(scheduler, port, shared), cwd=shared, stdout=subprocess.DEVNULL,
