@@ -1,0 +1,271 @@
+"""Numba kernels of the all-pairs losses: one GEMM tile ``g = X[rows] · X[cols]ᵀ`` in, the
+tile's pair-loss totals, counts and top pairs out, without any other tile-sized array.
+
+Every row of a tile is cut into blocks of at most :data:`BLOCK` columns. Per block, one
+branch-free pass in the tile dtype (vectorised by LLVM: float32 × 8 lanes with AVX2) gives
+the similar pairs' sum, count and largest key and the dissimilar pairs' smallest key; a
+second such pass (with the square root) runs only for the margins some dissimilar pair of
+the block lies inside. Block sums are added to float64 totals. The top list is updated by
+an exact float64 scalar pass, only in the blocks whose bound can reach it.
+
+Error bound (float32 tiles; float64 tiles run the same code in float64, ``u = 2⁻⁵³``),
+against the float64 evaluation of the same tile values (the rounding of the product
+itself, ``g``, is the same in both), ``u = 2⁻²⁴``:
+
+- contrastive: ``D² = ‖a‖² + ‖b‖² − 2g`` is off by at most ``δ = 9u·T``,
+  ``T = max ‖x − c‖²``; so a similar pair's loss ``γD²`` by ``γδ``, a dissimilar pair's
+  ``D`` by ``ΔD ≤ min(√δ, δ/D) + u·D``, its hinge ``h = max(m − D, 0)`` by
+  ``Δh ≤ ΔD + 2u·m`` and its loss ``h²`` by ``(2h + Δh)·Δh + 2u·h²`` (``½h²``: half
+  that; ``h``: ``Δh``);
+- sums: ``Σ`` of at most ``B = BLOCK`` terms in float32, then float64:
+  ``|Δ Σ| ≤ (B − 1)·u·Σ ℓ`` on top of the per-pair errors (all terms are ≥ 0).
+
+The float32 product ``g`` itself is off by up to ``d·u·‖a‖‖b‖`` (``d`` = dimension) in every
+path, float64 loops included, so these terms add little. ``tests/test_pair_kernel.py``
+checks the bound pair by pair against a float64 loop. BCE evaluates its softplus per pair in float64 (see :func:`bce_tile`): only the blocking
+is shared.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+#: Pair-loss forms understood by :func:`contrastive_tile` (``squared``, ``halved``,
+#: ``linear``) and :func:`bce_tile`.
+FORM_SQUARED, FORM_HALVED, FORM_LINEAR, FORM_BCE = 0, 1, 2, 3
+
+#: Columns of one row summed in the tile dtype before the float64 accumulation.
+BLOCK = 256
+
+# Fast-math without the no-NaN/no-Inf assumptions: minima start at +inf, the top list at -inf.
+_TILE_MATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+
+def form_coefficients(form: int) -> tuple[float, float, float]:
+    """``(γ, α, β)``: a similar pair's loss is ``γ·D²``, a dissimilar pair's ``h·(α·h + β)``
+    with ``h = max(m − D, 0)`` (``squared``: ``D²``, ``h²``; ``halved``: ``½D²``, ``½h²``;
+    ``linear``: ``½D²``, ``h``).
+
+    >>> form_coefficients(FORM_LINEAR)
+    (0.5, 0.0, 1.0)
+    """
+    return {FORM_SQUARED: (1.0, 1.0, 0.0), FORM_HALVED: (0.5, 0.5, 0.0), FORM_LINEAR: (0.5, 0.0, 1.0)}[form]
+
+
+def unit_roundoff(dtype: np.dtype) -> float:
+    """``u``: 2⁻²⁴ for float32, 2⁻⁵³ for float64."""
+    return float(np.finfo(dtype).eps) / 2.0
+
+
+def distance_slack(terms: np.ndarray) -> float:
+    """``δ = 9u·max‖x − c‖²``: how far the tile-dtype ``D²`` may be from the float64 one."""
+    return 9.0 * unit_roundoff(terms.dtype) * float(terms.max(initial=0.0))
+
+
+def logit_slack(scale: float, bias: float) -> float:
+    """``8u·(2|s| + |b|)`` (float64 ``u``): how far two float64 evaluations of one BCE logit
+    ``s·cos + b`` (in another order) may be apart."""
+    return 8.0 * unit_roundoff(np.dtype(np.float64)) * (2.0 * abs(scale) + abs(bias))
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _ranks_before(loss_a: float, i_a: int, j_a: int, loss_b: float, i_b: int, j_b: int) -> bool:
+    """Order of the top list: larger loss first, then smaller (i, j)."""
+    if loss_a != loss_b:
+        return loss_a > loss_b
+    if i_a != i_b:
+        return i_a < i_b
+    return j_a < j_b
+
+
+@njit(nogil=True, cache=True)
+def _last_ranked(top_loss, top_i, top_j):  # type: ignore[no-untyped-def]
+    worst = 0
+    for k in range(1, top_loss.shape[0]):
+        if _ranks_before(top_loss[worst], top_i[worst], top_j[worst], top_loss[k], top_i[k], top_j[k]):
+            worst = k
+    return worst
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _offer(loss, i, j, value, top_loss, top_i, top_j, top_d, worst):  # type: ignore[no-untyped-def]
+    """Put item ``(loss, i, j)`` in the top list if it ranks before the last kept; the new last."""
+    if loss > 0.0 and loss >= top_loss[worst] and _ranks_before(
+            loss, i, j, top_loss[worst], top_i[worst], top_j[worst]):
+        top_loss[worst] = loss
+        top_i[worst] = i
+        top_j[worst] = j
+        top_d[worst] = value
+        return _last_ranked(top_loss, top_i, top_j)
+    return worst
+
+
+@njit(nogil=True, cache=True)
+def softplus(z: float) -> float:
+    """``log(1 + eᶻ)`` without overflow."""
+    if z > 0:
+        return z + math.log1p(math.exp(-z))
+    return math.log1p(math.exp(z))
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _hinge64(m: float, alpha: float, beta: float, d2: float) -> float:
+    if d2 < m * m:
+        h = m - math.sqrt(d2)
+        return h * (alpha * h + beta)
+    return 0.0
+
+
+@njit(nogil=True, fastmath=_TILE_MATH, cache=True)
+def contrastive_tile(  # type: ignore[no-untyped-def]
+    g, row_terms, col_terms, row_codes, col_codes, row0, col0, margins, tile_margins, coef, slack,
+    sums, actives, counts, top_loss, top_i, top_j, top_d,
+):
+    """Accumulate the contrastive losses of the tile's pairs ``(row0 + r, col0 + c)``, ``i < j``.
+
+    ``g`` holds ``(a − c)·(b − c)`` and ``*_terms`` ``‖x − c‖²`` (tile dtype), so
+    ``D² = max(‖a‖² + ‖b‖² − 2g, 0)``; ``*_codes`` are int32 label codes (similar: equal).
+    ``margins`` (float64) / ``tile_margins`` (tile dtype): ``m_k``, ``margins[0]`` the main one;
+    ``coef`` (tile dtype): ``[γ, α, β, 2, 0, ∞]`` (``γ, α, β`` of :func:`form_coefficients`); ``slack = 2δ``.
+    Adds to ``sums[k]``/``actives[k]`` the loss total and the items with loss > 0 at ``m_k``,
+    to ``counts`` [pairs, similar pairs, similar pairs with loss > 0]; keeps the top list
+    (``top_*``, main margin, float64 losses, ``top_d = D``) in :func:`_ranks_before` order.
+    """
+    n_rows, n_cols = g.shape
+    n_margins = margins.shape[0]
+    keep_top = top_loss.shape[0] > 0
+    worst = _last_ranked(top_loss, top_i, top_j) if keep_top else 0
+    gamma_t = coef[0]
+    alpha_t = coef[1]
+    beta_t = coef[2]
+    two = coef[3]
+    zero = coef[4]
+    inf = coef[5]
+    gamma = float(coef[0])
+    alpha = float(coef[1])
+    beta = float(coef[2])
+    m0 = margins[0]
+    for r in range(n_rows):
+        i = row0 + r
+        start = i - col0 + 1 if i >= col0 else 0
+        if start >= n_cols:
+            continue
+        a = row_terms[r]
+        label = row_codes[r]
+        counts[0] += n_cols - start
+        for b0 in range(start, n_cols, BLOCK):
+            b1 = min(b0 + BLOCK, n_cols)
+            # Pass 1: similar pairs (sum, count, count > 0, largest D²), smallest dissimilar D².
+            sim_sum = zero
+            sim_max = zero
+            dis_min = inf
+            sim_n = 0
+            sim_pos = 0
+            for c in range(b0, b1):
+                d2 = max(a + col_terms[c] - two * g[r, c], zero)
+                same = col_codes[c] == label
+                sim_sum += d2 if same else zero
+                sim_max = max(sim_max, d2 if same else zero)
+                dis_min = min(dis_min, inf if same else d2)
+                sim_n += 1 if same else 0
+                sim_pos += 1 if same and d2 > zero else 0
+            counts[1] += sim_n
+            counts[2] += sim_pos
+            sim_total = gamma * float(sim_sum)
+            for k in range(n_margins):
+                total = sim_total
+                active = sim_pos
+                m = margins[k]
+                if float(dis_min) < m * m + slack:
+                    # Pass 2: the hinges of margin k (some dissimilar pair may lie inside it).
+                    mt = tile_margins[k]
+                    dis_sum = zero
+                    dis_pos = 0
+                    for c in range(b0, b1):
+                        d2 = max(a + col_terms[c] - two * g[r, c], zero)
+                        h = max(mt - math.sqrt(d2), zero)
+                        loss = h * (alpha_t * h + beta_t)
+                        loss = zero if col_codes[c] == label else loss
+                        dis_sum += loss
+                        dis_pos += 1 if loss > zero else 0
+                    total += float(dis_sum)
+                    active += dis_pos
+                sums[k] += total
+                actives[k] += active
+            if not keep_top:
+                continue
+            # The largest float64 loss of the block is at most this bound.
+            bound = 0.0
+            if sim_n > 0:
+                bound = gamma * (float(sim_max) + slack)
+            bound = max(bound, _hinge64(m0, alpha, beta, max(float(dis_min) - slack, 0.0)))
+            if bound > 0.0 and bound >= top_loss[worst]:
+                a64 = float(a)
+                for c in range(b0, b1):
+                    d2 = max(a64 + float(col_terms[c]) - 2.0 * float(g[r, c]), 0.0)
+                    loss = gamma * d2 if col_codes[c] == label else _hinge64(m0, alpha, beta, d2)
+                    worst = _offer(loss, i, col0 + c, math.sqrt(d2), top_loss, top_i, top_j, top_d, worst)
+
+
+@njit(nogil=True, fastmath=_TILE_MATH, cache=True)
+def bce_tile(  # type: ignore[no-untyped-def]
+    g, row_terms, col_terms, row_codes, col_codes, row0, col0, coef, slack,
+    sums, actives, counts, top_loss, top_i, top_j, top_d,
+):
+    """Accumulate the binary cross-entropy of the tile's pairs ``(row0 + r, col0 + c)``, ``i < j``.
+
+    ``g`` holds ``a·b`` and ``*_terms`` ``1/‖x‖``: ``cos = g·(1/‖a‖)·(1/‖b‖)``,
+    ``z = s·cos + b`` (``coef`` = ``[s, b]``), loss ``softplus(−z)`` for a similar pair,
+    ``softplus(z)`` otherwise, all in float64 (libm's float32 ``expf`` is not the same in
+    every process, and Dask workers must match local runs bit for bit). ``slack``: how far
+    the blocks' largest logit may be below one pair's (rounding).
+    Every ``sums[k]``/``actives[k]`` gets the same total and count of losses > 0 (margins do
+    not apply); ``counts`` and the top list (``top_d = cos``) as :func:`contrastive_tile`.
+    """
+    n_rows, n_cols = g.shape
+    n_margins = sums.shape[0]
+    keep_top = top_loss.shape[0] > 0
+    worst = _last_ranked(top_loss, top_i, top_j) if keep_top else 0
+    scale64 = float(coef[0])
+    bias64 = float(coef[1])
+    for r in range(n_rows):
+        i = row0 + r
+        start = i - col0 + 1 if i >= col0 else 0
+        if start >= n_cols:
+            continue
+        a64 = float(row_terms[r])
+        label = row_codes[r]
+        counts[0] += n_cols - start
+        for b0 in range(start, n_cols, BLOCK):
+            b1 = min(b0 + BLOCK, n_cols)
+            block_sum = 0.0
+            block_pos = 0
+            sim_n = 0
+            sim_pos = 0
+            t_max = -np.inf
+            for c in range(b0, b1):
+                # float64 softplus from libm: the float32 one differs between processes
+                # (which library's expf the JIT links), and Dask must match local runs.
+                z = scale64 * (float(g[r, c]) * a64 * float(col_terms[c])) + bias64
+                same = col_codes[c] == label
+                t = -z if same else z
+                loss = max(t, 0.0) + math.log1p(math.exp(-abs(t)))
+                block_sum += loss
+                block_pos += 1 if loss > 0.0 else 0
+                sim_n += 1 if same else 0
+                sim_pos += 1 if same and loss > 0.0 else 0
+                t_max = max(t_max, t)
+            counts[1] += sim_n
+            counts[2] += sim_pos
+            for k in range(n_margins):
+                sums[k] += float(block_sum)
+                actives[k] += block_pos
+            if keep_top and softplus(t_max + slack) >= top_loss[worst]:
+                for c in range(b0, b1):
+                    value = float(g[r, c]) * a64 * float(col_terms[c])
+                    z64 = scale64 * value + bias64
+                    loss = softplus(-z64) if col_codes[c] == label else softplus(z64)
+                    worst = _offer(loss, i, col0 + c, value, top_loss, top_i, top_j, top_d, worst)
