@@ -98,7 +98,7 @@ def scan_label_pairs(
         coef = np.array([scale, bias], dtype=np.float64)
         slack = logit_slack(scale, bias)
     else:
-        coef = np.array([*form_coefficients(form), 2.0, 0.0, np.inf], dtype=x.dtype)
+        coef = np.array([*form_coefficients(form), 2.0, 0.0, 1.0], dtype=x.dtype)
         slack = 2.0 * distance_slack(terms)
     # Dense int32 codes: the kernels compare 8 labels per AVX2 instruction (equality is kept).
     _, codes = np.unique(np.asarray(labels), return_inverse=True)

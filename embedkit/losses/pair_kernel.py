@@ -40,8 +40,9 @@ FORM_SQUARED, FORM_HALVED, FORM_LINEAR, FORM_BCE = 0, 1, 2, 3
 #: Columns of one row summed in the tile dtype before the float64 accumulation.
 BLOCK = 256
 
-# Fast-math without the no-NaN/no-Inf assumptions: minima start at +inf, the top list at -inf.
-_TILE_MATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+# Fast-math without the no-Inf assumption: minima start at +inf, the top list at -inf.
+# No-NaN holds (the rows are checked finite) and lets LLVM vectorise min/max reductions.
+_TILE_MATH = {"nnan", "nsz", "arcp", "contract", "afn", "reassoc"}
 
 
 def form_coefficients(form: int) -> tuple[float, float, float]:
@@ -119,6 +120,25 @@ def _hinge64(m: float, alpha: float, beta: float, d2: float) -> float:
     return 0.0
 
 
+@njit(nogil=True, cache=True)
+def _entry_thresholds(worst_loss, m0, gamma, alpha, beta, slack, keep_top, out):  # type: ignore[no-untyped-def]
+    """``out[0]``/``out[1]`` (tile dtype): a block can hold a pair entering the top list only
+    if a similar pair has ``D² ≥ out[0]`` or a dissimilar one ``D² ≤ out[1]`` (tile values,
+    widened by ``slack`` and a relative 10⁻⁶ for the rounding to the tile dtype)."""
+    if not keep_top:
+        out[0] = np.inf
+        out[1] = -np.inf
+        return
+    if not worst_loss > 0.0:  # the list has room: any loss > 0 enters
+        out[0] = 0.0
+        out[1] = (m0 * m0 + slack) * (1.0 + 1e-6)
+        return
+    out[0] = (worst_loss / gamma - slack) * (1.0 - 1e-6)
+    # The hinge h with h·(α·h + β) = worst loss; dissimilar pairs reach it at D <= m − h.
+    h = (math.sqrt(beta * beta + 4.0 * alpha * worst_loss) - beta) / (2.0 * alpha) if alpha > 0.0 else worst_loss / beta
+    out[1] = ((m0 - h) * (m0 - h) + slack) * (1.0 + 1e-6) if h <= m0 else -1.0
+
+
 @njit(nogil=True, fastmath=_TILE_MATH, cache=True)
 def contrastive_tile(  # type: ignore[no-untyped-def]
     g, row_terms, col_terms, row_codes, col_codes, row0, col0, margins, tile_margins, coef, slack,
@@ -129,25 +149,33 @@ def contrastive_tile(  # type: ignore[no-untyped-def]
     ``g`` holds ``(a − c)·(b − c)`` and ``*_terms`` ``‖x − c‖²`` (tile dtype), so
     ``D² = max(‖a‖² + ‖b‖² − 2g, 0)``; ``*_codes`` are int32 label codes (similar: equal).
     ``margins`` (float64) / ``tile_margins`` (tile dtype): ``m_k``, ``margins[0]`` the main one;
-    ``coef`` (tile dtype): ``[γ, α, β, 2, 0, ∞]`` (``γ, α, β`` of :func:`form_coefficients`); ``slack = 2δ``.
-    Adds to ``sums[k]``/``actives[k]`` the loss total and the items with loss > 0 at ``m_k``,
-    to ``counts`` [pairs, similar pairs, similar pairs with loss > 0]; keeps the top list
-    (``top_*``, main margin, float64 losses, ``top_d = D``) in :func:`_ranks_before` order.
+    ``coef`` (tile dtype): ``[γ, α, β, 2, 0, 1]`` (``γ, α, β`` of :func:`form_coefficients`);
+    ``slack = 2δ``. Adds to ``sums[k]``/``actives[k]`` the loss total and the items with
+    loss > 0 at ``m_k``, to ``counts`` [pairs, similar pairs, similar pairs with loss > 0];
+    keeps the top list (``top_*``, main margin, float64 losses, ``top_d = D``) in
+    :func:`_ranks_before` order.
     """
     n_rows, n_cols = g.shape
     n_margins = margins.shape[0]
     keep_top = top_loss.shape[0] > 0
     worst = _last_ranked(top_loss, top_i, top_j) if keep_top else 0
-    gamma_t = coef[0]
     alpha_t = coef[1]
     beta_t = coef[2]
     two = coef[3]
     zero = coef[4]
-    inf = coef[5]
+    one = coef[5]
     gamma = float(coef[0])
     alpha = float(coef[1])
     beta = float(coef[2])
     m0 = margins[0]
+    # Tile-dtype thresholds: [similar entry, dissimilar entry, reach of the widest margin].
+    limits = np.empty(3, dtype=g.dtype)
+    widest = 0.0
+    for k in range(n_margins):
+        widest = max(widest, margins[k] * margins[k])
+    limits[2] = (widest + slack) * (1.0 + 1e-6)
+    reach = limits[2]
+    _entry_thresholds(top_loss[worst] if keep_top else 0.0, m0, gamma, alpha, beta, slack, keep_top, limits)
     for r in range(n_rows):
         i = row0 + r
         start = i - col0 + 1 if i >= col0 else 0
@@ -158,56 +186,62 @@ def contrastive_tile(  # type: ignore[no-untyped-def]
         counts[0] += n_cols - start
         for b0 in range(start, n_cols, BLOCK):
             b1 = min(b0 + BLOCK, n_cols)
-            # Pass 1: similar pairs (sum, count, count > 0, largest D²), smallest dissimilar D².
+            # Pass 1, branch-free: similar pairs' sum, count and count with D² > 0; how many
+            # dissimilar pairs lie inside the widest margin; how many pairs may enter the top.
+            # Loops run over slices from 0, so LLVM sees non-negative indices and vectorises.
+            row = g[r, b0:b1]
+            terms = col_terms[b0:b1]
+            codes = col_codes[b0:b1]
+            sim_enter = limits[0]
+            dis_enter = limits[1]
+            # Counts are summed in the tile dtype too: exact, a block has at most 256 pairs.
             sim_sum = zero
-            sim_max = zero
-            dis_min = inf
-            sim_n = 0
-            sim_pos = 0
-            for c in range(b0, b1):
-                d2 = max(a + col_terms[c] - two * g[r, c], zero)
-                same = col_codes[c] == label
+            sim_n = zero
+            sim_pos_t = zero
+            inside = zero
+            enter = zero
+            for c in range(b1 - b0):
+                d2 = a + terms[c] - two * row[c]
+                d2 = d2 if d2 > zero else zero
+                same = codes[c] == label
                 sim_sum += d2 if same else zero
-                sim_max = max(sim_max, d2 if same else zero)
-                dis_min = min(dis_min, inf if same else d2)
-                sim_n += 1 if same else 0
-                sim_pos += 1 if same and d2 > zero else 0
-            counts[1] += sim_n
+                sim_n += one if same else zero
+                sim_pos_t += one if same & (d2 > zero) else zero
+                inside += zero if same | (d2 >= reach) else one
+                enter += one if (same & (d2 >= sim_enter)) | (~same & (d2 <= dis_enter)) else zero
+            sim_pos = int(sim_pos_t)
+            counts[1] += int(sim_n)
             counts[2] += sim_pos
             sim_total = gamma * float(sim_sum)
             for k in range(n_margins):
                 total = sim_total
                 active = sim_pos
-                m = margins[k]
-                if float(dis_min) < m * m + slack:
-                    # Pass 2: the hinges of margin k (some dissimilar pair may lie inside it).
+                if inside > 0:
+                    # Pass 2: the hinges of margin k (a dissimilar pair lies inside the widest).
                     mt = tile_margins[k]
                     dis_sum = zero
                     dis_pos = 0
-                    for c in range(b0, b1):
-                        d2 = max(a + col_terms[c] - two * g[r, c], zero)
-                        h = max(mt - math.sqrt(d2), zero)
+                    for c in range(b1 - b0):
+                        d2 = a + terms[c] - two * row[c]
+                        d2 = d2 if d2 > zero else zero
+                        h = mt - math.sqrt(d2)
+                        h = h if h > zero else zero
                         loss = h * (alpha_t * h + beta_t)
-                        loss = zero if col_codes[c] == label else loss
+                        loss = zero if codes[c] == label else loss
                         dis_sum += loss
                         dis_pos += 1 if loss > zero else 0
                     total += float(dis_sum)
                     active += dis_pos
                 sums[k] += total
                 actives[k] += active
-            if not keep_top:
-                continue
-            # The largest float64 loss of the block is at most this bound.
-            bound = 0.0
-            if sim_n > 0:
-                bound = gamma * (float(sim_max) + slack)
-            bound = max(bound, _hinge64(m0, alpha, beta, max(float(dis_min) - slack, 0.0)))
-            if bound > 0.0 and bound >= top_loss[worst]:
+            if enter > 0:
+                # The exact float64 pass of the top list (0.1's arithmetic), rarely needed.
                 a64 = float(a)
-                for c in range(b0, b1):
-                    d2 = max(a64 + float(col_terms[c]) - 2.0 * float(g[r, c]), 0.0)
-                    loss = gamma * d2 if col_codes[c] == label else _hinge64(m0, alpha, beta, d2)
-                    worst = _offer(loss, i, col0 + c, math.sqrt(d2), top_loss, top_i, top_j, top_d, worst)
+                for c in range(b1 - b0):
+                    d2 = max(a64 + float(terms[c]) - 2.0 * float(row[c]), 0.0)
+                    loss = gamma * d2 if codes[c] == label else _hinge64(m0, alpha, beta, d2)
+                    worst = _offer(loss, i, col0 + b0 + c, math.sqrt(d2), top_loss, top_i, top_j, top_d, worst)
+                _entry_thresholds(top_loss[worst], m0, gamma, alpha, beta, slack, keep_top, limits)
 
 
 @njit(nogil=True, fastmath=_TILE_MATH, cache=True)
