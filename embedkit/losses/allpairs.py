@@ -92,7 +92,8 @@ def scan_label_pairs(
     # float32 expansion ‖a‖² + ‖b‖² − 2ab stays accurate when the rows share an offset).
     # Cosine is not translation-invariant: BCE uses the raw rows.
     centre = None if form == FORM_BCE else column_mean(x)
-    terms = (inverse_norms(x) if centre is None else centred_squared_norms(x, centre)).astype(x.dtype)
+    # BCE evaluates in float64 from float64 inverse norms; contrastive in the tile dtype.
+    terms = inverse_norms(x) if centre is None else centred_squared_norms(x, centre).astype(x.dtype)
     margin_values = np.asarray(margins if margins else (1.0,), dtype=np.float64)
     if form == FORM_BCE:
         coef = np.array([scale, bias], dtype=np.float64)

@@ -139,7 +139,74 @@ def _entry_thresholds(worst_loss, m0, gamma, alpha, beta, slack, keep_top, out):
     out[1] = ((m0 - h) * (m0 - h) + slack) * (1.0 + 1e-6) if h <= m0 else -1.0
 
 
+@njit(nogil=True, cache=True)
+def _contrastive_top(row, terms, codes, a, label, i, j0, m0, gamma, alpha, beta,  # type: ignore[no-untyped-def]
+                     top_loss, top_i, top_j, top_d, worst):
+    """Offer one block's pairs to the top list, in float64 (no fast-math, which would be
+    free to evaluate the float32 → float64 sums in float32). Returns the new last."""
+    a64 = np.float64(a)
+    for c in range(row.shape[0]):
+        d2 = max(a64 + np.float64(terms[c]) - 2.0 * np.float64(row[c]), 0.0)
+        loss = gamma * d2 if codes[c] == label else _hinge64(m0, alpha, beta, d2)
+        worst = _offer(loss, i, j0 + c, math.sqrt(d2), top_loss, top_i, top_j, top_d, worst)
+    return worst
+
+
 @njit(nogil=True, fastmath=_TILE_MATH, cache=True)
+def _similar_pass(row, terms, codes, a, label, coef, limits):  # type: ignore[no-untyped-def]
+    """One block, branch-free (vectorised): the similar pairs' ``Σ D²``, count and count with
+    ``D² > 0``; the dissimilar pairs inside the widest margin (``D² < limits[2]``); the pairs
+    past the top list's entry thresholds ``limits[0:2]``. Counts are summed in the tile dtype
+    (exact: a block has at most 256 pairs). The loop runs from 0 over slices, so LLVM sees
+    non-negative indices; no min/max reductions (numba's compares carry no fast-math flags,
+    and LLVM would not vectorise them)."""
+    two = coef[3]
+    zero = coef[4]
+    one = coef[5]
+    sim_enter = limits[0]
+    dis_enter = limits[1]
+    reach = limits[2]
+    sim_sum = zero
+    sim_n = zero
+    sim_pos = zero
+    inside = zero
+    enter = zero
+    for c in range(row.shape[0]):
+        d2 = a + terms[c] - two * row[c]
+        d2 = d2 if d2 > zero else zero
+        same = codes[c] == label
+        sim_sum += d2 if same else zero
+        sim_n += one if same else zero
+        sim_pos += one if same & (d2 > zero) else zero
+        inside += zero if same | (d2 >= reach) else one
+        enter += one if (same & (d2 >= sim_enter)) | (~same & (d2 <= dis_enter)) else zero
+    return np.float64(sim_sum), int(sim_n), int(sim_pos), int(inside), int(enter)
+
+
+@njit(nogil=True, fastmath=_TILE_MATH, cache=True)
+def _hinge_pass(row, terms, codes, a, label, coef, margin):  # type: ignore[no-untyped-def]
+    """One block, branch-free (vectorised): the dissimilar pairs' ``Σ h·(α·h + β)``,
+    ``h = max(m − D, 0)``, and how many are > 0."""
+    alpha = coef[1]
+    beta = coef[2]
+    two = coef[3]
+    zero = coef[4]
+    one = coef[5]
+    total = zero
+    active = zero
+    for c in range(row.shape[0]):
+        d2 = a + terms[c] - two * row[c]
+        d2 = d2 if d2 > zero else zero
+        h = margin - math.sqrt(d2)
+        h = h if h > zero else zero
+        loss = h * (alpha * h + beta)
+        loss = zero if codes[c] == label else loss
+        total += loss
+        active += one if loss > zero else zero
+    return np.float64(total), int(active)
+
+
+@njit(nogil=True, cache=True)
 def contrastive_tile(  # type: ignore[no-untyped-def]
     g, row_terms, col_terms, row_codes, col_codes, row0, col0, margins, tile_margins, coef, slack,
     sums, actives, counts, top_loss, top_i, top_j, top_d,
@@ -159,14 +226,9 @@ def contrastive_tile(  # type: ignore[no-untyped-def]
     n_margins = margins.shape[0]
     keep_top = top_loss.shape[0] > 0
     worst = _last_ranked(top_loss, top_i, top_j) if keep_top else 0
-    alpha_t = coef[1]
-    beta_t = coef[2]
-    two = coef[3]
-    zero = coef[4]
-    one = coef[5]
-    gamma = float(coef[0])
-    alpha = float(coef[1])
-    beta = float(coef[2])
+    gamma = np.float64(coef[0])
+    alpha = np.float64(coef[1])
+    beta = np.float64(coef[2])
     m0 = margins[0]
     # Tile-dtype thresholds: [similar entry, dissimilar entry, reach of the widest margin].
     limits = np.empty(3, dtype=g.dtype)
@@ -186,61 +248,24 @@ def contrastive_tile(  # type: ignore[no-untyped-def]
         counts[0] += n_cols - start
         for b0 in range(start, n_cols, BLOCK):
             b1 = min(b0 + BLOCK, n_cols)
-            # Pass 1, branch-free: similar pairs' sum, count and count with D² > 0; how many
-            # dissimilar pairs lie inside the widest margin; how many pairs may enter the top.
-            # Loops run over slices from 0, so LLVM sees non-negative indices and vectorises.
             row = g[r, b0:b1]
             terms = col_terms[b0:b1]
             codes = col_codes[b0:b1]
-            sim_enter = limits[0]
-            dis_enter = limits[1]
-            # Counts are summed in the tile dtype too: exact, a block has at most 256 pairs.
-            sim_sum = zero
-            sim_n = zero
-            sim_pos_t = zero
-            inside = zero
-            enter = zero
-            for c in range(b1 - b0):
-                d2 = a + terms[c] - two * row[c]
-                d2 = d2 if d2 > zero else zero
-                same = codes[c] == label
-                sim_sum += d2 if same else zero
-                sim_n += one if same else zero
-                sim_pos_t += one if same & (d2 > zero) else zero
-                inside += zero if same | (d2 >= reach) else one
-                enter += one if (same & (d2 >= sim_enter)) | (~same & (d2 <= dis_enter)) else zero
-            sim_pos = int(sim_pos_t)
-            counts[1] += int(sim_n)
+            sim_sum, sim_n, sim_pos, inside, enter = _similar_pass(row, terms, codes, a, label, coef, limits)
+            counts[1] += sim_n
             counts[2] += sim_pos
-            sim_total = gamma * float(sim_sum)
             for k in range(n_margins):
-                total = sim_total
+                total = gamma * sim_sum
                 active = sim_pos
-                if inside > 0:
-                    # Pass 2: the hinges of margin k (a dissimilar pair lies inside the widest).
-                    mt = tile_margins[k]
-                    dis_sum = zero
-                    dis_pos = 0
-                    for c in range(b1 - b0):
-                        d2 = a + terms[c] - two * row[c]
-                        d2 = d2 if d2 > zero else zero
-                        h = mt - math.sqrt(d2)
-                        h = h if h > zero else zero
-                        loss = h * (alpha_t * h + beta_t)
-                        loss = zero if codes[c] == label else loss
-                        dis_sum += loss
-                        dis_pos += 1 if loss > zero else 0
-                    total += float(dis_sum)
-                    active += dis_pos
+                if inside > 0:  # a dissimilar pair lies inside the widest margin
+                    hinge_sum, hinge_n = _hinge_pass(row, terms, codes, a, label, coef, tile_margins[k])
+                    total += hinge_sum
+                    active += hinge_n
                 sums[k] += total
                 actives[k] += active
             if enter > 0:
-                # The exact float64 pass of the top list (0.1's arithmetic), rarely needed.
-                a64 = float(a)
-                for c in range(b1 - b0):
-                    d2 = max(a64 + float(terms[c]) - 2.0 * float(row[c]), 0.0)
-                    loss = gamma * d2 if codes[c] == label else _hinge64(m0, alpha, beta, d2)
-                    worst = _offer(loss, i, col0 + b0 + c, math.sqrt(d2), top_loss, top_i, top_j, top_d, worst)
+                worst = _contrastive_top(row, terms, codes, a, label, i, col0 + b0, m0, gamma, alpha, beta,
+                                         top_loss, top_i, top_j, top_d, worst)
                 _entry_thresholds(top_loss[worst], m0, gamma, alpha, beta, slack, keep_top, limits)
 
 
@@ -251,7 +276,7 @@ def bce_tile(  # type: ignore[no-untyped-def]
 ):
     """Accumulate the binary cross-entropy of the tile's pairs ``(row0 + r, col0 + c)``, ``i < j``.
 
-    ``g`` holds ``a·b`` and ``*_terms`` ``1/‖x‖``: ``cos = g·(1/‖a‖)·(1/‖b‖)``,
+    ``g`` holds ``a·b`` and ``*_terms`` ``1/‖x‖`` (float64): ``cos = g·(1/‖a‖)·(1/‖b‖)``,
     ``z = s·cos + b`` (``coef`` = ``[s, b]``), loss ``softplus(−z)`` for a similar pair,
     ``softplus(z)`` otherwise, all in float64 (libm's float32 ``expf`` is not the same in
     every process, and Dask workers must match local runs bit for bit). ``slack``: how far
@@ -263,14 +288,14 @@ def bce_tile(  # type: ignore[no-untyped-def]
     n_margins = sums.shape[0]
     keep_top = top_loss.shape[0] > 0
     worst = _last_ranked(top_loss, top_i, top_j) if keep_top else 0
-    scale64 = float(coef[0])
-    bias64 = float(coef[1])
+    scale64 = np.float64(coef[0])
+    bias64 = np.float64(coef[1])
     for r in range(n_rows):
         i = row0 + r
         start = i - col0 + 1 if i >= col0 else 0
         if start >= n_cols:
             continue
-        a64 = float(row_terms[r])
+        a64 = np.float64(row_terms[r])
         label = row_codes[r]
         counts[0] += n_cols - start
         for b0 in range(start, n_cols, BLOCK):
@@ -283,7 +308,7 @@ def bce_tile(  # type: ignore[no-untyped-def]
             for c in range(b0, b1):
                 # float64 softplus from libm: the float32 one differs between processes
                 # (which library's expf the JIT links), and Dask must match local runs.
-                z = scale64 * (float(g[r, c]) * a64 * float(col_terms[c])) + bias64
+                z = scale64 * (np.float64(g[r, c]) * a64 * np.float64(col_terms[c])) + bias64
                 same = col_codes[c] == label
                 t = -z if same else z
                 loss = max(t, 0.0) + math.log1p(math.exp(-abs(t)))
@@ -295,11 +320,11 @@ def bce_tile(  # type: ignore[no-untyped-def]
             counts[1] += sim_n
             counts[2] += sim_pos
             for k in range(n_margins):
-                sums[k] += float(block_sum)
+                sums[k] += np.float64(block_sum)
                 actives[k] += block_pos
             if keep_top and softplus(t_max + slack) >= top_loss[worst]:
                 for c in range(b0, b1):
-                    value = float(g[r, c]) * a64 * float(col_terms[c])
+                    value = np.float64(g[r, c]) * a64 * np.float64(col_terms[c])
                     z64 = scale64 * value + bias64
                     loss = softplus(-z64) if col_codes[c] == label else softplus(z64)
                     worst = _offer(loss, i, col0 + c, value, top_loss, top_i, top_j, top_d, worst)
