@@ -82,7 +82,7 @@ def scan_label_pairs(
     ``form`` is one of :mod:`embedkit.losses.pair_kernel`'s ``FORM_*``; ``margins[0]`` is the
     main margin. Stripes run on ``engine`` (default: a :class:`LocalEngine` of ``workers``
     threads) and are merged in stripe order, so every engine and worker count gives the same
-    float64 totals, bit for bit (a different tile shape sums in another order: same figures
+    float64 totals, bit for bit on one CPU model (a different tile shape sums in another order: same figures
     within the bound of :mod:`embedkit.losses.pair_kernel`).
     """
     x = as_work_array(embeddings)

@@ -3,10 +3,11 @@ tile's pair-loss totals, counts and top pairs out, without any other tile-sized 
 
 Every row of a tile is cut into blocks of at most :data:`BLOCK` columns. Per block, one
 branch-free pass in the tile dtype (vectorised by LLVM: float32 × 8 lanes with AVX2) gives
-the similar pairs' sum, count and largest key and the dissimilar pairs' smallest key; a
-second such pass (with the square root) runs only for the margins some dissimilar pair of
-the block lies inside. Block sums are added to float64 totals. The top list is updated by
-an exact float64 scalar pass, only in the blocks whose bound can reach it.
+the similar pairs' sum and counts, how many dissimilar pairs lie inside the widest margin
+and how many pairs could enter the top list; a second such pass (with the square root)
+computes the hinges only when some dissimilar pair lies inside a margin. Block sums are
+added to float64 totals. The top list is updated by a float64 scalar pass (0.1's
+arithmetic), only in the blocks holding a pair past its entry thresholds.
 
 Error bound (float32 tiles; float64 tiles run the same code in float64, ``u = 2⁻⁵³``),
 against the float64 evaluation of the same tile values (the rounding of the product
@@ -22,8 +23,8 @@ itself, ``g``, is the same in both), ``u = 2⁻²⁴``:
 
 The float32 product ``g`` itself is off by up to ``d·u·‖a‖‖b‖`` (``d`` = dimension) in every
 path, float64 loops included, so these terms add little. ``tests/test_pair_kernel.py``
-checks the bound pair by pair against a float64 loop. BCE evaluates its softplus per pair in float64 (see :func:`bce_tile`): only the blocking
-is shared.
+checks the bound against a float64 loop. BCE evaluates its softplus per pair in float64
+(see :func:`bce_tile`): only the blocking is shared.
 """
 
 from __future__ import annotations
@@ -278,9 +279,9 @@ def bce_tile(  # type: ignore[no-untyped-def]
 
     ``g`` holds ``a·b`` and ``*_terms`` ``1/‖x‖`` (float64): ``cos = g·(1/‖a‖)·(1/‖b‖)``,
     ``z = s·cos + b`` (``coef`` = ``[s, b]``), loss ``softplus(−z)`` for a similar pair,
-    ``softplus(z)`` otherwise, all in float64 (libm's float32 ``expf`` is not the same in
-    every process, and Dask workers must match local runs bit for bit). ``slack``: how far
-    the blocks' largest logit may be below one pair's (rounding).
+    ``softplus(z)`` otherwise, all in float64 as in 0.1 (``exp``/``log1p`` are libm calls per
+    pair: LLVM vectorises them only with Intel's SVML, absent here, so float32 gains
+    nothing). ``slack``: how far a block's largest logit may be below one pair's (rounding).
     Every ``sums[k]``/``actives[k]`` gets the same total and count of losses > 0 (margins do
     not apply); ``counts`` and the top list (``top_d = cos``) as :func:`contrastive_tile`.
     """
@@ -306,8 +307,6 @@ def bce_tile(  # type: ignore[no-untyped-def]
             sim_pos = 0
             t_max = -np.inf
             for c in range(b0, b1):
-                # float64 softplus from libm: the float32 one differs between processes
-                # (which library's expf the JIT links), and Dask must match local runs.
                 z = scale64 * (np.float64(g[r, c]) * a64 * np.float64(col_terms[c])) + bias64
                 same = col_codes[c] == label
                 t = -z if same else z
