@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from embedkit.choices import SCAN_BUDGET_MIB
 from embedkit.chunking import row_blocks, rows_per_block
 from embedkit.errors import InputError
 
@@ -47,7 +48,7 @@ def validate_embeddings(embeddings: np.ndarray, source: str, *, require_finite: 
         )
     if not require_finite:
         return embeddings
-    step = rows_per_block(dim * embeddings.dtype.itemsize, budget_mib=32.0)
+    step = rows_per_block(dim * embeddings.dtype.itemsize, budget_mib=SCAN_BUDGET_MIB)
     for start, stop, block in row_blocks(embeddings, step):
         finite = np.isfinite(block).all(axis=1)
         if not finite.all():
@@ -102,9 +103,14 @@ def as_work_array(embeddings: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(embeddings, dtype=work_dtype(embeddings.dtype))
 
 
-def l2_normalized(embeddings: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm, as a new work-dtype array; zero rows stay zero."""
-    out = np.array(embeddings, dtype=work_dtype(embeddings.dtype), order="C", copy=True)
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
+def l2_normalized(embeddings: np.ndarray, *, dtype: npt.DTypeLike = None) -> np.ndarray:
+    """Rows (the last axis) scaled to unit L2 norm, as a new C-contiguous array of ``dtype``
+    (default: the work dtype); zero rows stay zero.
+
+    >>> l2_normalized(np.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
+    [[0.6, 0.8], [0.0, 0.0]]
+    """
+    out = np.array(embeddings, dtype=dtype or work_dtype(embeddings.dtype), order="C", copy=True)
+    norms = np.linalg.norm(out, axis=-1, keepdims=True)
     np.divide(out, norms, out=out, where=norms > 0)
     return out

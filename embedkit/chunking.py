@@ -8,10 +8,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from embedkit.choices import DEFAULT_BUDGET_MIB
 from embedkit.errors import InputError, OptionError
 
-#: Default working-memory budget for one block of pairwise work, per worker.
-DEFAULT_BUDGET_MIB = 64.0
+__all__ = ["DEFAULT_BUDGET_MIB", "blocks", "row_blocks", "rows_per_block"]
+
 
 
 def rows_per_block(bytes_per_row: int, budget_mib: float = DEFAULT_BUDGET_MIB) -> int:

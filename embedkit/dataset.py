@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from embedkit.choices import SCAN_BUDGET_MIB
 from embedkit.chunking import row_blocks, rows_per_block
 from embedkit.errors import InputError
-from embedkit.shards import Shard
+from embedkit.shard_paths import Shard
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class LoadedEmbeddings:
         return int(len(self.finite) - self.finite.sum())
 
 
-def nonfinite_masks(embeddings: np.ndarray, *, budget_mib: float = 32.0) -> tuple[np.ndarray, np.ndarray]:
+def nonfinite_masks(embeddings: np.ndarray, *, budget_mib: float = SCAN_BUDGET_MIB) -> tuple[np.ndarray, np.ndarray]:
     """``(has_nan, has_inf)`` row masks, scanned in blocks (memory maps are never loaded whole)."""
     n = embeddings.shape[0]
     has_nan = np.zeros(n, dtype=bool)

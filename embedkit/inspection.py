@@ -12,14 +12,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from embedkit.arrays import l2_normalized
-from embedkit.choices import DEFAULT_BINS, DEFAULT_EXACT_PAIRS, DEFAULT_SAMPLE, DEFAULT_SEED
+from embedkit.choices import (
+    DEFAULT_BINS,
+    DEFAULT_EXACT_PAIRS,
+    DEFAULT_SAMPLE,
+    DEFAULT_SEED,
+    SCAN_BUDGET_MIB,
+)
 from embedkit.chunking import DEFAULT_BUDGET_MIB, row_blocks, rows_per_block
 from embedkit.dataset import LoadedEmbeddings
 from embedkit.distances import squared_norms
 from embedkit.pair_distances import QUANTILES, PairDistances, pair_distances
 from embedkit.pairs import class_sizes, count_label_pairs
 from embedkit.repeated_rows import Duplicates, exact_duplicates
-from embedkit.shards import Shard
+from embedkit.shard_paths import Shard
 
 #: Rows "look L2-normalised" when every finite row's norm is within this of 1.
 NORMALISED_TOLERANCE = 1e-3
@@ -120,7 +126,7 @@ FIGURE_PARTS: dict[str, str] = {
 }
 
 
-def norm_stats(x: np.ndarray, *, budget_mib: float = 32.0, rows: np.ndarray | None = None) -> NormStats:
+def norm_stats(x: np.ndarray, *, budget_mib: float = SCAN_BUDGET_MIB, rows: np.ndarray | None = None) -> NormStats:
     """Min / mean / max L2 norm, zero rows, and whether all norms are 1 ± 1e-3.
 
     ``rows`` (a boolean mask) restricts the figures to those rows; the matrix is read in

@@ -20,7 +20,8 @@ from embedkit.errors import InputError
 from embedkit.formats import STDIN, read_stdin_bytes
 from embedkit.labelfile import load_labels
 from embedkit.npyfile import load_npy, load_npz
-from embedkit.shards import FileReaders, open_pieces, read_pieces, sidecar_candidates, stream_piece
+from embedkit.shard_paths import open_pieces, sidecar_candidates, stream_piece
+from embedkit.shards import FileReaders, read_pieces
 
 
 def load_dataset(

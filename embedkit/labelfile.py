@@ -12,16 +12,11 @@ import numpy as np
 if TYPE_CHECKING:  # pyarrow is imported where it is used: an NPY-only command never loads it
     import pyarrow as pa
 
+from embedkit.columnar import is_vector_type, refuse_duplicate_names, refuse_non_scalar
 from embedkit.errors import InputError
 from embedkit.formats import STDIN, read_head, read_stdin_bytes, sniff_format
 from embedkit.npyfile import load_npy
-from embedkit.shards import (
-    is_stream_path,
-    is_vector_type,
-    read_stream_path,
-    refuse_duplicate_names,
-    refuse_non_scalar,
-)
+from embedkit.shard_paths import is_stream_path, read_stream_path
 
 
 class ParquetSource:

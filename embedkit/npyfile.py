@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from embedkit.choices import DEFAULT_BUDGET_MIB
 from embedkit.errors import InputError
 from embedkit.formats import NPY_MAGIC
 
@@ -64,7 +65,7 @@ def check_npy_size(path: str, source: str) -> None:
         )
 
 
-def native_c_order(array: np.ndarray, *, budget_mib: float = 64.0) -> np.ndarray:
+def native_c_order(array: np.ndarray, *, budget_mib: float = DEFAULT_BUDGET_MIB) -> np.ndarray:
     """``array`` in native byte order and C order; unchanged when it already is.
 
     A memory-mapped array is converted block by block into an unnamed temporary file

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from embedkit.choices import SCAN_BUDGET_MIB
 from embedkit.chunking import row_blocks, rows_per_block
 
 
@@ -38,7 +39,7 @@ def row_hashes(block: np.ndarray) -> np.ndarray:
     return h
 
 
-def exact_duplicates(x: np.ndarray, labels: np.ndarray | None = None, *, budget_mib: float = 32.0,
+def exact_duplicates(x: np.ndarray, labels: np.ndarray | None = None, *, budget_mib: float = SCAN_BUDGET_MIB,
                      rows: np.ndarray | None = None) -> Duplicates:
     """Exact duplicate rows (equal bytes, ``-0.0`` equal to ``0.0``), in bounded memory.
 

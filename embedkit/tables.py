@@ -7,10 +7,11 @@ from typing import BinaryIO
 
 import numpy as np
 
+from embedkit.columnar import refuse_duplicate_names
 from embedkit.errors import InputError
 from embedkit.formats import PARQUET_MAGIC, STDIN, read_head, read_stdin_bytes, sniff_format
 from embedkit.labelfile import INT64_MAX
-from embedkit.shards import is_stream_path, read_stream_path, refuse_duplicate_names
+from embedkit.shard_paths import is_stream_path, read_stream_path
 
 
 def read_table(path: str, required: tuple[str, ...], *, stdin: BinaryIO | None = None) -> dict[str, np.ndarray]:

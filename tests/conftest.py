@@ -51,9 +51,8 @@ class CliResult:
 @pytest.fixture
 def run_cli(monkeypatch: pytest.MonkeyPatch):
     """Run the app in-process through Typer's CliRunner; stdout and stderr kept apart."""
+    from embedkit.cli.main import app
     from typer.testing import CliRunner
-
-    from cli.main import app
 
     def run(*args: str, input: bytes | str | None = None, cwd: Path | None = None) -> CliResult:
         if cwd is not None:

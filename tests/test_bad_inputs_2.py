@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import typer
+from embedkit.cli.main import app
 
-from cli.main import app
 from embedkit.io import load_dataset
 from embedkit.output import remove_stale_partials
 from embedkit.repeated_rows import exact_duplicates
@@ -207,7 +207,7 @@ def test_sighup_and_sigquit_end_like_sigterm(tmp_path: Path, name: str) -> None:
     np.save(tmp_path / "e.npy", rng.standard_normal((60000, 64)).astype(np.float32))
     np.save(tmp_path / "e.labels.npy", rng.integers(0, 100, 60000))
     before = sorted(p.name for p in tmp_path.iterdir())
-    code = "import sys; from cli.main import main; main(sys.argv[1:])"
+    code = "import sys; from embedkit.cli.main import main; main(sys.argv[1:])"
     process = subprocess.Popen([sys.executable, "-c", code, "mine", "e.npy", "--strategy", "semi-hard",
                                 "--select", "all", "-o", "t.parquet", "--quiet"], cwd=tmp_path, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)

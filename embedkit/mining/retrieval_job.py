@@ -139,7 +139,8 @@ def run_retrieval_mining(job: RetrievalJob, *, engine: Engine | None = None,
         if queries is not None and queries.rows < mined_queries:
             raise InputError(f"{job.queries}: {queries.rows} rows but the candidates name query row "
                              f"{mined_queries - 1}; give the queries they were mined with")
-        result = mine_from_candidates(cand, job.selection, margins=job.margins, source=job.from_candidates)
+        result = mine_from_candidates(cand, job.selection, margins=job.margins, source=job.from_candidates,
+                                      budget_mib=job.search.budget_mib)
         n_q = int(max(qid_map)) + 1 if qid_map else 0
         query_ids = _lookup_ids(qid_map, n_q if queries is None else queries.rows)
         doc_ids = _lookup_ids(did_map, cand.corpus_rows)
