@@ -41,8 +41,8 @@ FORM_SQUARED, FORM_HALVED, FORM_LINEAR, FORM_BCE = 0, 1, 2, 3
 #: Columns of one row summed in the tile dtype before the float64 accumulation.
 BLOCK = 256
 
-# Fast-math without the no-Inf assumption: minima start at +inf, the top list at -inf.
-# No-NaN holds (the rows are checked finite) and lets LLVM vectorise min/max reductions.
+# Fast-math for the vector passes, without the no-Inf assumption (thresholds may be ±inf).
+# No-NaN holds: the rows are checked finite before any scan.
 _TILE_MATH = {"nnan", "nsz", "arcp", "contract", "afn", "reassoc"}
 
 
@@ -143,8 +143,8 @@ def _entry_thresholds(worst_loss, m0, gamma, alpha, beta, slack, keep_top, out):
 @njit(nogil=True, cache=True)
 def _contrastive_top(row, terms, codes, a, label, i, j0, m0, gamma, alpha, beta,  # type: ignore[no-untyped-def]
                      top_loss, top_i, top_j, top_d, worst):
-    """Offer one block's pairs to the top list, in float64 (no fast-math, which would be
-    free to evaluate the float32 → float64 sums in float32). Returns the new last."""
+    """Offer one block's pairs to the top list, in float64 as 0.1 did (``np.float64``:
+    numba's ``float()`` of a float32 stays float32). Returns the new last."""
     a64 = np.float64(a)
     for c in range(row.shape[0]):
         d2 = max(a64 + np.float64(terms[c]) - 2.0 * np.float64(row[c]), 0.0)
@@ -237,7 +237,6 @@ def contrastive_tile(  # type: ignore[no-untyped-def]
     for k in range(n_margins):
         widest = max(widest, margins[k] * margins[k])
     limits[2] = (widest + slack) * (1.0 + 1e-6)
-    reach = limits[2]
     _entry_thresholds(top_loss[worst] if keep_top else 0.0, m0, gamma, alpha, beta, slack, keep_top, limits)
     for r in range(n_rows):
         i = row0 + r
