@@ -16,7 +16,7 @@ from tests.conftest import clustered
 FORMS = (pk.FORM_SQUARED, pk.FORM_HALVED, pk.FORM_LINEAR)
 
 
-def one_tile(dtype: type, rows: int = 150, cols: int = 400, seed: int = 3):
+def one_tile(dtype: type, rows: int = 120, cols: int = 300, seed: int = 3):
     """Centred rows (as the scan makes them), their ``‖x − c‖²`` and the product tile of rows
     ``0..rows`` with columns ``0..cols`` (so the tile crosses the diagonal and a block edge)."""
     x, labels = clustered(cols, 24, 9, seed=seed, spread=0.8, dtype=dtype)
