@@ -59,10 +59,15 @@ class PathArray(np.memmap):
     _path_source: tuple[str, str, tuple[int, ...], int] | None = None
     _touched: int = 0
 
+    _root: PathArray | None = None
+
     def __array_finalize__(self, obj: Any) -> None:
         super().__array_finalize__(obj)
         self._path_source = None  # views, slices, results: by value (the mapping alone goes by path)
         self._touched = 0
+        # A view of the mapping (x[first:], x.T) counts its reads against the whole map's window.
+        root = getattr(obj, "_root", None) or (obj if isinstance(obj, PathArray) and obj._path_source else None)
+        self._root = root if getattr(self, "_mmap", None) is not None else None
 
     @property
     def path_source(self) -> tuple[str, str, tuple[int, ...], int] | None:
@@ -89,12 +94,13 @@ class PathArray(np.memmap):
         copied = isinstance(out, PathArray) and out._mmap is None
         if copied:  # a copy (fancy indexing): a plain array, as numpy.memmap gives
             out = out.view(np.ndarray)
-        if self._path_source is not None and isinstance(out, np.ndarray):
+        owner = self if self._path_source is not None else self._root
+        if owner is not None and isinstance(out, np.ndarray):
             # Scattered rows map more than they read: a page fault maps FAULT_AROUND bytes.
-            self._touched += max(out.nbytes, len(out) * FAULT_AROUND) if copied and out.ndim else out.nbytes
-            if self._touched > RESIDENT_WINDOW:
-                self.drop_pages()
-                self._touched = out.nbytes
+            owner._touched += max(out.nbytes, len(out) * FAULT_AROUND) if copied and out.ndim else out.nbytes
+            if owner._touched > RESIDENT_WINDOW:
+                owner.drop_pages()
+                owner._touched = out.nbytes
         return out
 
     def drop_pages(self) -> None:
