@@ -66,7 +66,9 @@ class PathArray(np.memmap):
         self._path_source = None  # views, slices, results: by value (the mapping alone goes by path)
         self._touched = 0
         # A view of the mapping (x[first:], x.T) counts its reads against the whole map's window.
-        root = getattr(obj, "_root", None) or (obj if isinstance(obj, PathArray) and obj._path_source else None)
+        root = getattr(obj, "_root", None)
+        if root is None and isinstance(obj, PathArray) and obj._path_source is not None:
+            root = obj
         self._root = root if getattr(self, "_mmap", None) is not None else None
 
     @property

@@ -132,7 +132,7 @@ def test_mining_a_path_backed_matrix_gives_the_in_memory_answer(matrix, metric: 
 
 @pytest.mark.parametrize("form", [0, 1])
 def test_all_pairs_scan_of_a_path_backed_matrix_gives_the_in_memory_totals(matrix, form: int) -> None:
-    from embedkit.kernels import FORM_BCE
+    from embedkit.losses.pair_kernel import FORM_BCE
     from embedkit.losses.allpairs import scan_label_pairs
 
     path, x, labels = matrix
