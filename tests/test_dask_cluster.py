@@ -58,36 +58,41 @@ def cluster(tmp_path_factory):
     out.flush()
     del out
     np.save(shared / "labels.npy", rng.integers(0, 50, ROWS))
-    # Compile (and cache) the numba kernels here first: workers then load them from the cache
-    # instead of each compiling them (LLVM's memory would count against the worker's limit).
-    # (Every strategy the tests run: each compiles its own kernels.)
-    for strategy in (["hard", "--batch-size", "64"], ["semi-hard", "--margin", "0.5"]):
-        warm = run_embedkit([str(BIN / "embedkit"), "mine", str(ROOT / "sample_data" / "emb.npy"), "--strategy",
-                             *strategy, "-o", str(shared / "warm.csv"), "--quiet"], shared)
-        assert warm.returncode == 0, warm.stderr
     scheduler, worker, _ = recipe()
     port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
     procs = [subprocess.Popen(as_typed(scheduler, port, shared), cwd=shared, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)]
     try:
-        limits = []
-        for limit in (None, LIMITED):  # the README's worker, and one below the matrix size
+        from distributed import Client
+
+        def start_worker(limit: str | None) -> str:
             command = as_typed(worker, port, shared)
             if limit is not None:
                 command[command.index("--memory-limit") + 1] = limit
-            limits.append(command[command.index("--memory-limit") + 1])
             procs.append(subprocess.Popen(command, cwd=shared, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        from distributed import Client
+            return command[command.index("--memory-limit") + 1]
 
+        limits = [start_worker(None)]  # the README's worker
         deadline = time.time() + 60
         while True:
             try:
-                client = Client(f"tcp://127.0.0.1:{port}", timeout="5s")
+                client = Client(address, timeout="5s")
                 break
             except OSError:
                 if time.time() > deadline:
                     raise
                 time.sleep(0.5)
+        client.wait_for_workers(1, timeout=60)
+        # Compile (and cache) the numba kernels on the README's worker first, for every strategy
+        # the tests run (a worker's arrays arrive read-only: kernels of their own types), so the
+        # limited worker loads them from the cache: LLVM compiling would count against its limit.
+        for strategy in (["hard", "--batch-size", "64"], ["semi-hard", "--margin", "0.5"]):
+            warm = run_embedkit([str(BIN / "embedkit"), "mine", str(ROOT / "sample_data" / "emb.npy"), "--strategy",
+                                 *strategy, "--engine", "dask", "--scheduler", address, "-o",
+                                 str(shared / "warm.csv"), "--quiet"], shared)
+            assert warm.returncode == 0, warm.stderr
+        limits.append(start_worker(LIMITED))  # and one whose limit is below the matrix size
         client.wait_for_workers(2, timeout=60)
         yield {"shared": shared, "port": port, "client": client, "limits": limits}
         client.close()
