@@ -376,3 +376,223 @@ def topk_tile(tile, first_col, query_sq, corpus_sq, distance, keys, ids):  # typ
                     _heap_replace_root(hk, hi, key, col)
                     top_key = hk[0]
                     top_id = hi[0]
+
+
+# -- symmetric mining kernels ----------------------------------------------------------------
+# One tile ``g = X_I · X_Jᵀ`` of the upper triangle feeds the anchors of its rows (row-wise)
+# and of its columns (column-wise) with the same key ``v = max(‖a‖² + ‖b‖² − 2g, 0)`` for
+# both sides. On a diagonal tile (``diagonal``: I == J) only the entries ``r < c`` are pairs.
+# Pass 1 is branch-free (it vectorises): per row and per column, "could any key of this
+# tile enter the state?" against a bound taken from the state at the tile's start (states
+# only tighten, so the bound never misses). Pass 2 redoes the rows and columns flagged with
+# the exact comparisons. Every state is ordered by the total order (key, row), so the
+# result does not depend on the order pairs arrive in. Labels: pairs with equal labels are
+# skipped (pass distinct codes, e.g. ``arange(n)``, to keep every pair).
+
+
+@njit(nogil=True, cache=True)
+def _sym_hits(g, diagonal, row_terms, col_terms, row_labels, col_labels, row_lo, row_hi, col_lo, col_hi,
+              row_hit, col_hit):  # type: ignore[no-untyped-def]
+    """``row_hit[r]`` / ``col_hit[c]`` = the tile holds a pair with a different label and
+    ``lo < v <= hi`` for that row's / column's bounds."""
+    n_rows, n_cols = g.shape
+    col_hit[:n_cols] = 0
+    for r in range(n_rows):
+        a_term = row_terms[r]
+        a_label = row_labels[r]
+        lo = row_lo[r]
+        hi = row_hi[r]
+        hits = 0
+        for c in range(r + 1 if diagonal else 0, n_cols):
+            v = a_term + col_terms[c] - 2.0 * g[r, c]
+            if v < 0.0:
+                v = 0.0
+            neg = col_labels[c] != a_label
+            hits += neg & (lo < v) & (v <= hi)
+            col_hit[c] |= neg & (col_lo[c] < v) & (v <= col_hi[c])
+        row_hit[r] = hits > 0
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _ranks_after(key_a, id_a, key_b, id_b):  # type: ignore[no-untyped-def]
+    """(key, row) order: a comes after b."""
+    if key_a != key_b:
+        return key_a > key_b
+    return id_a > id_b
+
+
+@njit(nogil=True, cache=True)
+def heap_offer(keys, ids, key, ident):  # type: ignore[no-untyped-def]
+    """Offer ``(key, ident)`` to a max-heap (root = last kept in (key, row) order) of the k
+    smallest; empty entries are ``(inf, int64 max)``. Infinite or NaN keys never enter."""
+    if not key < np.inf:
+        return
+    if not _ranks_after(keys[0], ids[0], key, ident):
+        return
+    k = keys.shape[0]
+    pos = 0
+    while True:
+        child = 2 * pos + 1
+        if child >= k:
+            break
+        right = child + 1
+        if right < k and _ranks_after(keys[right], ids[right], keys[child], ids[child]):
+            child = right
+        if _ranks_after(keys[child], ids[child], key, ident):
+            keys[pos] = keys[child]
+            ids[pos] = ids[child]
+            pos = child
+        else:
+            break
+    keys[pos] = key
+    ids[pos] = ident
+
+
+@njit(nogil=True, cache=True)
+def merge_heaps(keys, ids, part_keys, part_ids):  # type: ignore[no-untyped-def]
+    """Offer every entry of the partial heaps to the running ones, row by row."""
+    for r in range(keys.shape[0]):
+        for t in range(part_keys.shape[1]):
+            heap_offer(keys[r], ids[r], part_keys[r, t], part_ids[r, t])
+
+
+@njit(nogil=True, cache=True)
+def sym_topk_tile(  # type: ignore[no-untyped-def]
+    g, diagonal, row_terms, col_terms, row_labels, col_labels, row0, col0,
+    row_keys, row_ids, row_on, col_keys, col_ids, col_on,
+):
+    """Feed a tile to the k-smallest heaps of its rows (``row_keys[r]``, offered
+    ``(v, col0 + c)``) and of its columns (``col_keys[c]``, offered ``(v, row0 + r)``);
+    anchors with ``*_on`` false are left alone. The heaps may alias (diagonal tile)."""
+    n_rows, n_cols = g.shape
+    row_lo = np.full(n_rows, -np.inf)
+    col_lo = np.full(n_cols, -np.inf)
+    row_hi = np.empty(n_rows)
+    col_hi = np.empty(n_cols)
+    for r in range(n_rows):
+        row_hi[r] = row_keys[r, 0] if row_on[r] else -np.inf
+    for c in range(n_cols):
+        col_hi[c] = col_keys[c, 0] if col_on[c] else -np.inf
+    row_hit = np.empty(n_rows, dtype=np.bool_)
+    col_hit = np.empty(n_cols, dtype=np.bool_)
+    _sym_hits(g, diagonal, row_terms, col_terms, row_labels, col_labels, row_lo, row_hi, col_lo, col_hi,
+              row_hit, col_hit)
+    for r in range(n_rows):
+        if not row_hit[r]:
+            continue
+        a_term = row_terms[r]
+        a_label = row_labels[r]
+        for c in range(r + 1 if diagonal else 0, n_cols):
+            if col_labels[c] == a_label:
+                continue
+            v = a_term + col_terms[c] - 2.0 * g[r, c]
+            if v < 0.0:
+                v = 0.0
+            heap_offer(row_keys[r], row_ids[r], v, col0 + c)
+    for c in range(n_cols):
+        if not col_hit[c]:
+            continue
+        b_term = col_terms[c]
+        b_label = col_labels[c]
+        for r in range(c if diagonal else n_rows):
+            if row_labels[r] == b_label:
+                continue
+            v = row_terms[r] + b_term - 2.0 * g[r, c]
+            if v < 0.0:
+                v = 0.0
+            heap_offer(col_keys[c], col_ids[c], v, row0 + r)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _band_bounds(ptr, first, count, low, high, best_v, offset, lo, hi, shrink):  # type: ignore[no-untyped-def]
+    """Per anchor ``first + t``: the lowest ``low`` of its slots and the largest ``high``
+    (each capped by the slot's best key so far when ``shrink``); none: an empty band."""
+    for t in range(count):
+        s0 = ptr[first + t]
+        s1 = ptr[first + t + 1]
+        if s0 == s1:
+            lo[t] = np.inf
+            hi[t] = -np.inf
+            continue
+        lo[t] = low[s0]
+        top = -np.inf
+        for s in range(s0, s1):
+            h = high[s]
+            if shrink and best_v[s - offset] < h:
+                h = best_v[s - offset]
+            if h > top:
+                top = h
+        hi[t] = top
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _offer_band(v, other, ptr, anchor, low, high, best_v, best_j, offset, emit, out_slot, out_j, out_v, count):  # type: ignore[no-untyped-def]
+    s_first = ptr[anchor]
+    s_last = ptr[anchor + 1]
+    if s_first == s_last or v <= low[s_first] or v > high[s_last - 1]:
+        return count
+    s0 = _lower_bound(high, s_first, s_last, v)
+    s1 = _lower_bound(low, s_first, s_last, v)
+    for s in range(s0, s1):
+        if emit:
+            if count < out_slot.shape[0]:
+                out_slot[count] = s
+                out_j[count] = other
+                out_v[count] = v
+            count += 1
+        else:
+            t = s - offset
+            if v < best_v[t] or (v == best_v[t] and other < best_j[t]):
+                best_v[t] = v
+                best_j[t] = other
+    return count
+
+
+@njit(nogil=True, cache=True)
+def sym_band_tile(  # type: ignore[no-untyped-def]
+    g, diagonal, row_terms, col_terms, row_labels, col_labels, row0, col0, ptr, low, high,
+    best_v, best_j, offset, emit, out_slot, out_j, out_v, count,
+):
+    """Band search of one tile from both sides. Slots as in :func:`band_closest_tile` but
+    indexed by row: anchor ``a`` owns slots ``ptr[a]:ptr[a + 1]`` (global ``low``/``high``).
+    Without ``emit``: keep per slot the smallest ``(v, row)`` in its band in
+    ``best_v/best_j[s − offset]`` (the state of the slots from ``offset`` on). With ``emit``:
+    write every ``(slot, other row, v)`` as :func:`band_all_tile` does and return the count."""
+    n_rows, n_cols = g.shape
+    row_lo = np.empty(n_rows)
+    row_hi = np.empty(n_rows)
+    col_lo = np.empty(n_cols)
+    col_hi = np.empty(n_cols)
+    _band_bounds(ptr, row0, n_rows, low, high, best_v, offset, row_lo, row_hi, not emit)
+    _band_bounds(ptr, col0, n_cols, low, high, best_v, offset, col_lo, col_hi, not emit)
+    row_hit = np.empty(n_rows, dtype=np.bool_)
+    col_hit = np.empty(n_cols, dtype=np.bool_)
+    _sym_hits(g, diagonal, row_terms, col_terms, row_labels, col_labels, row_lo, row_hi, col_lo, col_hi,
+              row_hit, col_hit)
+    for r in range(n_rows):
+        if not row_hit[r]:
+            continue
+        a_term = row_terms[r]
+        a_label = row_labels[r]
+        for c in range(r + 1 if diagonal else 0, n_cols):
+            if col_labels[c] == a_label:
+                continue
+            v = a_term + col_terms[c] - 2.0 * g[r, c]
+            if v < 0.0:
+                v = 0.0
+            count = _offer_band(v, col0 + c, ptr, row0 + r, low, high, best_v, best_j, offset, emit,
+                                out_slot, out_j, out_v, count)
+    for c in range(n_cols):
+        if not col_hit[c]:
+            continue
+        b_term = col_terms[c]
+        b_label = col_labels[c]
+        for r in range(c if diagonal else n_rows):
+            if row_labels[r] == b_label:
+                continue
+            v = row_terms[r] + b_term - 2.0 * g[r, c]
+            if v < 0.0:
+                v = 0.0
+            count = _offer_band(v, row0 + r, ptr, col0 + c, low, high, best_v, best_j, offset, emit,
+                                out_slot, out_j, out_v, count)
+    return count
