@@ -140,7 +140,10 @@ def symmetric_tasks(count: int, block: int, *, super_rows: int = SYM_SUPER_ROWS)
     >>> symmetric_tasks(5, 2, super_rows=4)
     [(0, 4, 0, 4), (0, 4, 4, 5), (4, 5, 4, 5)]
     """
-    side = max(block, super_rows - super_rows % block)
+    # At least ~6 super-rows when there is room, so the tasks (21 of them) balance over the
+    # workers; at most ``super_rows`` rows, which bounds the merges per anchor.
+    wanted = -(-count // 6)
+    side = max(block, min(super_rows - super_rows % block, -(-wanted // block) * block))
     spans = stripes(count, side)
     return [(r0, r1, c0, c1) for k, (r0, r1) in enumerate(spans) for c0, c1 in spans[k:]]
 
@@ -176,7 +179,7 @@ def symmetric_tiles(
     n_cols = x.shape[1]
     dtype = x.dtype if centre is None else np.result_type(x.dtype, centre.dtype)
     still_whole = mapped_file_guard(x)
-    buffer = np.empty((block, block), dtype=dtype)
+    buffer = np.empty(block * block, dtype=dtype)
     left = np.empty((block, n_cols), dtype=dtype)
     right = np.empty((block, n_cols), dtype=dtype)
     for i0 in range(r0, r1, block):
@@ -187,7 +190,7 @@ def symmetric_tiles(
             j1 = min(c1, j0 + block)
             still_whole()
             cols = _load(x, j0, j1, centre, right)
-            tile = buffer[: i1 - i0, : j1 - j0]
+            tile = buffer[: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)  # C-contiguous even at the edges
             np.matmul(rows, cols.T, out=tile)
             yield i0, i1, j0, j1, tile
 
