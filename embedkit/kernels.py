@@ -499,6 +499,83 @@ def merge_heaps(keys, ids, part_keys, part_ids):  # type: ignore[no-untyped-def]
             heap_offer(keys[r], ids[r], part_keys[r, t], part_ids[r, t])
 
 
+#: With more neighbours per row than this, a tile where more than DENSE_SHARE of the
+#: segments were flagged (early in a scan, most are) is redone in one fused pass rather
+#: than segment by segment.
+DENSE_K = 8
+DENSE_SHARE = 0.25
+
+
+@njit(nogil=True, cache=True)
+def _flush_columns(count, cand_c, cand_r, cand_v, col0, row0, col_keys, col_ids, col_root):  # type: ignore[no-untyped-def]
+    """Offer buffered column candidates grouped by column (a column's heap stays in cache)."""
+    n_cols = col_keys.shape[0]
+    starts = np.zeros(n_cols + 1, dtype=np.int64)
+    for t in range(count):
+        starts[cand_c[t] + 1] += 1
+    for c in range(n_cols):
+        starts[c + 1] += starts[c]
+    order = np.empty(count, dtype=np.int64)
+    fill = starts[:n_cols].copy()
+    for t in range(count):
+        c = cand_c[t]
+        order[fill[c]] = t
+        fill[c] += 1
+    for c in range(n_cols):
+        if starts[c] == starts[c + 1]:
+            continue
+        keys = col_keys[c]
+        ids = col_ids[c]
+        for u in range(starts[c], starts[c + 1]):
+            t = order[u]
+            heap_offer(keys, ids, cand_v[t], row0 + cand_r[t])
+        col_root[c] = keys[0]
+
+
+@njit(nogil=True, cache=True)
+def _topk_dense(  # type: ignore[no-untyped-def]
+    g, diagonal, row_terms, col_terms, row_labels, col_labels, row0, col0, row_keys, row_ids, col_keys, col_ids,
+    row_root, col_root,
+):
+    """:func:`sym_topk_tile` in one pass: each key is compared with both heaps' roots (kept in
+    ``row_root``/``col_root``, stale only upwards, so nothing is missed). Row offers go
+    straight to the row's heap; column offers are buffered and flushed column by column."""
+    n_rows, n_cols = g.shape
+    capacity = 1 << 14
+    cand_c = np.empty(capacity, dtype=np.int64)
+    cand_r = np.empty(capacity, dtype=np.int64)
+    cand_v = np.empty(capacity)
+    count = 0
+    for r in range(n_rows):
+        a_term = row_terms[r]
+        a_label = row_labels[r]
+        if diagonal and count > 0:  # row r's heap is column r's: take its buffered offers first
+            _flush_columns(count, cand_c, cand_r, cand_v, col0, row0, col_keys, col_ids, col_root)
+            count = 0
+        root = row_keys[r, 0] if diagonal and row_root[r] > -np.inf else row_root[r]
+        keys = row_keys[r]
+        ids = row_ids[r]
+        if count + n_cols > capacity:
+            _flush_columns(count, cand_c, cand_r, cand_v, col0, row0, col_keys, col_ids, col_root)
+            count = 0
+        for c in range(r + 1 if diagonal else 0, n_cols):
+            v = a_term + col_terms[c] - 2.0 * g[r, c]
+            if v <= root or v <= col_root[c]:
+                if col_labels[c] == a_label:
+                    continue
+                w = v if v > 0.0 else 0.0
+                if v <= root:
+                    heap_offer(keys, ids, w, col0 + c)
+                    root = keys[0]
+                if v <= col_root[c]:
+                    cand_c[count] = c
+                    cand_r[count] = r
+                    cand_v[count] = w
+                    count += 1
+    if count > 0:
+        _flush_columns(count, cand_c, cand_r, cand_v, col0, row0, col_keys, col_ids, col_root)
+
+
 @njit(nogil=True, cache=True)
 def sym_topk_tile(  # type: ignore[no-untyped-def]
     g, diagonal, row_terms, col_terms, row_labels, col_labels, row0, col0,
@@ -515,6 +592,10 @@ def sym_topk_tile(  # type: ignore[no-untyped-def]
     for c in range(n_cols):
         col_hi[c] = col_keys[c, 0] if col_on[c] else -np.inf
     row_hit, col_hit = _hits(g, diagonal, row_terms, col_terms, row_labels, col_labels, row_hi, col_hi)
+    if row_keys.shape[1] > DENSE_K and row_hit.sum() + col_hit.sum() > DENSE_SHARE * (row_hit.size + col_hit.size):
+        _topk_dense(g, diagonal, row_terms, col_terms, row_labels, col_labels, row0, col0, row_keys, row_ids,
+                    col_keys, col_ids, row_hi, col_hi)
+        return
     for r in range(n_rows):
         a_term = row_terms[r]
         a_label = row_labels[r]
