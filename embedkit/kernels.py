@@ -507,7 +507,7 @@ DENSE_SHARE = 0.25
 
 
 @njit(nogil=True, cache=True)
-def _flush_columns(count, cand_c, cand_r, cand_v, col0, row0, col_keys, col_ids, col_root):  # type: ignore[no-untyped-def]
+def _flush_columns(count, cand_c, cand_r, cand_v, col0, row0, col_keys, col_ids, col_root, col_bound):  # type: ignore[no-untyped-def]
     """Offer buffered column candidates grouped by column (a column's heap stays in cache)."""
     n_cols = col_keys.shape[0]
     starts = np.zeros(n_cols + 1, dtype=np.int64)
@@ -529,13 +529,13 @@ def _flush_columns(count, cand_c, cand_r, cand_v, col0, row0, col_keys, col_ids,
         for u in range(starts[c], starts[c + 1]):
             t = order[u]
             heap_offer(keys, ids, cand_v[t], row0 + cand_r[t])
-        col_root[c] = keys[0]
+        col_root[c] = min(keys[0], col_bound[c])
 
 
 @njit(nogil=True, cache=True)
 def _topk_dense(  # type: ignore[no-untyped-def]
     g, diagonal, row_terms, col_terms, row_labels, col_labels, row0, col0, row_keys, row_ids, col_keys, col_ids,
-    row_root, col_root,
+    row_root, col_root, row_bound, col_bound,
 ):
     """:func:`sym_topk_tile` in one pass: each key is compared with both heaps' roots (kept in
     ``row_root``/``col_root``, stale only upwards, so nothing is missed). Row offers go
@@ -550,13 +550,13 @@ def _topk_dense(  # type: ignore[no-untyped-def]
         a_term = row_terms[r]
         a_label = row_labels[r]
         if diagonal and count > 0:  # row r's heap is column r's: take its buffered offers first
-            _flush_columns(count, cand_c, cand_r, cand_v, col0, row0, col_keys, col_ids, col_root)
+            _flush_columns(count, cand_c, cand_r, cand_v, col0, row0, col_keys, col_ids, col_root, col_bound)
             count = 0
-        root = row_keys[r, 0] if diagonal and row_root[r] > -np.inf else row_root[r]
+        root = min(row_keys[r, 0], row_bound[r]) if diagonal and row_root[r] > -np.inf else row_root[r]
         keys = row_keys[r]
         ids = row_ids[r]
         if count + n_cols > capacity:
-            _flush_columns(count, cand_c, cand_r, cand_v, col0, row0, col_keys, col_ids, col_root)
+            _flush_columns(count, cand_c, cand_r, cand_v, col0, row0, col_keys, col_ids, col_root, col_bound)
             count = 0
         for c in range(r + 1 if diagonal else 0, n_cols):
             v = a_term + col_terms[c] - 2.0 * g[r, c]
@@ -566,35 +566,37 @@ def _topk_dense(  # type: ignore[no-untyped-def]
                 w = v if v > 0.0 else 0.0
                 if v <= root:
                     heap_offer(keys, ids, w, col0 + c)
-                    root = keys[0]
+                    root = min(keys[0], row_bound[r])
                 if v <= col_root[c]:
                     cand_c[count] = c
                     cand_r[count] = r
                     cand_v[count] = w
                     count += 1
     if count > 0:
-        _flush_columns(count, cand_c, cand_r, cand_v, col0, row0, col_keys, col_ids, col_root)
+        _flush_columns(count, cand_c, cand_r, cand_v, col0, row0, col_keys, col_ids, col_root, col_bound)
 
 
 @njit(nogil=True, cache=True)
 def sym_topk_tile(  # type: ignore[no-untyped-def]
     g, diagonal, row_terms, col_terms, row_labels, col_labels, row0, col0,
-    row_keys, row_ids, row_on, col_keys, col_ids, col_on,
+    row_keys, row_ids, row_on, row_bound, col_keys, col_ids, col_on, col_bound,
 ):
     """Feed a tile to the k-smallest heaps of its rows (``row_keys[r]``, offered
     ``(v, col0 + c)``) and of its columns (``col_keys[c]``, offered ``(v, row0 + r)``);
-    anchors with ``*_on`` false are left alone. The heaps may alias (diagonal tile)."""
+    anchors with ``*_on`` false are left alone. The heaps may alias (diagonal tile).
+    ``*_bound``: a key no final entry of that anchor exceeds (``inf``: unknown); keys
+    above it are not offered."""
     n_rows, n_cols = g.shape
     row_hi = np.empty(n_rows)
     col_hi = np.empty(n_cols)
     for r in range(n_rows):
-        row_hi[r] = row_keys[r, 0] if row_on[r] else -np.inf
+        row_hi[r] = min(row_keys[r, 0], row_bound[r]) if row_on[r] else -np.inf
     for c in range(n_cols):
-        col_hi[c] = col_keys[c, 0] if col_on[c] else -np.inf
+        col_hi[c] = min(col_keys[c, 0], col_bound[c]) if col_on[c] else -np.inf
     row_hit, col_hit = _hits(g, diagonal, row_terms, col_terms, row_labels, col_labels, row_hi, col_hi)
     if row_keys.shape[1] > DENSE_K and row_hit.sum() + col_hit.sum() > DENSE_SHARE * (row_hit.size + col_hit.size):
         _topk_dense(g, diagonal, row_terms, col_terms, row_labels, col_labels, row0, col0, row_keys, row_ids,
-                    col_keys, col_ids, row_hi, col_hi)
+                    col_keys, col_ids, row_hi, col_hi, row_bound, col_bound)
         return
     for r in range(n_rows):
         a_term = row_terms[r]
@@ -607,7 +609,7 @@ def sym_topk_tile(  # type: ignore[no-untyped-def]
                 continue
             for c in range(max(first, s * SEGMENT), min(n_cols, (s + 1) * SEGMENT)):
                 v = a_term + col_terms[c] - 2.0 * g[r, c]
-                if v <= keys[0] and col_labels[c] != a_label:
+                if v <= keys[0] and v <= row_bound[r] and col_labels[c] != a_label:
                     heap_offer(keys, ids, v if v > 0.0 else 0.0, col0 + c)
     # Flagged columns are swept row by row within their segment (memory order, not down columns).
     for s in range(col_hit.shape[0]):
@@ -621,7 +623,7 @@ def sym_topk_tile(  # type: ignore[no-untyped-def]
                 if diagonal and c <= r:
                     continue
                 v = a_term + col_terms[c] - 2.0 * g[r, c]
-                if v <= col_keys[c, 0] and col_labels[c] != a_label:
+                if v <= col_keys[c, 0] and v <= col_bound[c] and col_labels[c] != a_label:
                     heap_offer(col_keys[c], col_ids[c], v if v > 0.0 else 0.0, row0 + r)
 
 

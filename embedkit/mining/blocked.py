@@ -25,7 +25,7 @@ keys and reported distances (Euclidean ``‖a − b‖₂``, cosine distance ``1
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
 
 import numpy as np
@@ -52,6 +52,7 @@ from embedkit.tiles import (
     stripes,
     symmetric_block,
     symmetric_tasks,
+    symmetric_tile_count,
     symmetric_tiles,
     tile_shape,
 )
@@ -389,6 +390,7 @@ class _SymJob:
     high: np.ndarray | None = None
     emit: bool = False
     max_items: int = 0
+    bound: np.ndarray | None = None
 
 
 def symmetric_topk(
@@ -406,18 +408,35 @@ def symmetric_topk(
     keys = np.full((n, job.k), np.inf)
     ids = np.full((n, job.k), EMPTY_ID, dtype=np.int64)
     tasks = symmetric_tasks(n, block)
-    # Fold the partial heaps in task order (any order gives the same heaps: (key, row) is total).
-    for (r0, r1, c0, c1), (rk, ri, ck, ci) in zip(tasks, run_symmetric(_topk_task, job, tasks, block=block,
-                                                                          engine=engine, workers=workers,
-                                                                          progress=progress)):
-        merge_heaps(keys[r0:r1], ids[r0:r1], rk, ri)
-        if ck is not None:
-            merge_heaps(keys[c0:c1], ids[c0:c1], ck, ci)
+    # Two rounds. The diagonal super-tiles first: afterwards every row's k-th key so far is an
+    # upper bound of its final k-th key (those k rows exist), and the off-diagonal tasks
+    # start their partial heaps from it: a partial heap starting empty would take about
+    # k·ln(rows / k) entries per task, most of them thrown out again by the merge.
+    rounds = [[t for t in tasks if t[0] == t[2]], [t for t in tasks if t[0] != t[2]]]
+    total = sum(symmetric_tile_count(t, block) for t in tasks)
+    done_before = 0
+    for round_tasks in rounds:
+        if not round_tasks:
+            continue
+        shown = None if progress is None else _offset_progress(progress, done_before, total)
+        # Fold the partial heaps in task order (any order gives the same heaps: (key, row) is total).
+        results = run_symmetric(_topk_task, job, round_tasks, block=block, engine=engine, workers=workers,
+                                progress=shown)
+        for (r0, r1, c0, c1), (rk, ri, ck, ci) in zip(round_tasks, results):
+            merge_heaps(keys[r0:r1], ids[r0:r1], rk, ri)
+            if ck is not None:
+                merge_heaps(keys[c0:c1], ids[c0:c1], ck, ci)
+        done_before += sum(symmetric_tile_count(t, block) for t in round_tasks)
+        job = replace(job, bound=np.ascontiguousarray(keys[:, 0]))  # heap roots: the k-th key so far
     order = np.lexsort((ids, keys), axis=1)
     keys = np.take_along_axis(keys, order, axis=1)
     ids = np.take_along_axis(ids, order, axis=1)
     ids[ids == EMPTY_ID] = NO_ROW
     return keys[:, :k], ids[:, :k]
+
+
+def _offset_progress(progress: Progress, before: int, total: int) -> Progress:
+    return lambda done, _total: progress(before + done, total)
 
 
 def _topk_task(job: _SymJob, task: SymTask) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -430,10 +449,11 @@ def _topk_task(job: _SymJob, task: SymTask) -> tuple[np.ndarray, np.ndarray, np.
     diagonal = r0 == c0
     ck = rk if diagonal else np.full((c1 - c0, job.k), np.inf)
     ci = ri if diagonal else np.full((c1 - c0, job.k), EMPTY_ID, dtype=np.int64)
+    bound = job.bound if job.bound is not None else np.full(len(on), np.inf)
     for i0, i1, j0, j1, tile in symmetric_tiles(job.prep.x, task, job.block, centre=job.prep.centre):
         sym_topk_tile(tile, i0 == j0, terms[i0:i1], terms[j0:j1], codes[i0:i1], codes[j0:j1], i0, j0,
-                      rk[i0 - r0:i1 - r0], ri[i0 - r0:i1 - r0], on[i0:i1],
-                      ck[j0 - c0:j1 - c0], ci[j0 - c0:j1 - c0], on[j0:j1])
+                      rk[i0 - r0:i1 - r0], ri[i0 - r0:i1 - r0], on[i0:i1], bound[i0:i1],
+                      ck[j0 - c0:j1 - c0], ci[j0 - c0:j1 - c0], on[j0:j1], bound[j0:j1])
     return (rk, ri, None, None) if diagonal else (rk, ri, ck, ci)
 
 
