@@ -29,8 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_mine's GEMM-only timing
 
+from embedkit.dataset import Dataset  # noqa: E402
 from embedkit.engines import available_cores  # noqa: E402
-from embedkit.io import Dataset  # noqa: E402
 from embedkit.metrics import evaluate_retrieval  # noqa: E402
 
 
