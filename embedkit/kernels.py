@@ -407,7 +407,9 @@ def _count_below(g_row, col_terms, col_labels, a_term, a_label, hi):  # type: ig
 
 
 @njit(nogil=True, cache=True)
-def _row_hits(g, diagonal, row_terms, col_terms, row_labels, col_labels, row_hi, row_hit):  # type: ignore[no-untyped-def]
+def _row_hits(  # type: ignore[no-untyped-def]
+    g, diagonal, row_terms, col_terms, row_labels, col_labels, row_hi, row_hit,
+):
     """``row_hit[r, s]`` = columns ``s·SEGMENT …`` of row r hold a pair with another label and
     key <= ``row_hi[r]`` (the key before clipping at 0: the same verdict for any bound)."""
     n_rows, n_cols = g.shape
@@ -421,7 +423,9 @@ def _row_hits(g, diagonal, row_terms, col_terms, row_labels, col_labels, row_hi,
 
 
 @njit(nogil=True, cache=True)
-def _col_hits_of(g, diagonal, row0, row_terms, col_terms, row_labels, col_labels, col_hi, col_hit):  # type: ignore[no-untyped-def]
+def _col_hits_of(  # type: ignore[no-untyped-def]
+    g, diagonal, row0, row_terms, col_terms, row_labels, col_labels, col_hi, col_hit,
+):
     """``col_hit[c]`` over the rows of ``g`` (rows ``row0 …`` of the tile)."""
     n_rows, n_cols = g.shape
     col_hit[:] = False
@@ -434,7 +438,9 @@ def _col_hits_of(g, diagonal, row0, row_terms, col_terms, row_labels, col_labels
 
 
 @njit(nogil=True, cache=True)
-def _col_hits(g, diagonal, row_terms, col_terms, row_labels, col_labels, col_hi, col_hit):  # type: ignore[no-untyped-def]
+def _col_hits(  # type: ignore[no-untyped-def]
+    g, diagonal, row_terms, col_terms, row_labels, col_labels, col_hi, col_hit,
+):
     """``col_hit[s, c]``, as :func:`_row_hits` for the columns over rows ``s·SEGMENT …``.
     The loops live in small functions of their own: fused, or reducing and storing in one
     loop, they do not vectorise (measured 3-10× slower)."""
@@ -507,7 +513,9 @@ DENSE_SHARE = 0.25
 
 
 @njit(nogil=True, cache=True)
-def _flush_columns(count, cand_c, cand_r, cand_v, col0, row0, col_keys, col_ids, col_root, col_bound):  # type: ignore[no-untyped-def]
+def _flush_columns(  # type: ignore[no-untyped-def]
+    count, cand_c, cand_r, cand_v, col0, row0, col_keys, col_ids, col_root, col_bound,
+):
     """Offer buffered column candidates grouped by column (a column's heap stays in cache)."""
     n_cols = col_keys.shape[0]
     starts = np.zeros(n_cols + 1, dtype=np.int64)
@@ -650,7 +658,10 @@ def _band_bounds(ptr, first, count, low, high, best_v, offset, lo, hi, shrink): 
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _offer_band(v, other, ptr, anchor, low, high, best_v, best_j, offset, emit, out_slot, out_j, out_v, count):  # type: ignore[no-untyped-def]
+def _offer_band(  # type: ignore[no-untyped-def]
+    v, other, ptr, anchor, low, high, best_v, best_j, offset, emit, out_slot, out_j, out_v, count,
+):
+    """Offer key ``v`` of row ``other`` to the slots of ``anchor`` whose band holds it."""
     s_first = ptr[anchor]
     s_last = ptr[anchor + 1]
     if s_first == s_last or v <= low[s_first] or v > high[s_last - 1]:

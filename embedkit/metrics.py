@@ -4,8 +4,9 @@ When the queries are the reference rows (a self-join), every row's neighbours co
 the symmetric tiles of the one tile driver: each pair's product is computed once and fed
 to the running top-k of both rows (half the work of a search). Separate queries are
 ranked by FAISS (exact ``IndexFlatL2`` / ``IndexFlatIP`` through :mod:`embedkit.knn`). A
-neighbour is *relevant* when it has the query's label. With ``R`` = the number of reference rows sharing the query's label (the query
-itself excluded when queries are the reference rows):
+neighbour is *relevant* when it has the query's label. With ``R`` = the number of
+reference rows sharing the query's label (the query itself excluded when queries are the
+reference rows):
 
 - ``precision_at_1`` = mean over queries of ``rel(1)``;
 - ``r_precision`` = mean of ``(1/R) · Σ_{i≤R} rel(i)``;
