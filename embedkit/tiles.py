@@ -137,8 +137,9 @@ def symmetric_tasks(count: int, block: int, *, super_rows: int = SYM_SUPER_ROWS)
     """Super-tiles ``(r0, r1, c0, c1)`` (rows, columns; half-open, block aligned) covering the
     upper triangle of ``count`` rows once, row-major, ``r0 <= c0``.
 
-    >>> symmetric_tasks(5, 2, super_rows=4)
-    [(0, 4, 0, 4), (0, 4, 4, 5), (4, 5, 4, 5)]
+    >>> tasks = symmetric_tasks(100, 16, super_rows=32)
+    >>> len(tasks), tasks[:2], tasks[-1]
+    (10, [(0, 32, 0, 32), (0, 32, 32, 64)], (96, 100, 96, 100))
     """
     # At least ~6 super-rows when there is room, so the tasks (21 of them) balance over the
     # workers; at most ``super_rows`` rows, which bounds the merges per anchor.
