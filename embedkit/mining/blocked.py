@@ -37,12 +37,10 @@ from embedkit.engines import Engine, Progress
 from embedkit.kernels import (
     band_all_tile,
     band_closest_tile,
-    merge_heaps,
     nearest_negatives_tile,
     pairs_below_tile,
-    sym_band_tile,
-    sym_topk_tile,
 )
+from embedkit.sym_kernels import merge_heaps, sym_band_tile, sym_topk_tile
 from embedkit.tiles import (
     TILE_COLS,
     SymTask,
