@@ -127,19 +127,20 @@ def nearest_lists_tile(scores, centroid_sq, is_anchor, nprobe, assign, probes): 
     ids = np.empty(nprobe, dtype=np.int64)
     out = 0
     for r in range(n_rows):
-        for t in range(nprobe):
-            keys[t] = np.inf
-            ids[t] = -1
+        keys[:] = np.inf
+        ids[:] = -1
+        worst = np.inf
         for c in range(n_lists):
             v = centroid_sq[c] - 2.0 * scores[r, c]
-            if v < keys[nprobe - 1] or ids[nprobe - 1] < 0:
+            if v < worst:  # strict: an equal key keeps the smaller list
                 pos = nprobe - 1
-                while pos > 0 and (keys[pos - 1] > v or ids[pos - 1] < 0):
+                while pos > 0 and keys[pos - 1] > v:
                     keys[pos] = keys[pos - 1]
                     ids[pos] = ids[pos - 1]
                     pos -= 1
                 keys[pos] = v
                 ids[pos] = c
+                worst = keys[nprobe - 1]
         assign[r] = ids[0]
         if is_anchor[r]:
             for t in range(nprobe):
@@ -148,24 +149,37 @@ def nearest_lists_tile(scores, centroid_sq, is_anchor, nprobe, assign, probes): 
     return out
 
 
-@njit(nogil=True, cache=True)
+# Fast-math without the no-NaN/no-Inf assumptions: missing entries are inf.
+_TILE_MATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+
+@njit(nogil=True, cache=True, fastmath=_TILE_MATH)
 def negatives_tile(g, q_terms, m_terms, q_labels, m_labels, q_pos, m_ids, best_v, best_j):  # type: ignore[no-untyped-def]
     """Fold a tile ``g = queries · membersᵀ`` into the queries' running lists ``best_*[q_pos]``:
-    negatives only (``m_labels != q_labels``), key ``max(0, q_term + m_term − 2g)``."""
+    negatives only (``m_labels != q_labels``), key ``max(0, q_term + m_term − 2g)`` in float64.
+
+    Per row, one vectorised pass computes the masked keys and their minimum; rows whose
+    minimum cannot enter the list (the common case once lists fill) skip the insertion pass.
+    """
     n_rows, n_cols = g.shape
     w = best_v.shape[1]
+    keys = np.empty(n_cols)
     for r in range(n_rows):
         p = q_pos[r]
         a_term = q_terms[r]
         a_label = q_labels[r]
-        worst = best_v[p, w - 1]
+        low = np.inf
         for c in range(n_cols):
-            if m_labels[c] == a_label:
-                continue
-            v = a_term + m_terms[c] - 2.0 * g[r, c]
-            if v < 0.0:
-                v = 0.0
-            if v <= worst:
+            v = max(a_term + m_terms[c] - 2.0 * g[r, c], 0.0)
+            v = np.inf if m_labels[c] == a_label else v
+            keys[c] = v
+            low = min(low, v)
+        worst = best_v[p, w - 1]
+        if low > worst or low == np.inf:
+            continue
+        for c in range(n_cols):
+            v = keys[c]
+            if v <= worst and v != np.inf:
                 _insert(best_v, best_j, p, v, m_ids[c])
                 worst = best_v[p, w - 1]
 
@@ -254,7 +268,12 @@ def _join_group(job: _JoinJob, group: ListGroup) -> tuple[np.ndarray, np.ndarray
     """``(anchor rows, partial keys, partial rows)``: the group's running lists."""
     prep, codes, terms = job.prep, job.codes, job.prep.terms
     dim, itemsize = prep.x.shape[1], prep.x.itemsize
-    anchors = np.unique(group.queries)
+    # The group's anchors (ascending) and each one's position, without sorting.
+    mark = np.zeros(len(codes), dtype=bool)
+    mark[group.queries] = True
+    anchors = np.flatnonzero(mark)
+    position = np.cumsum(mark, dtype=np.int64) - 1
+    del mark
     best_v = np.full((len(anchors), job.width), np.inf)
     best_j = np.full((len(anchors), job.width), -1, dtype=np.int64)
     # The group's anchor rows are gathered once if a quarter of the budget holds them.
@@ -265,7 +284,7 @@ def _join_group(job: _JoinJob, group: ListGroup) -> tuple[np.ndarray, np.ndarray
         queries = group.queries[group.query_ptr[lst]:group.query_ptr[lst + 1]]
         if len(members) == 0 or len(queries) == 0:
             continue
-        q_pos = np.searchsorted(anchors, queries)
+        q_pos = position[queries]
         for m0 in range(0, len(members), member_chunk):
             m_ids = members[m0:m0 + member_chunk]
             m_rows = prep.rows(m_ids)
@@ -277,6 +296,7 @@ def _join_group(job: _JoinJob, group: ListGroup) -> tuple[np.ndarray, np.ndarray
                 q_rows = held[pos] if held is not None else prep.rows(q_ids)
                 g = q_rows @ m_rows.T
                 negatives_tile(g, terms[q_ids], terms[m_ids], codes[q_ids], codes[m_ids], pos, m_ids, best_v, best_j)
+    del position
     return anchors, best_v, best_j
 
 
