@@ -27,6 +27,7 @@ differently in its last bit; callers re-rank the candidates by exact per-pair ke
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,6 +82,7 @@ def train_centroids(prep: Prepared, nlist: int, *, seed: int = 0, threads: int |
     sample = min(n, nlist * TRAIN_PER_LIST)
     rows = np.sort(np.random.default_rng([seed, 4099]).choice(n, sample, replace=False))
     data = np.ascontiguousarray(prep.rows(rows), dtype=np.float32)
+    release_mapped_pages(prep.x)
     if nlist == 1:
         return data.mean(axis=0, keepdims=True).astype(prep.x.dtype)
     set_threads(threads)
@@ -88,6 +90,28 @@ def train_centroids(prep: Prepared, nlist: int, *, seed: int = 0, threads: int |
                           min_points_per_centroid=1, max_points_per_centroid=TRAIN_PER_LIST + 1)
     kmeans.train(data)
     return np.ascontiguousarray(kmeans.centroids, dtype=prep.x.dtype)
+
+
+def release_mapped_pages(array: np.ndarray) -> None:
+    """Drop this process's resident pages of a read-only memory-mapped ``array``
+    (``madvise(MADV_DONTNEED)``); a no-op for any other array.
+
+    Gathering rows by fancy indexing touches pages all over the file, and mapped pages
+    count in the process's resident memory until the kernel needs them back; a task
+    releases them when done, so a process (or a Dask worker) holds the rows it is
+    working on, not the file. The data stay in the page cache: the next read of a
+    dropped page is a minor fault, not a disk read.
+    """
+    mapped: object = array
+    while isinstance(mapped, np.ndarray) and not (isinstance(mapped, np.memmap) and mapped.filename):
+        mapped = mapped.base
+    mapping = getattr(mapped, "_mmap", None)
+    if (isinstance(mapped, np.memmap) and getattr(mapped, "mode", None) == "r" and mapping is not None
+            and hasattr(mmap, "MADV_DONTNEED")):
+        try:
+            mapping.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):  # a closed map or an unsupported platform: nothing to release
+            pass
 
 
 # -- numba kernels ---------------------------------------------------------------------------
@@ -237,8 +261,9 @@ def _assign_block(job: _AssignJob, bounds: tuple[int, int]) -> tuple[np.ndarray,
     scores = rows @ job.centroids.T
     is_anchor = job.is_anchor[a:b]
     assign = np.empty(b - a, dtype=np.int32)
-    probes = np.empty((int(is_anchor.sum()), job.nprobe), dtype=np.int32)
+    probes = np.empty((int(is_anchor.sum()), job.nprobe), dtype=np.int16 if len(job.centroids) < 2**15 else np.int32)
     nearest_lists_tile(scores, job.centroid_sq, is_anchor, job.nprobe, assign, probes)
+    release_mapped_pages(job.prep.x)
     return assign, probes
 
 
@@ -297,6 +322,7 @@ def _join_group(job: _JoinJob, group: ListGroup) -> tuple[np.ndarray, np.ndarray
                 g = q_rows @ m_rows.T
                 negatives_tile(g, terms[q_ids], terms[m_ids], codes[q_ids], codes[m_ids], pos, m_ids, best_v, best_j)
     del position
+    release_mapped_pages(prep.x)
     return anchors, best_v, best_j
 
 
@@ -333,32 +359,23 @@ def _region_order(centroids: np.ndarray, seed: int) -> np.ndarray:
 
 
 def list_groups(member_ptr: np.ndarray, members: np.ndarray, query_ptr: np.ndarray, queries: np.ndarray,
-                order: np.ndarray, tasks: int = GROUP_TASKS) -> tuple[list[ListGroup], list[int]]:
-    """Cut the lists, in ``order``, into about ``tasks`` groups of similar work
-    (members × probing anchors); also each group's work."""
-    m_sizes = np.diff(member_ptr)[order]
-    q_sizes = np.diff(query_ptr)[order]
-    work = m_sizes * q_sizes
+                tasks: int = GROUP_TASKS) -> tuple[list[ListGroup], list[int]]:
+    """Cut the lists into about ``tasks`` runs of consecutive lists of similar work
+    (members × probing anchors); also each run's work. Groups are views of the tables."""
+    work = np.diff(member_ptr) * np.diff(query_ptr)
     target = max(1, int(work.sum()) // max(1, tasks))
     groups: list[ListGroup] = []
     weights: list[int] = []
     start, acc = 0, 0
-    for t in range(len(order)):
+    for t in range(len(work)):
         acc += int(work[t])
-        if acc >= target or t == len(order) - 1:
-            lists = order[start:t + 1]
-            groups.append(ListGroup(
-                members=_concat(members, member_ptr, lists), member_ptr=np.concatenate([[0], np.cumsum(m_sizes[start:t + 1])]),
-                queries=_concat(queries, query_ptr, lists), query_ptr=np.concatenate([[0], np.cumsum(q_sizes[start:t + 1])]),
-            ))
+        if acc >= target or t == len(work) - 1:
+            m0, m1, q0, q1 = member_ptr[start], member_ptr[t + 1], query_ptr[start], query_ptr[t + 1]
+            groups.append(ListGroup(members=members[m0:m1], member_ptr=member_ptr[start:t + 2] - m0,
+                                    queries=queries[q0:q1], query_ptr=query_ptr[start:t + 2] - q0))
             weights.append(max(1, acc))
             start, acc = t + 1, 0
     return groups, weights
-
-
-def _concat(values: np.ndarray, ptr: np.ndarray, lists: np.ndarray) -> np.ndarray:
-    parts = [values[ptr[l]:ptr[l + 1]] for l in lists]
-    return np.concatenate(parts) if parts else values[:0]
 
 
 def ivf_nearest_negatives(
@@ -393,16 +410,18 @@ def ivf_nearest_negatives(
     runner = engine if engine is not None else LocalEngine(workers)
     if centroids is None:
         centroids = train_centroids(prep, nlist, seed=seed, threads=workers)
+    # Lists numbered in region order, so that a task's consecutive lists are neighbours.
+    centroids = np.ascontiguousarray(centroids[_region_order(centroids, seed)])
     nlist = len(centroids)
     nprobe = int(max(1, min(nprobe, nlist)))
     centroid_sq = np.einsum("ij,ij->i", centroids, centroids).astype(np.float64)
     is_anchor = np.zeros(n, dtype=bool)
     is_anchor[anchors] = True
-    step = rows_per_block((nlist + dim * 2) * prep.x.itemsize, budget_mib)
+    step = rows_per_block((nlist + dim * 2) * prep.x.itemsize, budget_mib / 4)
     bounds = [(a, min(n, a + step)) for a in range(0, n, step)]
     assign_job = _AssignJob(prep, centroids, centroid_sq, is_anchor, nprobe)
     assign = np.empty(n, dtype=np.int32)
-    probes = np.empty((len(anchors), nprobe), dtype=np.int32)
+    probes = np.empty((len(anchors), nprobe), dtype=np.int16 if nlist < 2**15 else np.int32)
     filled = 0
     for (a, b), (part_assign, part_probes) in zip(bounds, runner.map(
             _assign_block, runner.share(assign_job), bounds, weights=[b - a for a, b in bounds],
@@ -416,9 +435,7 @@ def ivf_nearest_negatives(
     # Anchor ids are ascending, so each list's probing anchors come out ascending too.
     queries, query_ptr = bucket_rows(probes, nlist, anchors.astype(id_type))
     del probes, assign
-    order = _region_order(centroids, seed)
-    groups, weights = list_groups(member_ptr, members, query_ptr, queries, order)
-    del members, queries
+    groups, weights = list_groups(member_ptr, members, query_ptr, queries)
     best_v = np.full((len(anchors), width), np.inf)
     best_j = np.full((len(anchors), width), -1, dtype=np.int64)
     job = _JoinJob(prep, codes, width, budget_mib)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from embedkit.engines import Engine, Progress
+from embedkit.ivfjoin import release_mapped_pages
 from embedkit.knn import (
     approximate_nearest_negatives,
     build_index,
@@ -39,6 +40,7 @@ def mine_approximate(prep: Prepared, embeddings: np.ndarray, labels: np.ndarray,
                                           max_items=spec.max_items, budget_mib=budget_mib)
     unique_anchors = np.unique(anchors)
     k = negatives_per_anchor(spec, labels, anchors)
+    release_mapped_pages(prep.x)  # what reading the whole file (centring, positives) left resident
     if kind == "ivf":
         found, complete, description = _ivf_join(prep, labels, unique_anchors, k, spec, workers, budget_mib,
                                                   progress, engine)
@@ -62,6 +64,7 @@ def mine_approximate(prep: Prepared, embeddings: np.ndarray, labels: np.ndarray,
         part.recall_hits = nearest_negative_recall(prep, labels, unique_anchors, found, sample, k, budget_mib=budget_mib,
                                    workers=workers, engine=engine)
         part.recall_anchors = len(sample)
+        release_mapped_pages(prep.x)
     return part, description
 
 
@@ -105,12 +108,24 @@ def _faiss_search(prep: Prepared, embeddings: np.ndarray, labels: np.ndarray, an
 
 
 def rerank_exactly(prep: Prepared, anchors: np.ndarray, found: np.ndarray) -> np.ndarray:
-    """Order each anchor's found negatives by exact key (ties to the smaller row)."""
-    a = np.repeat(anchors, found.shape[1])
-    flat = found.ravel()
-    keys = np.full(len(flat), np.inf)
-    ok = flat >= 0
-    keys[ok] = prep.pair_keys(a[ok], flat[ok])
-    keys = keys.reshape(found.shape)
-    order = np.lexsort((np.where(found >= 0, found, np.iinfo(np.int64).max), keys), axis=1)
-    return np.take_along_axis(found, order, axis=1)
+    """Order each anchor's found negatives by exact key (ties to the smaller row); in
+    chunks of anchors, so the pair rows gathered stay small."""
+    out = np.empty_like(found)
+    width = max(1, found.shape[1])
+    step = max(1, RERANK_PAIRS // width)
+    for start in range(0, len(anchors), step):
+        part = found[start:start + step]
+        a = np.repeat(anchors[start:start + step], part.shape[1])
+        flat = part.ravel()
+        keys = np.full(len(flat), np.inf)
+        ok = flat >= 0
+        keys[ok] = prep.pair_keys(a[ok], flat[ok])
+        keys = keys.reshape(part.shape)
+        order = np.lexsort((np.where(part >= 0, part, np.iinfo(np.int64).max), keys), axis=1)
+        out[start:start + step] = np.take_along_axis(part, order, axis=1)
+        release_mapped_pages(prep.x)
+    return out
+
+
+#: Pairs re-ranked per chunk (their rows are gathered twice: 2 × 32 768 × dim values).
+RERANK_PAIRS = 32_768
