@@ -178,32 +178,35 @@ _TILE_MATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
 @njit(nogil=True, cache=True, fastmath=_TILE_MATH)
-def negatives_tile(g, q_terms, m_terms, q_labels, m_labels, q_pos, m_ids, best_v, best_j):  # type: ignore[no-untyped-def]
-    """Fold a tile ``g = queries · membersᵀ`` into the queries' running lists ``best_*[q_pos]``:
-    negatives only (``m_labels != q_labels``), key ``max(0, q_term + m_term − 2g)`` in float64.
+def negatives_tile(g, q_terms, m_terms, q_lo, q_hi, q_pos, m_ids, best_v, best_j):  # type: ignore[no-untyped-def]
+    """Fold a tile ``g = queries · membersᵀ`` into the queries' running lists ``best_*[q_pos]``.
 
-    Per row, one vectorised pass computes the masked keys and their minimum; rows whose
-    minimum cannot enter the list (the common case once lists fill) skip the insertion pass.
+    Members are sorted by label, so query r's own label is the run ``q_lo[r]:q_hi[r]`` of
+    columns, skipped (negatives only). Key: ``max(0, q_term + m_term − 2g)`` in float64.
+    Per row, a branch-free vectorised pass finds ``min(m_term − 2g)``; only rows where that
+    bound can enter the list (rare once lists fill) run the insertion pass.
     """
     n_rows, n_cols = g.shape
     w = best_v.shape[1]
-    keys = np.empty(n_cols)
     for r in range(n_rows):
         p = q_pos[r]
         a_term = q_terms[r]
-        a_label = q_labels[r]
+        lo = q_lo[r]
+        hi = q_hi[r]
         low = np.inf
-        for c in range(n_cols):
-            v = max(a_term + m_terms[c] - 2.0 * g[r, c], 0.0)
-            v = np.inf if m_labels[c] == a_label else v
-            keys[c] = v
-            low = min(low, v)
+        for c in range(lo):
+            low = min(low, m_terms[c] - 2.0 * g[r, c])
+        for c in range(hi, n_cols):
+            low = min(low, m_terms[c] - 2.0 * g[r, c])
         worst = best_v[p, w - 1]
-        if low > worst or low == np.inf:
+        bound = a_term + low
+        if bound - 1e-9 * abs(bound) > worst:  # slack: the bound and the keys round differently
             continue
         for c in range(n_cols):
-            v = keys[c]
-            if v <= worst and v != np.inf:
+            if lo <= c < hi:
+                continue
+            v = max(a_term + m_terms[c] - 2.0 * g[r, c], 0.0)
+            if v <= worst:
                 _insert(best_v, best_j, p, v, m_ids[c])
                 worst = best_v[p, w - 1]
 
@@ -280,8 +283,8 @@ class _JoinJob:
 @dataclass(frozen=True)
 class ListGroup:
     """Consecutive lists of one task: list ``l``'s members are
-    ``members[member_ptr[l]:member_ptr[l + 1]]`` and the anchors probing it
-    ``queries[query_ptr[l]:query_ptr[l + 1]]`` (row ids, ascending)."""
+    ``members[member_ptr[l]:member_ptr[l + 1]]`` (row ids by label, then id) and the anchors
+    probing it ``queries[query_ptr[l]:query_ptr[l + 1]]`` (row ids, ascending)."""
 
     members: np.ndarray
     member_ptr: np.ndarray
@@ -313,6 +316,7 @@ def _join_group(job: _JoinJob, group: ListGroup) -> tuple[np.ndarray, np.ndarray
         for m0 in range(0, len(members), member_chunk):
             m_ids = members[m0:m0 + member_chunk]
             m_rows = prep.rows(m_ids)
+            m_labels = codes[m_ids]  # sorted: lists hold their members by (label, row)
             # Tile (+ the query rows and their centring copy) within half the budget.
             step = rows_per_block(len(m_ids) * itemsize + dim * itemsize * 2, job.budget_mib / 2)
             for q0 in range(0, len(queries), step):
@@ -320,7 +324,9 @@ def _join_group(job: _JoinJob, group: ListGroup) -> tuple[np.ndarray, np.ndarray
                 pos = q_pos[q0:q0 + step]
                 q_rows = held[pos] if held is not None else prep.rows(q_ids)
                 g = q_rows @ m_rows.T
-                negatives_tile(g, terms[q_ids], terms[m_ids], codes[q_ids], codes[m_ids], pos, m_ids, best_v, best_j)
+                q_labels = codes[q_ids]
+                negatives_tile(g, terms[q_ids], terms[m_ids], np.searchsorted(m_labels, q_labels, "left"),
+                               np.searchsorted(m_labels, q_labels, "right"), pos, m_ids, best_v, best_j)
     del position
     release_mapped_pages(prep.x)
     return anchors, best_v, best_j
@@ -431,7 +437,10 @@ def ivf_nearest_negatives(
         filled += len(part_probes)
     del assign_job
     id_type = np.int32 if n < 2**31 else np.int64  # ids held per (anchor, probe): keep them small
-    members, member_ptr = bucket_rows(assign.reshape(-1, 1), nlist, np.arange(n, dtype=id_type))
+    # Each list's members by (label, row): a query's own label is one run of columns.
+    by_label = np.lexsort((codes, assign)).astype(id_type)
+    members, member_ptr = bucket_rows(assign[by_label].reshape(-1, 1), nlist, by_label)
+    del by_label
     # Anchor ids are ascending, so each list's probing anchors come out ascending too.
     queries, query_ptr = bucket_rows(probes, nlist, anchors.astype(id_type))
     del probes, assign
