@@ -157,3 +157,17 @@ def test_the_join_on_a_dask_cluster_matches_the_local_engine(small) -> None:  # 
         remote = ivf_nearest_negatives(prep, labels, anchors, 1, engine=engine, **kw)
     np.testing.assert_array_equal(local.rows, remote.rows)
     np.testing.assert_array_equal(local.keys, remote.keys)
+
+
+def test_a_memory_mapped_file_gives_the_in_memory_answer(small, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Rows are gathered from the mapping by index and its pages released after each task."""
+    x, labels = small
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    kw = {"nlist": 9, "nprobe": 3, "candidates": 3, "seed": 4}
+    in_memory = ivf_nearest_negatives(prepare(x, "euclidean"), labels, np.arange(len(x)), 2, **kw)
+    from_file = ivf_nearest_negatives(prepare(mapped, "euclidean"), labels, np.arange(len(x)), 2, **kw)
+    np.testing.assert_array_equal(in_memory.rows, from_file.rows)
+    np.testing.assert_array_equal(in_memory.keys, from_file.keys)
+    ivfjoin.release_mapped_pages(mapped)
+    np.testing.assert_array_equal(np.asarray(mapped[5:9]), x[5:9])  # still readable after the release
