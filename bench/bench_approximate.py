@@ -152,6 +152,7 @@ def comparison(x: np.ndarray, labels: np.ndarray, args: argparse.Namespace) -> d
     found = rerank_exactly(prep, anchors[sample], join.rows[sample])[:, 0]
     out["join_recall"] = hit_rate(prep, codes, sample, found, truth)
     out["pairs"] = join.pairs
+    out.update({f"join_{name}": value for name, value in join.seconds})
     del join
 
     set_threads(args.threads)
@@ -273,7 +274,8 @@ def main() -> None:
     print(f"  comparison at nlist={int(c['nlist']):,}, nprobe={int(c['nprobe'])}, the same k-means centroids "
           f"(trained in {c['train']:.1f} s, not counted); nearest negative of every row:")
     print(f"    list-grouped join (GEMM per list)        {c['join']:8.1f} s   recall {c['join_recall']:.4f}   "
-          f"{c['pairs'] / 1e9:.2f} G pairs")
+          f"{c['pairs'] / 1e9:.2f} G pairs (assign rows to lists {c['join_assign']:.1f} s, "
+          f"list products {c['join_join']:.1f} s)")
     print(f"    FAISS IndexIVFFlat, negatives as 0.1     {c['faiss_negatives']:8.1f} s   recall {c['faiss_recall']:.4f}"
           f"{scaled}")
     print(f"    FAISS IndexIVFFlat, bare k=2 (no labels) {c['faiss_bare']:8.1f} s{scaled}")

@@ -28,6 +28,7 @@ differently in its last bit; callers re-rank the candidates by exact per-pair ke
 from __future__ import annotations
 
 import mmap
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +65,8 @@ class IvfJoin:
     nprobe: int
     list_sizes: np.ndarray
     pairs: int
+    #: Wall seconds of each step: ``train`` (0 when centroids were given), ``assign``, ``join``.
+    seconds: tuple[tuple[str, float], ...] = ()
 
     @property
     def description(self) -> str:
@@ -414,8 +417,10 @@ def ivf_nearest_negatives(
     n, dim = prep.x.shape
     width = max(k, candidates or k)
     runner = engine if engine is not None else LocalEngine(workers)
+    started = time.perf_counter()
     if centroids is None:
         centroids = train_centroids(prep, nlist, seed=seed, threads=workers)
+    trained = time.perf_counter()
     # Lists numbered in region order, so that a task's consecutive lists are neighbours.
     centroids = np.ascontiguousarray(centroids[_region_order(centroids, seed)])
     nlist = len(centroids)
@@ -436,6 +441,7 @@ def ivf_nearest_negatives(
         probes[filled:filled + len(part_probes)] = part_probes
         filled += len(part_probes)
     del assign_job
+    assigned = time.perf_counter()
     id_type = np.int32 if n < 2**31 else np.int64  # ids held per (anchor, probe): keep them small
     # Each list's members by (label, row): a query's own label is one run of columns.
     by_label = np.lexsort((codes, assign)).astype(id_type)
@@ -452,6 +458,7 @@ def ivf_nearest_negatives(
                                                     progress=_phase(progress, 1, 2)):
         merge_lists(best_v, best_j, np.searchsorted(anchors, part_anchors), part_v, part_j)
     pairs = int(np.dot(np.diff(member_ptr).astype(np.float64), np.diff(query_ptr).astype(np.float64)))
+    seconds = (("train", trained - started), ("assign", assigned - trained), ("join", time.perf_counter() - assigned))
     return IvfJoin(rows=best_j, keys=best_v, complete=(best_j[:, :k] >= 0).all(axis=1), nlist=nlist, nprobe=nprobe,
-                   list_sizes=np.diff(member_ptr), pairs=pairs)
+                   list_sizes=np.diff(member_ptr), pairs=pairs, seconds=seconds)
 
