@@ -43,11 +43,11 @@ TRAIN_PER_LIST = 39
 KMEANS_ITERATIONS = 10
 #: Rows of one member chunk at most (a big list is joined chunk by chunk).
 MEMBER_CHUNK = 4096
-#: Roughly this many list-group tasks (more for balance, fewer for per-task overhead).
-GROUP_TASKS = 64
-#: Lists per locality group: lists are ordered by a k-means of their centroids into groups
-#: of about this many, so an anchor's probed lists tend to fall into the same task.
-LISTS_PER_REGION = 32
+#: Roughly this many list-group tasks (more for balance and smaller partial results, fewer
+#: for less merging: an anchor's partial list comes back from every task it probes into).
+GROUP_TASKS = 128
+#: List-group tasks submitted at a time: bounds the partial results waiting to be merged.
+IN_FLIGHT = 16
 
 
 @dataclass(frozen=True)
@@ -303,7 +303,7 @@ def _join_group(job: _JoinJob, group: ListGroup) -> tuple[np.ndarray, np.ndarray
     mark = np.zeros(len(codes), dtype=bool)
     mark[group.queries] = True
     anchors = np.flatnonzero(mark)
-    position = np.cumsum(mark, dtype=np.int64) - 1
+    position = np.cumsum(mark, dtype=np.int32 if len(mark) < 2**31 else np.int64) - 1
     del mark
     best_v = np.full((len(anchors), job.width), np.inf)
     best_j = np.full((len(anchors), job.width), -1, dtype=np.int64)
@@ -332,7 +332,10 @@ def _join_group(job: _JoinJob, group: ListGroup) -> tuple[np.ndarray, np.ndarray
                                np.searchsorted(m_labels, q_labels, "right"), pos, m_ids, best_v, best_j)
     del position
     release_mapped_pages(prep.x)
-    return anchors, best_v, best_j
+    # Partial lists travel compact (float32 keys, int32 rows): the driver merges them in a
+    # fixed order under the same (key, row) order, so the result stays deterministic.
+    id_type = np.int32 if len(codes) < 2**31 else np.int64
+    return anchors.astype(id_type), best_v.astype(np.float32), best_j.astype(id_type)
 
 
 # -- the driver ------------------------------------------------------------------------------
@@ -348,23 +351,6 @@ def _phase(progress: Progress | None, index: int, count: int) -> Progress | None
         progress(index * scale + (scale * done) // max(1, total), count * scale)
 
     return report
-
-
-def _region_order(centroids: np.ndarray, seed: int) -> np.ndarray:
-    """Lists ordered by region (a k-means of the centroids), then id: neighbouring lists
-    are probed by the same anchors, so keeping them in one task shrinks its anchor set."""
-    nlist = len(centroids)
-    regions = nlist // LISTS_PER_REGION
-    if regions < 2:
-        return np.arange(nlist)
-    import faiss
-
-    kmeans = faiss.Kmeans(centroids.shape[1], regions, niter=KMEANS_ITERATIONS, seed=int(seed) & 0x7FFFFFFF,
-                          verbose=False, min_points_per_centroid=1)
-    data = np.ascontiguousarray(centroids, dtype=np.float32)
-    kmeans.train(data)
-    _, region = kmeans.index.search(data, 1)
-    return np.lexsort((np.arange(nlist), region[:, 0]))
 
 
 def list_groups(member_ptr: np.ndarray, members: np.ndarray, query_ptr: np.ndarray, queries: np.ndarray,
@@ -421,8 +407,6 @@ def ivf_nearest_negatives(
     if centroids is None:
         centroids = train_centroids(prep, nlist, seed=seed, threads=workers)
     trained = time.perf_counter()
-    # Lists numbered in region order, so that a task's consecutive lists are neighbours.
-    centroids = np.ascontiguousarray(centroids[_region_order(centroids, seed)])
     nlist = len(centroids)
     nprobe = int(max(1, min(nprobe, nlist)))
     centroid_sq = np.einsum("ij,ij->i", centroids, centroids).astype(np.float64)
@@ -451,12 +435,23 @@ def ivf_nearest_negatives(
     queries, query_ptr = bucket_rows(probes, nlist, anchors.astype(id_type))
     del probes, assign
     groups, weights = list_groups(member_ptr, members, query_ptr, queries)
-    best_v = np.full((len(anchors), width), np.inf)
+    best_v = np.full((len(anchors), width), np.inf, dtype=np.float32)
     best_j = np.full((len(anchors), width), -1, dtype=np.int64)
-    job = _JoinJob(prep, codes, width, budget_mib)
-    for part_anchors, part_v, part_j in runner.map(_join_group, runner.share(job), groups, weights=weights,
-                                                    progress=_phase(progress, 1, 2)):
-        merge_lists(best_v, best_j, np.searchsorted(anchors, part_anchors), part_v, part_j)
+    shared = runner.share(_JoinJob(prep, codes, width, budget_mib))
+    report = _phase(progress, 1, 2)
+    total, done = sum(weights), 0
+    for first in range(0, len(groups), IN_FLIGHT):
+        window = slice(first, first + IN_FLIGHT)
+        offset = done
+
+        def window_progress(part: int, _: int, offset: int = offset) -> None:
+            if report is not None:
+                report(offset + part, total)
+
+        for part_anchors, part_v, part_j in runner.map(_join_group, shared, groups[window], weights=weights[window],
+                                                        progress=window_progress):
+            merge_lists(best_v, best_j, np.searchsorted(anchors, part_anchors), part_v, part_j)
+        done += sum(weights[window])
     pairs = int(np.dot(np.diff(member_ptr).astype(np.float64), np.diff(query_ptr).astype(np.float64)))
     seconds = (("train", trained - started), ("assign", assigned - trained), ("join", time.perf_counter() - assigned))
     return IvfJoin(rows=best_j, keys=best_v, complete=(best_j[:, :k] >= 0).all(axis=1), nlist=nlist, nprobe=nprobe,
