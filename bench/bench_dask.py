@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from embedkit.engines.dask import DaskEngine
 from embedkit.engines import LocalEngine
+from embedkit.engines.dask import DaskEngine
 from embedkit.metrics import retrieval_metrics
 from embedkit.mining.strategies import MineSpec, mine
 

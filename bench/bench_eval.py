@@ -23,8 +23,8 @@ import time
 import faiss
 import numpy as np
 
+from embedkit.dataset import Dataset
 from embedkit.engines import available_cores
-from embedkit.io import Dataset
 from embedkit.metrics import evaluate_retrieval
 
 

@@ -157,7 +157,7 @@ def main() -> None:
         raise SystemExit(f"{TIME} is missing: this bench measures peak RSS with GNU time "
                          "(Debian/Ubuntu: apt-get install time)")
     exe = shutil.which("embedkit") or str(Path(sys.executable).with_name("embedkit"))
-    embedkit = [exe] if Path(exe).exists() else [sys.executable, "-m", "cli.main"]
+    embedkit = [exe] if Path(exe).exists() else [sys.executable, "-m", "embedkit.cli.main"]
 
     folder = args.folder or Path(tempfile.mkdtemp(prefix="embedkit-bench-memory-"))
     folder.mkdir(parents=True, exist_ok=True)

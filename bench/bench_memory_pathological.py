@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     opts = parser.parse_args()
     rows = max(2, int(opts.gib * 2**30) // (opts.dim * 4))
-    embedkit = [sys.executable, "-c", "import sys; from cli.main import main; main(sys.argv[1:])"]
+    embedkit = [sys.executable, "-c", "import sys; from embedkit.cli.main import main; main(sys.argv[1:])"]
     folder = Path(tempfile.mkdtemp(prefix="embedkit-bench-patho-"))
     try:
         print(f"{rows:,} rows x {opts.dim} float32 = {rows * opts.dim * 4 / 2**30:.2f} GiB per file, in {folder}")

@@ -73,7 +73,7 @@ def write_inputs(folder: Path, rows: int, dim: int, shards: int, pairs: int, see
 
 def run(args: list[str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one command in its own process."""
-    command = [sys.executable, "-m", "cli.main", *args]
+    command = [sys.executable, "-m", "embedkit.cli.main", *args]
     if os.path.exists(TIME):
         command = [TIME, "-f", "%M", *command]
     started = time.perf_counter()

@@ -28,7 +28,7 @@ GOALS = {"--version": 2.5, "--help": 2.5, "check nan_rows==0": 5.0}
 
 def embedkit() -> list[str]:
     script = Path(sys.executable).with_name("embedkit")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cli.entry"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "embedkit.cli.entry"]
 
 
 def timed(command: list[str], runs: int) -> float:
@@ -43,7 +43,7 @@ def timed(command: list[str], runs: int) -> float:
 
 def heavy_modules(args: list[str]) -> list[str]:
     """The heavy modules a run of ``args`` imports (``-X importtime`` of the same entry)."""
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "cli.entry", *args], capture_output=True,
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "embedkit.cli.entry", *args], capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     names = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
     return [name for name in HEAVY if name in names]

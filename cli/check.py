@@ -6,10 +6,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli import options as opt
-from cli.errors import EXIT_CHECK_FAILED, reported_errors
-from cli.options import refuse_given
 from embedkit.choices import DEFAULT_EXACT_PAIRS, DEFAULT_SAMPLE, DEFAULT_SEED, ContrastiveForm
+
+from . import options as opt
+from .errors import EXIT_CHECK_FAILED, reported_errors
+from .options import refuse_given
 
 EPILOG = """Requirement: NAME OP VALUE, OP one of >= <= > < == (quote it in the shell).
 Figures: precision_at_1, r_precision, map_at_r, recall_at_K (eval); contrastive_loss,
@@ -64,14 +65,12 @@ def check(
         "--scale", metavar="FLOAT", rich_help_panel=opt.LOSS, help="bce_loss: logit scale.")] = 10.0,
     bias: Annotated[float, typer.Option(
         "--bias", metavar="FLOAT", rich_help_panel=opt.LOSS, help="bce_loss: logit bias.")] = -10.0,
-    queries: Annotated[Optional[str], typer.Option(
-        "--queries", metavar="FILE", rich_help_panel=opt.QRELS_PANEL, show_default=False,
-        help="With --qrels: the query embeddings; EMB is the corpus.")] = None,
+    queries: opt.QueriesOpt = None,
     qrels: opt.QrelsOpt = None,
     baseline_queries: Annotated[Optional[str], typer.Option(
-        "--baseline-queries", metavar="FILE", rich_help_panel=opt.QRELS_PANEL, show_default=False,
+        "--baseline-queries", metavar="FILE", rich_help_panel=opt.QRELS, show_default=False,
         help="With --qrels and --baseline: the baseline model's queries.")] = None,
-    id_column: opt.CorpusIdColumnOpt = None,
+    id_column: opt.IdColumnOpt = None,
     query_id_column: opt.QueryIdColumnOpt = None,
     ignore_missing: opt.IgnoreMissingOpt = False,
     junit: Annotated[Optional[str], typer.Option(
@@ -85,14 +84,6 @@ def check(
 
     NaN/Inf rows are counted (nan_rows), not refused; eval and loss figures fail on them.
     """
-    from cli.inputs import (
-        guarded_inputs,
-        load_inputs,
-        refuse_output_in_shard_sets,
-        resolve_embeddings,
-    )
-    from cli.render import check as render
-    from cli.render import wrote
     from embedkit.checks import (
         CheckSettings,
         RetrievalCheck,
@@ -104,10 +95,19 @@ def check(
     )
     from embedkit.errors import OptionError
     from embedkit.inspection import FIGURE_PARTS
+    from embedkit.io import load_allowing_nonfinite
     from embedkit.losses.spec import LossSpec
     from embedkit.output import check_output_path
     from embedkit.qrels import read_qrels
-    from embedkit.rawinput import load_allowing_nonfinite
+
+    from .inputs import (
+        guarded_inputs,
+        load_inputs,
+        refuse_output_in_shard_sets,
+        resolve_embeddings,
+    )
+    from .render import check as render
+    from .render import wrote
 
     with reported_errors():
         retrieval_mode = qrels is not None

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     already end the process with 128 + N during the imports (not with a traceback)."""
     install_terminating_handlers()
     try:
-        from cli.main import main as run
+        from .main import main as run
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         sys.stderr.flush()

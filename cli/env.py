@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from cli import options as opt
+from . import options as opt
 
 EPILOG = "Examples:\n  embedkit env\n  embedkit env --json"
 
 
 def env(json: opt.JsonOpt = False) -> None:
     """Print versions (embedkit, Python, numpy, faiss, pyarrow, numba, ...), cores and BLAS threads."""
-    from cli.render import env as render
     from embedkit.environment import describe_environment
+
+    from .render import env as render
 
     render.environment(describe_environment(), as_json=json)

@@ -11,7 +11,7 @@ import typer
 from embedkit.errors import EmbedkitError
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
-EXIT_SIGINT, EXIT_SIGPIPE, EXIT_SIGTERM = 130, 141, 143
+EXIT_SIGPIPE, EXIT_SIGTERM = 141, 143
 
 # Typer vendors click; its exception base is reachable through the public BadParameter.
 ClickException: type[Exception] = next(

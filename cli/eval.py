@@ -6,12 +6,14 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from cli import options as opt
-from cli.errors import reported_errors
+from embedkit.choices import DEFAULT_IR_KS, DEFAULT_KS
 from embedkit.errors import OptionError
 
+from . import options as opt
+from .errors import reported_errors
+
 if TYPE_CHECKING:
-    from embedkit.io import Dataset
+    from embedkit.dataset import Dataset
 
 EPILOG = """Figures (pytorch-metric-learning's definitions; README, `embedkit eval`):
   precision_at_1  the nearest neighbour has the query's label
@@ -28,7 +30,6 @@ Examples:
       --qrels ir/qrels.tsv --id-column id -k 10 --run run.txt
   embedkit eval --qrels ir/qrels.tsv --from-run run.txt
 """
-RUN_PANEL = "Retrieval (qrels)"
 
 
 def load_split(
@@ -43,7 +44,7 @@ def load_split(
         raise OptionError("--reference needs --queries (without it every row of EMB is a query)")
     if query_labels is not None and queries is None:
         raise OptionError("--query-labels needs --queries")
-    from cli.inputs import load_inputs
+    from .inputs import load_inputs
 
     if queries is None:
         return load_inputs(embeddings, labels=labels, column=column, label_column=label_column), None
@@ -61,9 +62,7 @@ def load_split(
 
 def eval_(
     embeddings: opt.EmbeddingsArg = None,
-    queries: Annotated[Optional[str], typer.Option(
-        "--queries", metavar="FILE", rich_help_panel=opt.INPUT,
-        help="Queries searched in the reference (EMB or --reference).")] = None,
+    queries: opt.QueriesOpt = None,
     reference: Annotated[Optional[str], typer.Option(
         "--reference", metavar="FILE", rich_help_panel=opt.INPUT,
         help="Reference (gallery) with --queries; the same as giving EMB.")] = None,
@@ -74,15 +73,16 @@ def eval_(
         "--query-labels", metavar="FILE", rich_help_panel=opt.LABELS,
         help="Labels of --queries (default: its column or sidecar).")] = None,
     qrels: opt.QrelsOpt = None,
-    id_column: opt.CorpusIdColumnOpt = None,
+    id_column: opt.IdColumnOpt = None,
     query_id_column: opt.QueryIdColumnOpt = None,
     ignore_missing: opt.IgnoreMissingOpt = False,
     from_run: Annotated[Optional[str], typer.Option(
-        "--from-run", metavar="FILE", rich_help_panel=RUN_PANEL, show_default=False,
+        "--from-run", metavar="FILE", rich_help_panel=opt.QRELS, show_default=False,
         help="With --qrels: evaluate this TREC run file instead of embeddings.")] = None,
     k: Annotated[Optional[list[str]], typer.Option(
         "--k", "-k", metavar="LIST", rich_help_panel=opt.SEARCH, show_default=False,
-        help="Cut-offs, repeatable or comma-separated (default 1,5,10; --qrels: 10,100).")] = None,
+        help="Cut-offs, repeatable or comma-separated (default "
+        f"{','.join(map(str, DEFAULT_KS))}; --qrels: {','.join(map(str, DEFAULT_IR_KS))}).")] = None,
     metric: opt.RankingMetricOpt = None,
     per_class: Annotated[bool, typer.Option(
         "--per-class", metavar=opt.FLAG, rich_help_panel=opt.OUTPUT,
@@ -104,11 +104,11 @@ def eval_(
 
     With --qrels: EMB is the corpus, --queries the queries, graded IR figures (README).
     """
-    from cli.inputs import parse_ints
-    from cli.render import engine_text, progress_bar
-    from cli.render import eval as render
     from embedkit.engines import make_engine
     from embedkit.metrics import evaluate_retrieval
+
+    from .render import engine_text, progress_bar
+    from .render import eval as render
 
     if qrels is not None or from_run is not None:
         with reported_errors():
@@ -130,7 +130,7 @@ def eval_(
                 raise OptionError(f"{name} applies to retrieval with --qrels")
         if metric == "dot":
             raise OptionError("--metric dot applies to retrieval with --qrels; label eval ranks by euclidean or cosine")
-        ks = _ks(k) or parse_ints("1,5,10", "--k")
+        ks = _ks(k) or DEFAULT_KS
         reference_set, query_set = load_split(embeddings, queries, reference, query_labels,
                                               labels=labels, column=column, label_column=label_column)
         with make_engine(engine, workers=workers, scheduler=scheduler, parts_dir=parts_dir) as runner, \
@@ -143,7 +143,7 @@ def eval_(
 
 def _ks(values: list[str] | None) -> tuple[int, ...]:
     """``--k 10 --k 100`` and ``--k 10,100`` alike; ``()`` when not given."""
-    from cli.inputs import parse_ints
+    from .inputs import parse_ints
 
     return tuple(k for value in values or () for k in parse_ints(value, "--k"))
 
@@ -154,29 +154,13 @@ def _qrels_eval(
     per_query: str | None, run: str | None, as_json: bool, quiet: bool, workers: int | None, engine: str,
     scheduler: str | None, parts_dir: str | None,
 ) -> None:
-    from cli.inputs import guarded_inputs, load_inputs, refuse_output_in_shard_sets
-    from cli.render import ireval as render_ir
-    from cli.render import progress_bar, wrote
     from embedkit.engines import make_engine
-    from embedkit.ireval import DEFAULT_IR_KS, evaluate_qrels, evaluate_run, read_run, write_run
-    from embedkit.output import check_output_path, table_format, write_table
-    from embedkit.qrels import read_qrels
+    from embedkit.ireval_job import IRJob, run_ir_eval
 
-    ks = ks or DEFAULT_IR_KS
-    named = {"the corpus": embeddings, "--queries": queries, "--qrels": qrels, "--from-run": from_run}
-    from_stdin = [name for name, value in named.items() if value == "-"]
-    if len(from_stdin) > 1:
-        raise OptionError(f"only one input can be read from stdin ('-'); got {' and '.join(from_stdin)}")
-    inputs = guarded_inputs([embeddings, queries], [qrels, from_run])
-    for name, path in (("--run", run), ("--per-query", per_query)):
-        if path == "-":
-            raise OptionError(f"{name} -: give a file name (stdout carries the figures)")
-    for path in (per_query, run):
-        if path is not None:
-            check_output_path(path, inputs)
-            refuse_output_in_shard_sets(path, [embeddings, queries])
-    if per_query is not None:
-        table_format(per_query)
+    from .inputs import resolve_embeddings
+    from .render import ireval as render_ir
+    from .render import progress_bar, wrote
+
     if from_run is not None:
         for name, value in (("EMB (the corpus)", embeddings), ("--queries", queries), ("--run", run),
                             ("--id-column", id_column), ("--query-id-column", query_id_column),
@@ -184,23 +168,16 @@ def _qrels_eval(
                             ("--workers", workers), ("--engine", None if engine == "local" else engine)):
             if value is not None:
                 raise OptionError(f"--from-run evaluates a run file without embeddings; drop {name}")
-        result = evaluate_run(read_run(from_run), read_qrels(qrels), ks=ks, per_query=per_query is not None)
-        corpus_set = query_set = None
+    job = IRJob(qrels=qrels, corpus=None if from_run is not None else resolve_embeddings(embeddings),
+                queries=queries, from_run=from_run, ks=ks or DEFAULT_IR_KS, metric=metric,  # type: ignore[arg-type]
+                column=column, id_column=id_column, query_id_column=query_id_column,
+                ignore_missing=ignore_missing, per_query=per_query, run=run)
+    if from_run is not None:
+        evaluation = run_ir_eval(job)
     else:
-        if queries is None:
-            raise OptionError("--qrels needs --queries QUERIES (the query embeddings; EMB is the corpus)")
-        judgements = read_qrels(qrels)
-        corpus_set = load_inputs(embeddings, column=column, id_column=id_column)
-        query_set = load_inputs(queries, column=column, id_column=query_id_column or id_column)
         with make_engine(engine, workers=workers, scheduler=scheduler, parts_dir=parts_dir) as runner, \
                 progress_bar("eval", enabled=not quiet) as progress:
-            result = evaluate_qrels(corpus_set, query_set, judgements, ks=ks, metric=metric,  # type: ignore[arg-type]
-                                    ignore_missing=ignore_missing, per_query=per_query is not None,
-                                    keep_run=run is not None, engine=runner, progress=progress)
-    if per_query is not None and result.per_query is not None:
-        write_table(result.per_query, per_query, inputs=inputs)
-        wrote(per_query, f"{len(next(iter(result.per_query.values()))):,} rows", quiet=quiet)
-    if run is not None and result.run is not None:
-        lines = write_run(result.run, run, inputs=tuple(inputs))
-        wrote(run, f"{lines:,} lines", quiet=quiet)
-    render_ir.ir_evaluation(result, corpus_set, query_set, as_json=as_json)
+            evaluation = run_ir_eval(job, engine=runner, progress=progress)
+    for path, detail in evaluation.written:
+        wrote(path, detail, quiet=quiet)
+    render_ir.ir_evaluation(evaluation.result, evaluation.corpus, evaluation.queries, as_json=as_json)

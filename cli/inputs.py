@@ -5,10 +5,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from embedkit.dataset import Dataset
 from embedkit.errors import InputError, OptionError
-from embedkit.io import STDIN, Dataset, load_dataset, sidecar_candidates
-from embedkit.output import check_output_path, table_format
-from embedkit.shards import contains
+from embedkit.formats import STDIN
+from embedkit.io import load_dataset
+from embedkit.output import (
+    check_output_path,
+    guarded_inputs,
+    refuse_output_in_shard_sets,
+    table_format,
+)
 
 
 def resolve_embeddings(path: str | None) -> str:
@@ -41,24 +47,6 @@ def load_inputs(
         refuse_output_in_shard_sets(output, [path])
         table_format(output)
     return load_dataset(path, column=column, label_column=label_column, labels_path=labels, id_column=id_column)
-
-
-def refuse_output_in_shard_sets(output: str | None, inputs: Sequence[str | None]) -> None:
-    """An output inside an input folder (or matching an input glob) would be read as a shard
-    by the next run: refuse it before any work."""
-    if output is None or output == STDIN:
-        return
-    for item in inputs:
-        if item and contains(item, output):
-            raise OptionError(f"{output}: lies inside the input {item}, where the next run would read it as a "
-                              "shard; write it elsewhere")
-
-
-def guarded_inputs(embeddings: Sequence[str | None], others: Sequence[str | None] = ()) -> list[str]:
-    """Every file an output must not overwrite: the inputs, and the sidecar label files
-    (``emb.labels.npy``, ...) each embeddings file may read."""
-    files = [p for p in embeddings if p and p != STDIN]
-    return [*files, *(p for p in others if p and p != STDIN), *(s for p in files for s in sidecar_candidates(p))]
 
 
 def parse_floats(text: str | None, option: str) -> tuple[float, ...]:

@@ -6,9 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli import options as opt
-from cli.errors import reported_errors
 from embedkit.choices import DEFAULT_BINS, DEFAULT_EXACT_PAIRS, DEFAULT_SAMPLE, DEFAULT_SEED
+
+from . import options as opt
+from .errors import reported_errors
 
 EPILOG = """The suggested margin minimises (negative pairs inside it) + (positive pairs
 beyond it), as fractions; distances are Euclidean (the D of the contrastive loss).
@@ -41,12 +42,13 @@ def inspect(
 
     NaN/Inf rows are counted and left out of the other figures.
     """
-    from cli.inputs import guarded_inputs, refuse_output_in_shard_sets, resolve_embeddings
-    from cli.render import inspect as render
-    from cli.render import wrote
     from embedkit.inspection import inspect_embeddings
-    from embedkit.output import check_output_path
-    from embedkit.rawinput import load_allowing_nonfinite
+    from embedkit.io import load_allowing_nonfinite
+    from embedkit.output import check_output_path, guarded_inputs, refuse_output_in_shard_sets
+
+    from .inputs import resolve_embeddings
+    from .render import inspect as render
+    from .render import wrote
 
     with reported_errors():
         if plot is not None:

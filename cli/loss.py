@@ -6,11 +6,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli import options as opt
-from cli.errors import reported_errors
-from cli.options import given
 from embedkit.choices import ContrastiveForm, LossKind, Reduction
 from embedkit.errors import OptionError
+
+from . import options as opt
+from .errors import reported_errors
+from .options import given
 
 EPILOG = """Kinds (formulas and references: README, section `embedkit loss`):
   contrastive  y·D² + (1−y)·max(m − D, 0)², D Euclidean, y=1 same label
@@ -80,14 +81,15 @@ def loss(
     parts_dir: opt.PartsDirOpt = None,
 ) -> None:
     """Compute a contrastive-learning loss over an embedding file, with a trace table."""
-    from cli.inputs import load_inputs, parse_floats
-    from cli.render import engine_text, progress_bar, wrote
-    from cli.render import loss as render
     from embedkit.engines import make_engine
-    from embedkit.io import read_table
     from embedkit.losses.compute import compute_loss
     from embedkit.losses.spec import LossSpec
     from embedkit.output import mined_form
+    from embedkit.tables import read_table
+
+    from .inputs import load_inputs, parse_floats
+    from .render import engine_text, progress_bar, wrote
+    from .render import loss as render
 
     with reported_errors():
         sweep = parse_floats(margins, "--margins")

@@ -11,22 +11,22 @@ import typer
 from rich.console import Console
 
 import embedkit
-from cli import check as check_command
-from cli import env as env_command
-from cli import eval as eval_command
-from cli import inspect as inspect_command
-from cli import loss as loss_command
-from cli import mine as mine_command
-from cli.entry import install_terminating_handlers
-from cli.errors import (
+
+from . import check as check_command
+from . import env as env_command
+from . import eval as eval_command
+from . import inspect as inspect_command
+from . import loss as loss_command
+from . import mine as mine_command
+from .entry import EXIT_SIGINT, install_terminating_handlers
+from .errors import (
     EXIT_OK,
-    EXIT_SIGINT,
     EXIT_SIGPIPE,
     EXIT_USAGE,
     ClickException,
     NoArgsIsHelpError,
 )
-from cli.streams import degrade_to_ascii
+from .streams import degrade_to_ascii
 
 app = typer.Typer(
     name="embedkit",

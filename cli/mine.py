@@ -6,12 +6,22 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli import mine_retrieval
-from cli import options as opt
-from cli.errors import reported_errors
-from cli.options import refuse_given
-from embedkit.choices import Fallback, IndexKind, PositiveChoice, Select, Strategy
+from embedkit.choices import (
+    DEFAULT_BUDGET_MIB,
+    DEFAULT_RETRIEVAL_NEGATIVES,
+    Fallback,
+    IndexKind,
+    PositiveChoice,
+    RankingMetric,
+    Select,
+    Strategy,
+)
 from embedkit.errors import OptionError
+
+from . import mine_retrieval
+from . import options as opt
+from .errors import reported_errors
+from .options import refuse_given
 
 EPILOG = """Strategies (d: Euclidean, or 1 − cos with --metric cosine; README, `embedkit mine`):
   hard           each anchor's K nearest negatives (K = --negatives)
@@ -53,7 +63,8 @@ def mine(
         help="Band margin (semi-hard, easy, within-margin).")] = 1.0,
     negatives: Annotated[Optional[int], typer.Option(
         "--negatives", "-k", metavar="N", rich_help_panel=opt.STRATEGY, show_default=False,
-        help="hard: negatives per anchor (default 1); retrieval: per query (3).")] = None,
+        help="hard: negatives per anchor (default 1); retrieval: per query "
+        f"({DEFAULT_RETRIEVAL_NEGATIVES}).")] = None,
     positives: Annotated[Optional[PositiveChoice], typer.Option(
         "--positives", metavar="WHICH", rich_help_panel=opt.STRATEGY, show_default=False,
         help="all, hardest, nearest or random (default: random; batch-hard: hardest).")] = None,
@@ -69,7 +80,7 @@ def mine(
     squared: Annotated[bool, typer.Option(
         "--squared/--no-squared", metavar=opt.FLAG, rich_help_panel=opt.STRATEGY,
         help="semi-hard/easy bands on squared distances (FaceNet).")] = False,
-    metric: Annotated[Optional[mine_retrieval.AnyMetric], typer.Option(
+    metric: Annotated[Optional[RankingMetric], typer.Option(
         "--metric", metavar="METRIC", rich_help_panel=opt.STRATEGY, show_default=False,
         help="euclidean (default) or cosine; retrieval: cosine (default) or dot.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(
@@ -102,11 +113,11 @@ def mine(
     workers: opt.WorkersOpt = None,
     budget_mib: Annotated[float, typer.Option(
         "--budget-mib", metavar="FLOAT", rich_help_panel=opt.PERFORMANCE,
-        help="Working memory per worker for distance tiles (MiB).")] = 64.0,
+        help="Working memory per worker for distance tiles (MiB).")] = DEFAULT_BUDGET_MIB,
     engine: opt.EngineOpt = "local",
     scheduler: opt.SchedulerOpt = None,
     parts_dir: opt.PartsDirOpt = None,
-    queries: mine_retrieval.QueriesOpt = None,
+    queries: opt.QueriesOpt = None,
     qrels: opt.QrelsOpt = None,
     query_id_column: opt.QueryIdColumnOpt = None,
     ignore_missing: opt.IgnoreMissingOpt = False,
@@ -133,11 +144,12 @@ def mine(
     if mine_retrieval.is_retrieval(ctx):
         mine_retrieval.run(ctx, **{k: v for k, v in locals().items() if k != "ctx"})
         return
-    from cli.inputs import load_inputs
-    from cli.render import engine_text, progress_bar, wrote
-    from cli.render import mine as render
     from embedkit.engines import make_engine
     from embedkit.mining.strategies import MineSpec, mine_dataset
+
+    from .inputs import load_inputs
+    from .render import engine_text, progress_bar, wrote
+    from .render import mine as render
 
     with reported_errors():
         mine_retrieval.refuse_retrieval_options(ctx)

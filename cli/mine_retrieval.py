@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from cli.errors import reported_errors
-from cli.options import FILTERS, OUTPUT, STRATEGY, given
-from cli.options import QRELS as RQ
-from embedkit.choices import OutputFormat, Sampling
+from embedkit.choices import DEFAULT_RETRIEVAL_NEGATIVES, OutputFormat, Sampling
 from embedkit.errors import OptionError
 
-AnyMetric = Literal["euclidean", "cosine", "dot"]
+from .errors import reported_errors
+from .options import FILTERS, OUTPUT, QRELS, STRATEGY, given
 
-QueriesOpt = Annotated[Optional[str], typer.Option(
-    "--queries", metavar="FILE", rich_help_panel=RQ,
-    help="Retrieval mode: query embeddings; CORPUS is then the documents.")]
 RangeMinOpt = Annotated[int, typer.Option(
     "--range-min", metavar="A", rich_help_panel=STRATEGY,
     help="Skip the first A survivors of each query.")]
@@ -49,7 +44,7 @@ SaveCandidatesOpt = Annotated[Optional[str], typer.Option(
     "--save-candidates", metavar="FILE", rich_help_panel=OUTPUT,
     help="Write every query's candidate list (Parquet).")]
 FromCandidatesOpt = Annotated[Optional[str], typer.Option(
-    "--from-candidates", metavar="FILE", rich_help_panel=RQ,
+    "--from-candidates", metavar="FILE", rich_help_panel=QRELS,
     help="Filter a --save-candidates file without searching.")]
 RelativeMarginsOpt = Annotated[Optional[str], typer.Option(
     "--relative-margins", metavar="LIST", rich_help_panel=FILTERS,
@@ -83,13 +78,15 @@ def refuse_retrieval_options(ctx: typer.Context) -> None:
 def run(ctx: typer.Context, **o: Any) -> None:
     """Check the options, run one retrieval mining call, render the report."""
     # Imported here: label mining and --help do not pay for them.
-    from cli.inputs import parse_floats, refuse_output_in_shard_sets
-    from cli.render import mine_retrieval as render
-    from cli.render import progress_bar, wrote
     from embedkit.engines import make_engine
     from embedkit.mining.retrieval import SearchSpec
     from embedkit.mining.retrieval_job import RetrievalJob, run_retrieval_mining
     from embedkit.mining.retrieval_select import SelectionSpec
+    from embedkit.output import refuse_output_in_shard_sets
+
+    from .inputs import parse_floats
+    from .render import mine_retrieval as render
+    from .render import progress_bar, wrote
 
     with reported_errors():
         for name in LABEL_ONLY:
@@ -121,7 +118,7 @@ def run(ctx: typer.Context, **o: Any) -> None:
             raise OptionError("--relative-margins only counts survivors at each margin; run again with "
                               "--relative-margin R -o OUT to write a file")
         selection = SelectionSpec(
-            negatives=3 if o["negatives"] is None else o["negatives"], range_min=o["range_min"],
+            negatives=DEFAULT_RETRIEVAL_NEGATIVES if o["negatives"] is None else o["negatives"], range_min=o["range_min"],
             range_max=o["range_max"], absolute_margin=o["absolute_margin"], relative_margin=o["relative_margin"],
             max_score=o["max_score"], min_score=o["min_score"],
             max_positive_similarity=o["max_positive_similarity"], sampling=o["sampling"], seed=o["seed"])

@@ -52,8 +52,14 @@ LabelColumnOpt = Annotated[
                                 help="Parquet label column (default: 'label').")
 ]
 IdColumnOpt = Annotated[
-    Optional[str], typer.Option("--id-column", metavar="NAME", rich_help_panel=INPUT,
-                                help="Parquet column of row ids, for traces and outputs.")
+    Optional[str], typer.Option("--id-column", metavar="NAME", rich_help_panel=INPUT, show_default=False,
+                                help="Column of row ids (Parquet/Arrow), for traces and outputs; with --qrels "
+                                "the corpus (and --queries) ids, matched as text. Default: row numbers.")
+]
+QueriesOpt = Annotated[
+    Optional[str], typer.Option("--queries", metavar="FILE", rich_help_panel=INPUT, show_default=False,
+                                help="Query embeddings, searched in EMB (the reference, or with --qrels "
+                                "the corpus).")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", metavar=FLAG, rich_help_panel=OUTPUT,
                                        help="One JSON object on stdout instead of tables.")]
@@ -104,26 +110,20 @@ PartsDirOpt = Annotated[
 ]
 
 # -- retrieval with relevance judgements (qrels) ------------------------------------------------
-QRELS_PANEL = "Retrieval (qrels)"
 QrelsOpt = Annotated[
     Optional[str],
-    typer.Option("--qrels", metavar="FILE", rich_help_panel=QRELS_PANEL, show_default=False,
+    typer.Option("--qrels", metavar="FILE", rich_help_panel=QRELS, show_default=False,
                  help="Judgements (CSV/TSV/JSONL/Parquet, BEIR or TREC): EMB is the corpus, --queries the "
                  "queries (README)."),
 ]
 QueryIdColumnOpt = Annotated[
     Optional[str],
-    typer.Option("--query-id-column", metavar="NAME", rich_help_panel=QRELS_PANEL, show_default=False,
+    typer.Option("--query-id-column", metavar="NAME", rich_help_panel=QRELS, show_default=False,
                  help="Parquet id column of --queries (default: --id-column). Without ids, ids are row numbers."),
-]
-CorpusIdColumnOpt = Annotated[
-    Optional[str],
-    typer.Option("--id-column", metavar="NAME", rich_help_panel=QRELS_PANEL, show_default=False,
-                 help="Id column of the corpus (and --queries); matched as text. Default: row numbers."),
 ]
 IgnoreMissingOpt = Annotated[
     bool,
-    typer.Option("--ignore-missing", metavar=FLAG, rich_help_panel=QRELS_PANEL,
+    typer.Option("--ignore-missing", metavar=FLAG, rich_help_panel=QRELS,
                  help="Drop (and count) qrels rows naming a query or document the inputs lack, instead of failing."),
 ]
 RankingMetricOpt = Annotated[

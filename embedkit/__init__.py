@@ -23,12 +23,12 @@ _EXPORTS: dict[str, str] = {
     "InputError": "embedkit.errors",
     "OptionError": "embedkit.errors",
     # loading
-    "Dataset": "embedkit.io",
+    "Dataset": "embedkit.dataset",
+    "LoadedEmbeddings": "embedkit.dataset",
     "load_dataset": "embedkit.io",
-    "load_labels": "embedkit.io",
-    "Shard": "embedkit.shards",
-    "LoadedEmbeddings": "embedkit.rawinput",
-    "load_allowing_nonfinite": "embedkit.rawinput",
+    "load_allowing_nonfinite": "embedkit.io",
+    "load_labels": "embedkit.labelfile",
+    "Shard": "embedkit.shard_paths",
     # losses
     "LossSpec": "embedkit.losses.spec",
     "compute_loss": "embedkit.losses.compute",
@@ -54,6 +54,8 @@ _EXPORTS: dict[str, str] = {
     "evaluate_run": "embedkit.ireval",
     "read_run": "embedkit.ireval",
     "write_run": "embedkit.ireval",
+    "IRJob": "embedkit.ireval_job",
+    "run_ir_eval": "embedkit.ireval_job",
     # inspection and checks
     "Inspection": "embedkit.inspection",
     "inspect_embeddings": "embedkit.inspection",
@@ -91,12 +93,15 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         parse_requirements,
         run_check,
     )
+    from embedkit.dataset import Dataset, LoadedEmbeddings
     from embedkit.engines import make_engine
     from embedkit.errors import EmbedkitError, InputError, OptionError
     from embedkit.inspection import Inspection, inspect_embeddings
-    from embedkit.io import Dataset, load_dataset, load_labels
+    from embedkit.io import load_allowing_nonfinite, load_dataset
     from embedkit.ireval import IRResult, evaluate_qrels, evaluate_run, read_run, write_run
+    from embedkit.ireval_job import IRJob, run_ir_eval
     from embedkit.knn import exact_knn
+    from embedkit.labelfile import load_labels
     from embedkit.losses.compute import compute_loss
     from embedkit.losses.result import LossResult
     from embedkit.losses.spec import LossSpec
@@ -106,5 +111,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from embedkit.mining.strategies import mine, mine_dataset
     from embedkit.qrels import JudgedRows, Qrels, read_qrels, resolve_qrels
     from embedkit.ranking import top_k
-    from embedkit.rawinput import LoadedEmbeddings, load_allowing_nonfinite
-    from embedkit.shards import Shard
+    from embedkit.shard_paths import Shard

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import mmap
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
 
-from embedkit.chunking import blocks, rows_per_block
+from embedkit.choices import SCAN_BUDGET_MIB
+from embedkit.chunking import row_blocks, rows_per_block
 from embedkit.errors import InputError
 
 FloatArray = npt.NDArray[np.floating]
@@ -47,7 +48,7 @@ def validate_embeddings(embeddings: np.ndarray, source: str, *, require_finite: 
         )
     if not require_finite:
         return embeddings
-    step = rows_per_block(dim * embeddings.dtype.itemsize, budget_mib=32.0)
+    step = rows_per_block(dim * embeddings.dtype.itemsize, budget_mib=SCAN_BUDGET_MIB)
     for start, stop, block in row_blocks(embeddings, step):
         finite = np.isfinite(block).all(axis=1)
         if not finite.all():
@@ -58,24 +59,6 @@ def validate_embeddings(embeddings: np.ndarray, source: str, *, require_finite: 
                 f"{start}..{stop - 1}); embeddings must be finite"
             )
     return embeddings
-
-
-def row_blocks(embeddings: np.ndarray, step: int) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Blocks of rows. A C-ordered memory map is read with plain file reads into one reused
-    buffer, so scanning a file far larger than memory leaves no mapped pages resident."""
-    rows, dim = embeddings.shape
-    path = getattr(embeddings, "filename", None)
-    if isinstance(embeddings, np.memmap) and path and embeddings.flags.c_contiguous:
-        with open(path, "rb") as handle:
-            handle.seek(int(embeddings.offset))
-            for start, stop in blocks(rows, step):
-                block = np.fromfile(handle, dtype=embeddings.dtype, count=(stop - start) * dim)
-                if block.size != (stop - start) * dim:
-                    raise InputError(f"{path}: file ends inside row {start + block.size // dim} (truncated)")
-                yield start, stop, block.reshape(stop - start, dim)
-        return
-    for start, stop in blocks(rows, step):
-        yield start, stop, np.asarray(embeddings[start:stop])
 
 
 def mapped_file_guard(array: np.ndarray) -> Callable[[], None]:
@@ -120,41 +103,14 @@ def as_work_array(embeddings: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(embeddings, dtype=work_dtype(embeddings.dtype))
 
 
-def l2_normalized(embeddings: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm, as a new work-dtype array; zero rows stay zero."""
-    out = np.array(embeddings, dtype=work_dtype(embeddings.dtype), order="C", copy=True)
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
+def l2_normalized(embeddings: np.ndarray, *, dtype: npt.DTypeLike = None) -> np.ndarray:
+    """Rows (the last axis) scaled to unit L2 norm, as a new C-contiguous array of ``dtype``
+    (default: the work dtype); zero rows stay zero.
+
+    >>> l2_normalized(np.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
+    [[0.6, 0.8], [0.0, 0.0]]
+    """
+    out = np.array(embeddings, dtype=dtype or work_dtype(embeddings.dtype), order="C", copy=True)
+    norms = np.linalg.norm(out, axis=-1, keepdims=True)
     np.divide(out, norms, out=out, where=norms > 0)
     return out
-
-
-def encode_labels(values: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """Factorise labels into int64 codes.
-
-    Returns ``(codes, names)`` with ``names[codes] == values``. Integer and string
-    labels are accepted; floats only when every value is integral.
-    """
-    values = np.asarray(values)
-    if values.ndim != 1:
-        raise InputError(f"{source}: labels must be 1-D; found shape {tuple(values.shape)}")
-    if values.dtype.kind == "f":
-        if not np.isfinite(values).all() or not np.all(values == np.round(values)):
-            raise InputError(f"{source}: float labels must be whole numbers (class ids)")
-        # Whole floats beyond int64 (1e300, 2e300) stay floats: a cast would merge them.
-        if np.all(np.abs(values) < 2.0**63):
-            values = values.astype(np.int64)
-    elif values.dtype.kind == "b":
-        values = values.astype(np.int64)
-    elif values.dtype.kind == "O":
-        if any(v is None for v in values):
-            raise InputError(f"{source}: labels contain missing values")
-        kinds = {type(v).__name__ for v in values if not isinstance(v, (str, int, np.integer, np.str_))}
-        if kinds:
-            raise InputError(
-                f"{source}: labels must be integers or strings; found {', '.join(sorted(kinds))} values"
-            )
-        values = values.astype(str)
-    elif values.dtype.kind not in "iuUS":
-        raise InputError(f"{source}: labels must be integers or strings; found {values.dtype}")
-    names, codes = np.unique(values, return_inverse=True)
-    return codes.astype(np.int64).reshape(-1), names

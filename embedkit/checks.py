@@ -31,22 +31,15 @@ from functools import partial
 
 import numpy as np
 
-from embedkit.choices import METRIC_NAMES
+from embedkit.choices import DEFAULT_EXACT_PAIRS, DEFAULT_SAMPLE, DEFAULT_SEED, METRIC_NAMES
+from embedkit.dataset import Dataset, LoadedEmbeddings
 from embedkit.distances import Metric
 from embedkit.errors import InputError, OptionError
-from embedkit.inspection import (
-    DEFAULT_EXACT_PAIRS,
-    DEFAULT_SAMPLE,
-    DEFAULT_SEED,
-    FIGURE_PARTS,
-    inspect_embeddings,
-)
-from embedkit.io import Dataset
+from embedkit.inspection import FIGURE_PARTS, inspect_embeddings
 from embedkit.ireval import IR_FIGURE
 from embedkit.losses.spec import LOSS_KINDS, LossSpec
 from embedkit.output import atomic_output
 from embedkit.qrels import Qrels
-from embedkit.rawinput import LoadedEmbeddings
 
 OPERATORS: dict[str, str] = {">=": "ge", "<=": "le", ">": "gt", "<": "lt", "==": "eq"}
 GRAMMAR = "NAME OP VALUE with OP one of >=, <=, >, <, == (e.g. precision_at_1>=0.9)"

@@ -34,3 +34,12 @@ DEFAULT_EXACT_PAIRS = 2_000_000
 DEFAULT_SAMPLE = 200_000
 DEFAULT_SEED = 0
 DEFAULT_BINS = 24
+#: Cut-offs of label eval (recall_at_k) and of eval with qrels (ndcg_at_k, recall_at_k, ...).
+DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
+DEFAULT_IR_KS: tuple[int, ...] = (10, 100)
+#: Negatives per query of retrieval mining (sentence-transformers' num_negatives default is 3).
+DEFAULT_RETRIEVAL_NEGATIVES = 3
+#: Working memory of one block of pairwise work, per worker (MiB).
+DEFAULT_BUDGET_MIB = 64.0
+#: Working memory of one block of a streaming scan over the rows (norms, duplicates, NaN rows).
+SCAN_BUDGET_MIB = 32.0

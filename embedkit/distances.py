@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from embedkit.arrays import mapped_file_guard, work_dtype
-from embedkit.choices import Metric, RankingMetric
+from embedkit.choices import DEFAULT_BUDGET_MIB, SCAN_BUDGET_MIB, Metric, RankingMetric
 from embedkit.chunking import blocks, rows_per_block
 
 METRICS: tuple[Metric, ...] = ("euclidean", "cosine")
@@ -43,7 +43,7 @@ def paired_distances(
     second: np.ndarray,
     *,
     squared: bool = False,
-    budget_mib: float = 64.0,
+    budget_mib: float = DEFAULT_BUDGET_MIB,
 ) -> np.ndarray:
     """Euclidean distance between rows ``first[k]`` and ``second[k]`` for every k, float64.
 
@@ -66,7 +66,7 @@ def paired_distances(
 
 
 def paired_cosines(
-    embeddings: np.ndarray, first: np.ndarray, second: np.ndarray, *, budget_mib: float = 64.0
+    embeddings: np.ndarray, first: np.ndarray, second: np.ndarray, *, budget_mib: float = DEFAULT_BUDGET_MIB
 ) -> np.ndarray:
     """Cosine similarity between rows ``first[k]`` and ``second[k]``, float64."""
     out = np.empty(len(first), dtype=np.float64)
@@ -102,7 +102,7 @@ def block_distances(
     return out if squared else np.sqrt(out, out=out)
 
 
-def column_mean(embeddings: np.ndarray, *, budget_mib: float = 32.0) -> np.ndarray:
+def column_mean(embeddings: np.ndarray, *, budget_mib: float = SCAN_BUDGET_MIB) -> np.ndarray:
     """The mean row, accumulated in float64 over blocks of rows (memory maps stay unloaded)."""
     total = np.zeros(embeddings.shape[1], dtype=np.float64)
     step = rows_per_block(embeddings.shape[1] * 8, budget_mib)
@@ -111,7 +111,7 @@ def column_mean(embeddings: np.ndarray, *, budget_mib: float = 32.0) -> np.ndarr
     return total / max(1, len(embeddings))
 
 
-def centred_squared_norms(embeddings: np.ndarray, centre: np.ndarray, *, budget_mib: float = 32.0) -> np.ndarray:
+def centred_squared_norms(embeddings: np.ndarray, centre: np.ndarray, *, budget_mib: float = SCAN_BUDGET_MIB) -> np.ndarray:
     """Row-wise ``‖x − c‖²`` in float64, in blocks of rows."""
     out = np.empty(len(embeddings), dtype=np.float64)
     step = rows_per_block(embeddings.shape[1] * 8 * 2, budget_mib)

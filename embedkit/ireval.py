@@ -31,21 +31,21 @@ from typing import BinaryIO
 
 import numpy as np
 
-from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks
+from embedkit.choices import DEFAULT_IR_KS
+from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
+from embedkit.dataset import Dataset
 from embedkit.engines import Engine, Progress
 from embedkit.errors import InputError, OptionError
-from embedkit.io import Dataset
 from embedkit.qrels import STDIN, Qrels, canonical_ids, pair_codes, resolve_qrels, row_ids
 from embedkit.ranking import RANKING_METRICS, RankingMetric, top_k
 
 #: The figure families, in display order.
 IR_FAMILIES: tuple[str, ...] = ("ndcg", "mrr", "map", "recall", "precision")
-DEFAULT_IR_KS: tuple[int, ...] = (10, 100)
 IR_FIGURE = re.compile(r"^(ndcg|mrr|map|recall|precision)_at_([1-9][0-9]{0,5})$")
 #: Tag of the run files embedkit writes (deterministic: no time, no host).
 RUN_TAG = "embedkit"
-#: Queries scored at a time (the per-query matrices are this many × the largest K).
-_SCORE_BLOCK = 4096
+#: Bytes per query and rank of the scoring pass (gains, ideal gains, flags: float64).
+_SCORE_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,11 @@ def score_rankings(
     judged_doc: np.ndarray,
     judged_grade: np.ndarray,
     ks: tuple[int, ...],
+    *,
+    budget_mib: float = DEFAULT_BUDGET_MIB,
 ) -> dict[str, np.ndarray]:
-    """Per-query figures (float64) from rankings and judgements.
+    """Per-query figures (float64) from rankings and judgements, scored in blocks of queries
+    whose ``(block, max(ks))`` matrices fit ``budget_mib``.
 
     Parameters
     ----------
@@ -142,7 +145,7 @@ def score_rankings(
     discount = 1.0 / np.log2(np.arange(2, kmax + 2, dtype=np.float64))
     positions = np.arange(1, kmax + 1, dtype=np.float64)
     out = {name: np.zeros(q) for name in figure_names(ks)}
-    for start, stop in blocks(q, _SCORE_BLOCK):
+    for start, stop in blocks(q, rows_per_block(kmax * _SCORE_BYTES, budget_mib)):
         block = ranked[start:stop]
         gains = np.zeros(block.shape)
         if len(keys):
@@ -229,7 +232,8 @@ def evaluate_qrels(
                     budget_mib=budget_mib, engine=engine, progress=progress)
     position = np.searchsorted(evaluated, judged.query_rows)
     inside = (position < len(evaluated)) & (evaluated[np.minimum(position, len(evaluated) - 1)] == judged.query_rows)
-    scores = score_rankings(ranking.indices, position[inside], judged.doc_rows[inside], judged.relevance[inside], ks)
+    scores = score_rankings(ranking.indices, position[inside], judged.doc_rows[inside], judged.relevance[inside], ks,
+                            budget_mib=budget_mib)
     run = None
     if keep_run:
         ranked = ranking.indices
@@ -335,6 +339,7 @@ def evaluate_run(
     *,
     ks: tuple[int, ...] = DEFAULT_IR_KS,
     per_query: bool = False,
+    budget_mib: float = DEFAULT_BUDGET_MIB,
 ) -> IRResult:
     """IR figures of a TREC run (no embeddings).
 
@@ -365,7 +370,8 @@ def evaluate_run(
     ranked[groups[keep], place[keep]] = run_docs[order[keep]]
     judged = np.searchsorted(evaluated, qrels.query_ids)
     known = (judged < len(evaluated)) & (evaluated[np.minimum(judged, len(evaluated) - 1)] == qrels.query_ids)
-    scores = score_rankings(ranked, judged[known], qrels_docs[known], qrels.relevance[known], ks)
+    scores = score_rankings(ranked, judged[known], qrels_docs[known], qrels.relevance[known], ks,
+                            budget_mib=budget_mib)
     relevant = np.bincount(judged[known & positive], minlength=len(evaluated))
     missing = int(len(evaluated) - len(np.unique(position[lines])))
     return _result(scores, ks, evaluated, relevant, per_query,

@@ -33,15 +33,13 @@ import faiss
 import numpy as np
 
 from embedkit.arrays import mapped_file_guard
+from embedkit.choices import DEFAULT_KS, METRIC_NAMES
 from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
+from embedkit.dataset import Dataset
 from embedkit.distances import Metric
 from embedkit.engines import Engine, LocalEngine, Progress
 from embedkit.errors import InputError, OptionError
-from embedkit.io import Dataset
 from embedkit.knn import faiss_ready, flat_index, search_index, set_threads
-
-DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
-from embedkit.choices import METRIC_NAMES  # noqa: E402  (the headline metrics, in display order)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # pyarrow is imported where a table is written
     import pyarrow as pa
 
 from embedkit.errors import OptionError
+from embedkit.formats import STDIN
+from embedkit.shard_paths import contains, sidecar_candidates
 
 TABLE_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
@@ -94,6 +96,24 @@ PARTIAL_PATTERN = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.(?P<rand>[a-z0-
 #: Temporary files of embedkit 0.1 (no pid in the name) are removed once this old.
 LEGACY_PARTIAL_PATTERN = re.compile(r"^\.(?P<name>.+)\.(?P<rand>[a-z0-9_]{8})\.partial$")
 LEGACY_PARTIAL_AGE_S = 3600.0
+
+
+def refuse_output_in_shard_sets(output: str | None, inputs: Sequence[str | None]) -> None:
+    """An output inside an input folder (or matching an input glob) would be read as a shard
+    by the next run: refuse it before any work."""
+    if output is None or output == STDIN:
+        return
+    for item in inputs:
+        if item and contains(item, output):
+            raise OptionError(f"{output}: lies inside the input {item}, where the next run would read it as a "
+                              "shard; write it elsewhere")
+
+
+def guarded_inputs(embeddings: Sequence[str | None], others: Sequence[str | None] = ()) -> list[str]:
+    """Every file an output must not overwrite: the inputs, and the sidecar label files
+    (``emb.labels.npy``, ...) each embeddings file may read."""
+    files = [p for p in embeddings if p and p != STDIN]
+    return [*files, *(p for p in others if p and p != STDIN), *(s for p in files for s in sidecar_candidates(p))]
 
 
 def _process_start_time(pid: int) -> float | None:

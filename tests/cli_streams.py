@@ -27,8 +27,8 @@ def streams(out: BinaryIO, err: BinaryIO, encoding: str = "utf-8") -> Iterator[N
 
 
 def run_app(args: list[str], out: BinaryIO, err: BinaryIO, encoding: str = "utf-8") -> int:
-    """``cli.main.run`` (parse, run, flush stdout) with the given streams; the exit code."""
-    from cli.main import run
+    """``embedkit.cli.main.run`` (parse, run, flush stdout) with the given streams; the exit code."""
+    from embedkit.cli.main import run
 
     with streams(out, err, encoding):
         return run([str(a) for a in args])

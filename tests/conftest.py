@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedkit.io import Dataset
+from embedkit.dataset import Dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
@@ -51,9 +51,8 @@ class CliResult:
 @pytest.fixture
 def run_cli(monkeypatch: pytest.MonkeyPatch):
     """Run the app in-process through Typer's CliRunner; stdout and stderr kept apart."""
+    from embedkit.cli.main import app
     from typer.testing import CliRunner
-
-    from cli.main import app
 
     def run(*args: str, input: bytes | str | None = None, cwd: Path | None = None) -> CliResult:
         if cwd is not None:

@@ -11,10 +11,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from embedkit.cli.main import app
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cli.main import app
 from embedkit.errors import EmbedkitError
 from embedkit.io import load_dataset
 
@@ -188,7 +188,7 @@ def test_bad_triplets_tables(run_cli, tmp_path: Path, text: str, fragment: str) 
 ])
 def test_invalid_option_values(tmp_path: Path, args: list[str], fragment: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Through main(), as the console script runs: Typer's own usage errors are one line too."""
-    from cli.main import main
+    from embedkit.cli.main import main
 
     good = write_good(tmp_path)
     before = digest(tmp_path)
@@ -340,7 +340,7 @@ OPTION_CASES = [
 
 def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """Run the console-script entry point in-process; ``(exit code, stdout, stderr)``."""
-    from cli.main import main
+    from embedkit.cli.main import main
 
     with pytest.raises(SystemExit) as exit_info:
         main([str(a) for a in args])

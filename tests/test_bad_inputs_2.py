@@ -24,11 +24,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import typer
+from embedkit.cli.main import app
 
-from cli.main import app
-from embedkit.inspection import exact_duplicates
 from embedkit.io import load_dataset
 from embedkit.output import remove_stale_partials
+from embedkit.repeated_rows import exact_duplicates
 
 REGISTERED = {c.name for c in app.registered_commands}
 COMMAND_ARGS: dict[str, list[str]] = {
@@ -207,7 +207,7 @@ def test_sighup_and_sigquit_end_like_sigterm(tmp_path: Path, name: str) -> None:
     np.save(tmp_path / "e.npy", rng.standard_normal((60000, 64)).astype(np.float32))
     np.save(tmp_path / "e.labels.npy", rng.integers(0, 100, 60000))
     before = sorted(p.name for p in tmp_path.iterdir())
-    code = "import sys; from cli.main import main; main(sys.argv[1:])"
+    code = "import sys; from embedkit.cli.main import main; main(sys.argv[1:])"
     process = subprocess.Popen([sys.executable, "-c", code, "mine", "e.npy", "--strategy", "semi-hard",
                                 "--select", "all", "-o", "t.parquet", "--quiet"], cwd=tmp_path, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
@@ -541,7 +541,7 @@ def oracle_duplicates(x: np.ndarray, labels: np.ndarray | None, rows: np.ndarray
 
 @pytest.mark.parametrize("collide", [False, True])
 def test_exact_duplicates_in_blocks_match_the_oracle(monkeypatch: pytest.MonkeyPatch, collide: bool) -> None:
-    import embedkit.inspection as inspection
+    import embedkit.repeated_rows as inspection
 
     if collide:  # every row with the same first sign hashes alike: the exact comparison must split them
         monkeypatch.setattr(inspection, "row_hashes",
@@ -581,9 +581,9 @@ def test_one_nan_row_does_not_change_the_other_figures(run_cli, tmp_path: Path) 
 # -- a file truncated under a memory map --------------------------------------------------------
 
 def test_truncated_memory_map_is_an_error_before_it_is_read(tmp_path: Path) -> None:
-    from embedkit.tiles import gram_tiles
     from embedkit.errors import InputError
     from embedkit.mining.blocked import prepare
+    from embedkit.tiles import gram_tiles
 
     path = tmp_path / "e.npy"
     np.save(path, np.ones((400, 8), np.float32))

@@ -18,11 +18,10 @@ from embedkit.checks import (
     parse_requirement,
     run_check,
 )
+from embedkit.dataset import Dataset, LoadedEmbeddings
 from embedkit.errors import EmbedkitError, OptionError
-from embedkit.io import Dataset
 from embedkit.losses.compute import LossSpec, compute_loss
 from embedkit.metrics import retrieval_metrics
-from embedkit.rawinput import LoadedEmbeddings
 from tests.conftest import SAMPLE, clustered
 
 EMB = SAMPLE / "emb.npy"

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from embedkit.cli.main import app
 
 import embedkit
-from cli.main import app
 from tests.conftest import SEED
 
 

@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 import pytest
+from embedkit.cli.streams import ASCII, degrade_to_ascii
 
-from cli.streams import ASCII, degrade_to_ascii
 from tests.cli_streams import run_app
 from tests.conftest import ROOT, SEED
 
@@ -37,7 +37,7 @@ def run(args: list[str], encoding: str) -> subprocess.CompletedProcess[bytes]:
 
 def run_script(args: list[str], encoding: str) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": encoding, "COLUMNS": "100"}
-    return subprocess.run([sys.executable, "-m", "cli.entry", *args], capture_output=True, env=env, timeout=120)
+    return subprocess.run([sys.executable, "-m", "embedkit.cli.entry", *args], capture_output=True, env=env, timeout=120)
 
 
 @pytest.mark.parametrize("encoding", ["ascii", "cp1252"])
@@ -92,8 +92,7 @@ def test_the_ascii_spelling_of_the_formulas(capfd: pytest.CaptureFixture[str]) -
 
 def test_every_registered_command_is_covered_here() -> None:
     import typer.main
-
-    from cli.main import app
+    from embedkit.cli.main import app
 
     registered = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
     covered = {args[0] for args in COMMANDS.values() if args and not args[0].startswith("-")}

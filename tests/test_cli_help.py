@@ -8,9 +8,8 @@ import shlex
 
 import pytest
 import typer.main
+from embedkit.cli.main import app
 from typer.testing import CliRunner
-
-from cli.main import app
 
 PANELS = {"Input", "Labels", "Retrieval (qrels)", "Loss", "Strategy", "Filters", "Search", "Output", "Performance"}
 GROUP = typer.main.get_command(app)

@@ -22,7 +22,7 @@ CASES = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_heavy_modules_are_imported_only_where_used(name: str) -> None:
     args, forbidden = CASES[name]
-    code = ("import sys\nfrom cli.main import run\ncode = run(sys.argv[1:])\nsys.stdout.flush()\n"
+    code = ("import sys\nfrom embedkit.cli.main import run\ncode = run(sys.argv[1:])\nsys.stdout.flush()\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             f"{forbidden!r}), file=sys.stderr)\nsys.exit(code)\n")
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,

@@ -33,9 +33,9 @@ COMMANDS = {
 
 
 def embedkit(args: list[str], **kwargs) -> subprocess.Popen:
-    """The console script's entry (cli.entry) in a child process, from outside the repository."""
+    """The console script's entry (embedkit.cli.entry) in a child process, from outside the repository."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "80"}
-    return subprocess.Popen([sys.executable, "-m", "cli.entry", *args], env=env, stderr=subprocess.PIPE, **kwargs)
+    return subprocess.Popen([sys.executable, "-m", "embedkit.cli.entry", *args], env=env, stderr=subprocess.PIPE, **kwargs)
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
@@ -134,7 +134,7 @@ def test_ctrl_c_while_python_imports_is_one_line_and_130() -> None:
         "        if name == 'typer':\n"
         "            raise KeyboardInterrupt\n"
         "sys.meta_path.insert(0, Interrupt())\n"
-        "from cli.entry import main\n"
+        "from embedkit.cli.entry import main\n"
         "main(['--version'])\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -155,8 +155,7 @@ def test_no_command_prints_help_and_a_clear_error(tmp_path: Path) -> None:
 
 def test_every_registered_command_is_covered_here() -> None:
     import typer.main
-
-    from cli.main import app
+    from embedkit.cli.main import app
 
     registered = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
     covered = {args[0] for args in COMMANDS.values() if args and not args[0].startswith("-")}

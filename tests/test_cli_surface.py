@@ -123,8 +123,7 @@ def test_mine_accepts_margin_given_at_its_default_for_band_strategies(run_cli) -
 def short_options() -> dict[str, set[str]]:
     """Every short option of every registered command -> the long options it stands for."""
     import typer.main
-
-    from cli.main import app
+    from embedkit.cli.main import app
 
     group = typer.main.get_command(app)
     found: dict[str, set[str]] = {}

@@ -9,8 +9,8 @@ import signal
 import numpy as np
 import pytest
 
+from embedkit.dataset import Dataset
 from embedkit.engines import LocalEngine
-from embedkit.io import Dataset
 from embedkit.losses.allpairs import scan_label_pairs
 from embedkit.losses.compute import LossSpec, compute_loss
 from tests.conftest import clustered, dataset

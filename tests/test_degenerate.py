@@ -345,7 +345,7 @@ def test_check_on_one_class(run_cli, files):
 def test_margin_reasoning_does_not_call_touching_kinds_separated():
     """Positives all at 0 and a negative at 0 too (duplicate rows across labels): m = 0 counts
     that negative neither inside nor beyond, but the kinds touch, they are not separated."""
-    from embedkit.inspection import suggest_margin
+    from embedkit.pair_distances import suggest_margin
 
     touching = suggest_margin(np.array([0.0, 0.0]), np.array([0.0, 1.0]))
     assert (touching.margin, touching.negatives_inside, touching.positives_beyond) == (0.0, 0.0, 0.0)

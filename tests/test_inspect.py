@@ -8,19 +8,18 @@ import sys
 import numpy as np
 import pytest
 
-from embedkit.inspection import (
-    FIGURE_PARTS,
+from embedkit.dataset import Dataset, LoadedEmbeddings
+from embedkit.inspection import FIGURE_PARTS, inspect_embeddings
+from embedkit.io import load_allowing_nonfinite
+from embedkit.pair_distances import (
     all_pair_distances,
-    exact_duplicates,
-    inspect_embeddings,
     margin_errors,
     pair_distances,
     ranking_error,
     suggest_margin,
 )
-from embedkit.io import Dataset
 from embedkit.pairs import count_label_pairs
-from embedkit.rawinput import LoadedEmbeddings, load_allowing_nonfinite
+from embedkit.repeated_rows import exact_duplicates
 from tests.conftest import SAMPLE, clustered
 
 
@@ -206,7 +205,7 @@ def test_cli_plot_without_matplotlib(run_cli, tmp_path, monkeypatch):
 def test_library_never_imports_the_cli_stack():
     import subprocess
 
-    code = ("import sys, embedkit.metrics, embedkit.checks, embedkit.inspection, embedkit.rawinput; "
+    code = ("import sys, embedkit.metrics, embedkit.checks, embedkit.inspection, embedkit.io; "
             "print(sorted(m for m in ('typer', 'rich', 'matplotlib', 'click') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

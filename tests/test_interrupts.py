@@ -10,14 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from cli.main import app
+from embedkit.cli.main import app
 
 REGISTERED = {c.name for c in app.registered_commands}
 
 
 def start(args: list[str], cwd: Path) -> subprocess.Popen[bytes]:
-    code = "import sys; from cli.entry import main; main(sys.argv[1:])"  # the console script's own entry
+    code = "import sys; from embedkit.cli.entry import main; main(sys.argv[1:])"  # the console script's own entry
     return subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
 

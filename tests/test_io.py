@@ -11,8 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from embedkit.errors import InputError
-from embedkit.io import load_dataset, read_table
+from embedkit.io import load_dataset
 from embedkit.output import write_table
+from embedkit.tables import read_table
 
 
 def vectors(x: np.ndarray, *, fixed: bool = True) -> pa.Array:
@@ -190,7 +191,7 @@ def test_a_4_gib_npy_is_memory_mapped_not_loaded(tmp_path: Path) -> None:
     del big
     (tmp_path / "pairs.csv").write_text(f"i,j,y\n0,1,1\n0,{rows - 1},0\n1,2,0\n")
     code = (
-        "import resource, sys, json; from cli.main import main\n"
+        "import resource, sys, json; from embedkit.cli.main import main\n"
         "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
         "    print(json.dumps({'code': e.code, 'peak_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), file=sys.stderr)\n"
     )

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from embedkit.dataset import Dataset
 from embedkit.errors import InputError
-from embedkit.io import Dataset
 from embedkit.ireval import evaluate_qrels, evaluate_run, read_run, score_rankings, write_run
 from embedkit.qrels import Qrels
 
@@ -236,13 +236,10 @@ def test_readme_worked_example():
     assert "| 3 | 0.66967 | 0.75 | 0.625 | 0.75 | 0.5 |" in readme
 
 
-def test_scoring_blocks_do_not_change_anything(monkeypatch):
-    from embedkit import ireval
-
+def test_scoring_blocks_do_not_change_anything():
     corpus, queries, dids, qids, qrels, table = _data(seed=11)
     args = (Dataset(corpus, "c", ids=dids), Dataset(queries, "q", ids=qids), table)
     whole = evaluate_qrels(*args, ks=(2, 5, 100), per_query=True)
-    monkeypatch.setattr(ireval, "_SCORE_BLOCK", 2)
-    blocked = evaluate_qrels(*args, ks=(2, 5, 100), per_query=True)
+    blocked = evaluate_qrels(*args, ks=(2, 5, 100), per_query=True, budget_mib=2 * 100 * 32 / 2**20)  # 2 queries a block
     for name, values in whole.per_query.items():
         assert values.tolist() == blocked.per_query[name].tolist(), name

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from embedkit.io import Dataset
+from embedkit.dataset import Dataset
 from embedkit.ireval import evaluate_qrels
 from embedkit.qrels import read_qrels
 

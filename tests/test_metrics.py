@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from embedkit.dataset import Dataset
 from embedkit.errors import InputError, OptionError
-from embedkit.io import Dataset
 from embedkit.metrics import evaluate_retrieval, query_scores, retrieval_metrics
 from tests.conftest import clustered
 

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from embedkit.errors import InputError, OptionError
 from embedkit.mining import blocked
-from embedkit.tiles import tile_shape
 from embedkit.mining.strategies import MineSpec, mine
+from embedkit.tiles import tile_shape
 from tests.conftest import clustered
 
 # -- the oracle ------------------------------------------------------------------------------

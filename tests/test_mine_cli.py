@@ -153,8 +153,7 @@ def test_output_may_not_overwrite_an_input(run_cli, emb) -> None:  # type: ignor
 
 def test_help_states_every_definition(run_cli) -> None:  # type: ignore[no-untyped-def]
     import typer
-
-    from cli.main import app
+    from embedkit.cli.main import app
 
     result = run_cli("mine", "--help")
     assert result.exit_code == 0 and "semi-hard" in result.stdout

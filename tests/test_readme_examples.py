@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.readme_commands import Example, readme_examples
 from tests.conftest import ROOT, SAMPLE
+from tests.readme_commands import Example, readme_examples
 
 EXAMPLES = readme_examples()
 SHELL_SYNTAX = set("|<>;&$`()")
@@ -35,7 +35,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bin_dir = root / "bin"
     bin_dir.mkdir()
     shim = bin_dir / "embedkit"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m cli.entry "$@"\n')
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m embedkit.cli.entry "$@"\n')
     shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
     for name in ("python3", "python"):
         (bin_dir / name).symlink_to(sys.executable)
@@ -51,7 +51,7 @@ def test_readme_example_runs(example: Example, workdir: Path, monkeypatch: pytes
                              capfd: pytest.CaptureFixture[str]) -> None:
     words = shlex.split(example.command, comments=True)
     if words[0] == "embedkit" and not any(c in SHELL_SYNTAX for c in example.command.split("#")[0]):
-        from cli.main import run
+        from embedkit.cli.main import run
 
         monkeypatch.chdir(workdir)
         code = run(words[1:])

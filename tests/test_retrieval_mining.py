@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from embedkit.errors import OptionError
 from embedkit.mining.retrieval import SearchSpec, mine_from_candidates, mine_retrieval
+from embedkit.mining.retrieval_candidates import list_chunks
 from embedkit.mining.retrieval_select import SelectionSpec, select_negatives
 
 # -- oracles ------------------------------------------------------------------------------------
@@ -623,21 +624,19 @@ def test_labeled_formats_without_texts_lead_with_ids():
     assert listed["doc_ids"][0] == [positives[0][0], *expect[0]] and listed["labels"][0] == [1, 0, 0]
 
 
-def test_lists_are_ragged_and_blocks_do_not_change_the_selection(monkeypatch):
-    import embedkit.mining.retrieval as retrieval
-
+def test_lists_are_ragged_and_blocks_do_not_change_the_selection():
     queries, corpus, positives = data(seed=3, n=400)
     spec = SelectionSpec(negatives=3, max_score=0.3)
     whole = mine_retrieval(corpus, queries, judged(positives), spec, SearchSpec())
     lengths = whole.candidates.lengths
     assert lengths.min() < lengths.max()  # only the queries that needed it were searched deeper
-    monkeypatch.setattr(retrieval, "SELECT_BUDGET_MIB", 0.001)  # a few queries per padded block
-    blocked = mine_retrieval(corpus, queries, judged(positives), spec, SearchSpec(budget_mib=0.02))
+    tiny = 0.02  # a few queries per padded block of the selection (and lists still within 16 budgets)
+    assert len(list_chunks(lengths, tiny)) > 10 and len(list_chunks(lengths, 64.0)) == 1
+    blocked = mine_retrieval(corpus, queries, judged(positives), spec, SearchSpec(budget_mib=tiny))
     assert np.array_equal(whole.selection.rows, blocked.selection.rows)
     assert whole.removed == blocked.removed
     rand = SelectionSpec(negatives=3, range_max=25, sampling="random", seed=4)
-    a = mine_retrieval(corpus, queries, judged(positives), rand, SearchSpec())
-    monkeypatch.setattr(retrieval, "SELECT_BUDGET_MIB", 64.0)
+    a = mine_retrieval(corpus, queries, judged(positives), rand, SearchSpec(budget_mib=tiny))
     b = mine_retrieval(corpus, queries, judged(positives), rand, SearchSpec())
     assert np.array_equal(a.selection.rows, b.selection.rows)
 

@@ -18,7 +18,7 @@ import pytest
 
 from embedkit.errors import InputError
 from embedkit.io import load_dataset
-from embedkit.shards import Shard
+from embedkit.shard_paths import Shard
 
 ROWS, DIM, CLASSES = 300, 8, 4
 CUTS = (0, 120, 121, 300)  # the middle part holds one row

@@ -7,8 +7,9 @@ from typing import Any
 
 from rich.table import Table
 
-from cli.render import labels_text, print_json, stdout_console
 from embedkit.checks import CheckReport
+
+from . import labels_text, print_json, stdout_console
 
 
 def measured(value: float) -> str:

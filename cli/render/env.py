@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from cli.render import print_json, stdout_console
+from . import print_json, stdout_console
 
 
 def environment(info: dict[str, Any], *, as_json: bool) -> None:

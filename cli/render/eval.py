@@ -6,7 +6,10 @@ from typing import Any
 
 from rich.table import Table
 
-from cli.render import (
+from embedkit.dataset import Dataset
+from embedkit.metrics import RetrievalMetrics
+
+from . import (
     labels_text,
     number,
     print_json,
@@ -15,8 +18,6 @@ from cli.render import (
     shards_note,
     stdout_console,
 )
-from embedkit.io import Dataset
-from embedkit.metrics import RetrievalMetrics
 
 DEFINITIONS = {
     "precision_at_1": "the nearest neighbour has the query's label",

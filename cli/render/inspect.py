@@ -9,10 +9,12 @@ import numpy as np
 from rich.table import Table
 from rich.text import Text
 
-from cli.render import labels_text, number, print_json, shard_count, shards_note, stdout_console
 from embedkit.errors import OptionError
-from embedkit.inspection import Inspection, PairDistances, quantile_name
+from embedkit.inspection import Inspection, quantile_name
 from embedkit.output import atomic_output
+from embedkit.pair_distances import PairDistances
+
+from . import labels_text, number, print_json, shard_count, shards_note, stdout_console
 
 BAR_WIDTH = 22
 

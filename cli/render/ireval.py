@@ -6,9 +6,10 @@ from typing import Any
 
 from rich.table import Table
 
-from cli.render import number, print_json, stdout_console
-from embedkit.io import Dataset
+from embedkit.dataset import Dataset
 from embedkit.ireval import IR_FAMILIES, IRResult
+
+from . import number, print_json, stdout_console
 
 DEFINITIONS = {
     "ndcg": "Σ_{i≤K} g_i/log2(i+1) ÷ the same over the ideal order (g = grade)",

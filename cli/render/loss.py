@@ -7,7 +7,11 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from cli.render import (
+from embedkit.dataset import Dataset
+from embedkit.losses.result import LossResult
+from embedkit.output import write_table
+
+from . import (
     labels_text,
     number,
     percent,
@@ -18,9 +22,6 @@ from cli.render import (
     stderr_console,
     stdout_console,
 )
-from embedkit.io import Dataset
-from embedkit.losses.result import LossResult
-from embedkit.output import write_table
 
 HEADINGS = {
     "y": "y", "d": "D", "cos": "cos", "d_ap": "d(a,p)", "d_an": "d(a,n)", "s_ap": "s(a,p)",

@@ -7,7 +7,11 @@ from typing import Any
 
 from rich.table import Table
 
-from cli.render import (
+from embedkit.dataset import Dataset
+from embedkit.mining.strategies import MineResult
+from embedkit.output import MINED_KEY, write_table
+
+from . import (
     labels_text,
     number,
     print_json,
@@ -17,9 +21,6 @@ from cli.render import (
     stderr_console,
     stdout_console,
 )
-from embedkit.io import Dataset
-from embedkit.mining.strategies import MineResult
-from embedkit.output import MINED_KEY, write_table
 
 INDEX_COLUMNS = ("anchor", "positive", "negative", "i", "j")
 DISTANCE_NAMES = {"d_ap": "d_ap", "d_an": "d_an", "gap": "d_an − d_ap", "d": "d"}

@@ -6,9 +6,10 @@ from typing import Any
 
 from rich.table import Table
 
-from cli.render import number, percent, print_json, stderr_console, stdout_console, to_jsonable
 from embedkit.mining.retrieval import STATS
 from embedkit.mining.retrieval_job import RetrievalRun
+
+from . import number, percent, print_json, stderr_console, stdout_console, to_jsonable
 
 FILTER_NAMES = {"absolute_margin": "--absolute-margin", "relative_margin": "--relative-margin",
                 "max_score": "--max-score", "min_score": "--min-score",

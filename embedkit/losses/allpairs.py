@@ -1,10 +1,11 @@
 """All label-derived pairs (i < j) of a pair loss, scanned in tiles without an n×n matrix.
 
 The upper triangle is cut into stripes of ``tile_rows`` anchors on the one tile driver
-(:mod:`embedkit.tiles`): each stripe multiplies its rows with the column tiles right of the
-diagonal (BLAS GEMM, one thread per worker; columns within ``budget_mib``) and hands each
-tile to the fused kernel :func:`embedkit.kernels.scan_pair_tile`. Stripe results are merged
-in stripe order, so totals do not depend on scheduling.
+(:mod:`embedkit.tiles`): each stripe multiplies its rows with the column tiles from its own
+first row on (BLAS GEMM, one thread per worker; columns within ``budget_mib``) and hands
+each tile to a kernel of :mod:`embedkit.losses.pair_kernel` (blocked tile-dtype sums, error
+bound stated there). Stripe results are merged in stripe order, so figures do not depend on
+scheduling, worker count or engine.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from embedkit.arrays import as_work_array
 from embedkit.chunking import DEFAULT_BUDGET_MIB
 from embedkit.distances import centred_squared_norms, column_mean, inverse_norms
 from embedkit.engines import Engine, Progress
-from embedkit.kernels import FORM_BCE, scan_pair_tile
+from embedkit.losses.pair_kernel import (
+    FORM_BCE,
+    bce_tile,
+    contrastive_tile,
+    distance_slack,
+    form_coefficients,
+    logit_slack,
+)
 from embedkit.tiles import TILE_COLS, gram_tiles, run_stripes, stripes, tile_shape
 
 TILE_ROWS = 512
@@ -45,8 +53,9 @@ class _ScanInputs:
     codes: np.ndarray
     form: int
     margins: np.ndarray
-    scale: float
-    bias: float
+    tile_margins: np.ndarray
+    coef: np.ndarray
+    slack: float
     top: int
     tile_rows: int
     tile_cols: int
@@ -70,9 +79,11 @@ def scan_label_pairs(
 ) -> PairScan:
     """Scan every pair ``i < j`` with ``y = [labels[i] == labels[j]]``.
 
-    ``form`` is one of :mod:`embedkit.kernels`' ``FORM_*``; ``margins[0]`` is the main margin.
-    Stripes run on ``engine`` (default: a :class:`LocalEngine` of ``workers`` threads) and
-    are merged in stripe order, so every engine gives the same float64 totals.
+    ``form`` is one of :mod:`embedkit.losses.pair_kernel`'s ``FORM_*``; ``margins[0]`` is the
+    main margin. Stripes run on ``engine`` (default: a :class:`LocalEngine` of ``workers``
+    threads) and are merged in stripe order, so every engine and worker count gives the same
+    float64 totals, bit for bit on one CPU model (a different tile shape sums in another order: same figures
+    within the bound of :mod:`embedkit.losses.pair_kernel`).
     """
     x = as_work_array(embeddings)
     n = x.shape[0]
@@ -81,15 +92,27 @@ def scan_label_pairs(
     # float32 expansion ‖a‖² + ‖b‖² − 2ab stays accurate when the rows share an offset).
     # Cosine is not translation-invariant: BCE uses the raw rows.
     centre = None if form == FORM_BCE else column_mean(x)
+    # BCE evaluates in float64 from float64 inverse norms; contrastive in the tile dtype.
+    terms = inverse_norms(x) if centre is None else centred_squared_norms(x, centre).astype(x.dtype)
+    margin_values = np.asarray(margins if margins else (1.0,), dtype=np.float64)
+    if form == FORM_BCE:
+        coef = np.array([scale, bias], dtype=np.float64)
+        slack = logit_slack(scale, bias)
+    else:
+        coef = np.array([*form_coefficients(form), 2.0, 0.0, 1.0], dtype=x.dtype)
+        slack = 2.0 * distance_slack(terms)
+    # Dense int32 codes: the kernels compare 8 labels per AVX2 instruction (equality is kept).
+    _, codes = np.unique(np.asarray(labels), return_inverse=True)
     inputs = _ScanInputs(
         x=x,
-        terms=inverse_norms(x) if centre is None else centred_squared_norms(x, centre).astype(x.dtype),
+        terms=terms,
         centre=None if centre is None else centre.astype(x.dtype),
-        codes=np.ascontiguousarray(labels, dtype=np.int64),
+        codes=codes.reshape(-1).astype(np.int32),
         form=form,
-        margins=np.asarray(margins if margins else (1.0,), dtype=np.float64),
-        scale=scale,
-        bias=bias,
+        margins=margin_values,
+        tile_margins=margin_values.astype(x.dtype),
+        coef=coef,
+        slack=slack,
         top=top,
         tile_rows=tile_rows,
         tile_cols=tile_cols,
@@ -121,7 +144,10 @@ def scan_stripe(inputs: _ScanInputs, bounds: tuple[int, int]) -> tuple[np.ndarra
     """Rows ``first .. last`` against every later row: sums, actives, counts, top."""
     x, top = inputs.x, inputs.top
     first, last = bounds
-    rows = x[first:last] if inputs.centre is None else np.ascontiguousarray(x[first:last] - inputs.centre)
+    # A copy even uncentred: numpy multiplies a block by itself with SYRK, not GEMM, when
+    # both are views of one buffer, and the two round differently; a copy keeps every tile
+    # on GEMM whatever the stripe and process.
+    rows = np.array(x[first:last]) if inputs.centre is None else np.ascontiguousarray(x[first:last] - inputs.centre)
     sums = np.zeros(len(inputs.margins), dtype=np.float64)
     actives = np.zeros(len(inputs.margins), dtype=np.int64)
     counts = np.zeros(3, dtype=np.int64)
@@ -131,12 +157,17 @@ def scan_stripe(inputs: _ScanInputs, bounds: tuple[int, int]) -> tuple[np.ndarra
         np.full(top, np.iinfo(np.int64).max, dtype=np.int64),
         np.zeros(top, dtype=np.float64),
     )
-    for col0, col1, tile in gram_tiles(rows, x, inputs.tile_cols, upper_from=first, centre=inputs.centre):
-        scan_pair_tile(
-            tile, inputs.terms[first:last], inputs.terms[col0:col1], inputs.codes[first:last],
-            inputs.codes[col0:col1], first, col0, inputs.form, inputs.margins, inputs.scale, inputs.bias,
-            sums, actives, counts, *best,
-        )
+    row_terms, row_codes = inputs.terms[first:last], inputs.codes[first:last]
+    # Column tiles start at the stripe's first row: no tile left of the diagonal block.
+    for col0, col1, tile in gram_tiles(rows, x[first:], inputs.tile_cols, upper_from=0, centre=inputs.centre):
+        col0, col1 = col0 + first, col1 + first
+        col_terms, col_codes = inputs.terms[col0:col1], inputs.codes[col0:col1]
+        if inputs.form == FORM_BCE:
+            bce_tile(tile, row_terms, col_terms, row_codes, col_codes, first, col0, inputs.coef, inputs.slack,
+                     sums, actives, counts, *best)
+        else:
+            contrastive_tile(tile, row_terms, col_terms, row_codes, col_codes, first, col0, inputs.margins,
+                             inputs.tile_margins, inputs.coef, inputs.slack, sums, actives, counts, *best)
     return sums, actives, counts, best
 
 

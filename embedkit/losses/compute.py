@@ -12,9 +12,9 @@ import numpy as np
 
 from embedkit.arrays import l2_normalized
 from embedkit.chunking import DEFAULT_BUDGET_MIB
+from embedkit.dataset import Dataset
 from embedkit.engines import Engine, Progress
 from embedkit.errors import OptionError
-from embedkit.io import Dataset
 from embedkit.losses.anchor_items import npair, softmax_anchors
 from embedkit.losses.pair_items import explicit_pairs, label_pairs
 from embedkit.losses.result import LossResult

@@ -12,10 +12,10 @@ import numpy as np
 from embedkit.chunking import blocks, rows_per_block
 from embedkit.distances import paired_cosines, paired_distances
 from embedkit.errors import InputError
-from embedkit.kernels import FORM_BCE, FORM_HALVED, FORM_LINEAR, FORM_SQUARED
 from embedkit.losses.allpairs import scan_label_pairs
 from embedkit.losses.bce import binary_cross_entropy_loss
 from embedkit.losses.contrastive import contrastive_loss
+from embedkit.losses.pair_kernel import FORM_BCE, FORM_HALVED, FORM_LINEAR, FORM_SQUARED
 from embedkit.losses.result import Aggregate, LossResult
 from embedkit.losses.run import LossRun
 from embedkit.pairs import (

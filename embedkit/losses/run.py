@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from embedkit.chunking import DEFAULT_BUDGET_MIB
+from embedkit.dataset import Dataset
 from embedkit.engines import Engine, Progress
 from embedkit.errors import OptionError
-from embedkit.io import Dataset
 from embedkit.losses.result import Aggregate, ItemAccumulator, LossResult, finish_result
 from embedkit.losses.spec import LossSpec
 

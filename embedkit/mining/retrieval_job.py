@@ -71,9 +71,10 @@ def _ids(dataset: Any) -> np.ndarray:
 
 def _texts(path: str, column: str, rows: int) -> np.ndarray:
     """A text column of a Parquet input, as an object array of ``rows`` strings."""
-    from embedkit.io import PARQUET_MAGIC, ParquetSource, _read_head
+    from embedkit.formats import PARQUET_MAGIC, read_head
+    from embedkit.labelfile import ParquetSource
 
-    if _read_head(path, 4) != PARQUET_MAGIC:
+    if read_head(path, 4) != PARQUET_MAGIC:
         raise InputError(f"{path}: --text-column needs Parquet input (the texts live in a column)")
     values = ParquetSource(path, path).column(column)
     if len(values) != rows:
@@ -138,7 +139,8 @@ def run_retrieval_mining(job: RetrievalJob, *, engine: Engine | None = None,
         if queries is not None and queries.rows < mined_queries:
             raise InputError(f"{job.queries}: {queries.rows} rows but the candidates name query row "
                              f"{mined_queries - 1}; give the queries they were mined with")
-        result = mine_from_candidates(cand, job.selection, margins=job.margins, source=job.from_candidates)
+        result = mine_from_candidates(cand, job.selection, margins=job.margins, source=job.from_candidates,
+                                      budget_mib=job.search.budget_mib)
         n_q = int(max(qid_map)) + 1 if qid_map else 0
         query_ids = _lookup_ids(qid_map, n_q if queries is None else queries.rows)
         doc_ids = _lookup_ids(did_map, cand.corpus_rows)

@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from embedkit.errors import InputError, OptionError
-from embedkit.mining.retrieval import Candidates, RetrievalMetric, RetrievalMining
+from embedkit.mining.retrieval import RetrievalMining
+from embedkit.mining.retrieval_candidates import Candidates, RetrievalMetric
 from embedkit.mining.retrieval_select import FORMATS, OutputFormat
 
 __all__ = ["FORMATS", "OutputFormat", "check_format_output", "load_candidates", "save_candidates",

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from embedkit.choices import OutputFormat, Sampling
+from embedkit.choices import DEFAULT_RETRIEVAL_NEGATIVES, OutputFormat, Sampling
 
 #: Training-file formats (written by :mod:`embedkit.mining.retrieval_output`); here so that the
 #: CLI can name them without importing the writers.
@@ -38,7 +38,7 @@ FILTERS = ("absolute_margin", "relative_margin", "max_score", "min_score", "max_
 class SelectionSpec:
     """Parameters of the selection (``None`` = filter off)."""
 
-    negatives: int = 3
+    negatives: int = DEFAULT_RETRIEVAL_NEGATIVES
     range_min: int = 0
     range_max: int | None = None
     absolute_margin: float | None = None

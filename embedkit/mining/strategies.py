@@ -14,9 +14,9 @@ import time
 import numpy as np
 
 from embedkit.chunking import DEFAULT_BUDGET_MIB
+from embedkit.dataset import Dataset
 from embedkit.engines import Engine, Progress
 from embedkit.errors import InputError
-from embedkit.io import Dataset
 from embedkit.mining.approximate import mine_approximate
 from embedkit.mining.batches import mine_batches
 from embedkit.mining.blocked import prepare
@@ -47,7 +47,7 @@ __all__ = [
 
 
 def mine_dataset(dataset: Dataset, spec: MineSpec, **kwargs: object) -> MineResult:
-    """:func:`mine` on a loaded :class:`~embedkit.io.Dataset` (labels required)."""
+    """:func:`mine` on a loaded :class:`~embedkit.dataset.Dataset` (labels required)."""
     labels = dataset.require_labels(f"mining ({spec.strategy})")
     return mine(dataset.embeddings, labels, spec, **kwargs)  # type: ignore[arg-type]
 
