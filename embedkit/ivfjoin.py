@@ -84,7 +84,7 @@ def train_centroids(prep: Prepared, nlist: int, *, seed: int = 0, threads: int |
     nlist = int(max(1, min(nlist, n)))
     sample = min(n, nlist * TRAIN_PER_LIST)
     rows = np.sort(np.random.default_rng([seed, 4099]).choice(n, sample, replace=False))
-    data = np.ascontiguousarray(prep.rows(rows), dtype=np.float32)
+    data = np.ascontiguousarray(_Reader(prep).rows(rows), dtype=np.float32)
     release_mapped_pages(prep.x)
     if nlist == 1:
         return data.mean(axis=0, keepdims=True).astype(prep.x.dtype)
@@ -115,6 +115,39 @@ def release_mapped_pages(array: np.ndarray) -> None:
             mapping.madvise(mmap.MADV_DONTNEED)
         except (OSError, ValueError):  # a closed map or an unsupported platform: nothing to release
             pass
+
+
+#: Scattered rows gathered from a memory map between two releases of its pages (each such
+#: row maps up to 64 KiB of file around it: 2 048 rows map at most 128 MiB).
+GATHER_ROWS = 2048
+
+
+class _Reader:
+    """Rows of ``prep`` by index, in chunks of at most :data:`GATHER_ROWS`, releasing the
+    mapped pages every :data:`GATHER_ROWS` rows read (so a task's resident file pages stay
+    bounded, however scattered its rows)."""
+
+    def __init__(self, prep: Prepared) -> None:
+        self.prep = prep
+        self.since = 0
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        if len(ids) <= GATHER_ROWS:
+            out = self.prep.rows(ids)
+            self._count(len(ids))
+            return out
+        out = np.empty((len(ids), self.prep.x.shape[1]), dtype=self.prep.x.dtype)
+        for start in range(0, len(ids), GATHER_ROWS):
+            part = ids[start:start + GATHER_ROWS]
+            out[start:start + len(part)] = self.prep.rows(part)
+            self._count(len(part))
+        return out
+
+    def _count(self, rows: int) -> None:
+        self.since += rows
+        if self.since >= GATHER_ROWS:
+            release_mapped_pages(self.prep.x)
+            self.since = 0
 
 
 # -- numba kernels ---------------------------------------------------------------------------
@@ -308,7 +341,8 @@ def _join_group(job: _JoinJob, group: ListGroup) -> tuple[np.ndarray, np.ndarray
     best_v = np.full((len(anchors), job.width), np.inf)
     best_j = np.full((len(anchors), job.width), -1, dtype=np.int64)
     # The group's anchor rows are gathered once if a quarter of the budget holds them.
-    held = prep.rows(anchors) if len(anchors) <= rows_per_block(dim * itemsize, job.budget_mib / 4) else None
+    reader = _Reader(prep)
+    held = reader.rows(anchors) if len(anchors) <= rows_per_block(dim * itemsize, job.budget_mib / 4) else None
     member_chunk = min(MEMBER_CHUNK, rows_per_block(dim * itemsize * 2, job.budget_mib / 4))
     for lst in range(len(group.member_ptr) - 1):
         members = group.members[group.member_ptr[lst]:group.member_ptr[lst + 1]]
@@ -318,14 +352,14 @@ def _join_group(job: _JoinJob, group: ListGroup) -> tuple[np.ndarray, np.ndarray
         q_pos = position[queries]
         for m0 in range(0, len(members), member_chunk):
             m_ids = members[m0:m0 + member_chunk]
-            m_rows = prep.rows(m_ids)
+            m_rows = reader.rows(m_ids)
             m_labels = codes[m_ids]  # sorted: lists hold their members by (label, row)
             # Tile (+ the query rows and their centring copy) within half the budget.
             step = rows_per_block(len(m_ids) * itemsize + dim * itemsize * 2, job.budget_mib / 2)
             for q0 in range(0, len(queries), step):
                 q_ids = queries[q0:q0 + step]
                 pos = q_pos[q0:q0 + step]
-                q_rows = held[pos] if held is not None else prep.rows(q_ids)
+                q_rows = held[pos] if held is not None else reader.rows(q_ids)
                 g = q_rows @ m_rows.T
                 q_labels = codes[q_ids]
                 negatives_tile(g, terms[q_ids], terms[m_ids], np.searchsorted(m_labels, q_labels, "left"),

@@ -127,5 +127,6 @@ def rerank_exactly(prep: Prepared, anchors: np.ndarray, found: np.ndarray) -> np
     return out
 
 
-#: Pairs re-ranked per chunk (their rows are gathered twice: 2 × 32 768 × dim values).
-RERANK_PAIRS = 32_768
+#: Pairs re-ranked per chunk (their rows are gathered twice: 2 × 2 048 × dim values; the
+#: mapped pages are released after each chunk).
+RERANK_PAIRS = 2048
