@@ -24,7 +24,7 @@ mine time <= 0.04 × the exact floor, recall >= 0.95, peak RSS < 2 × the matrix
 join must beat FAISS IVF at the same nlist/nprobe.
 
 ``--engine dask``: the same mining (library call) on a ``--workers`` LocalCluster with a
-per-worker ``--memory-limit`` (default 0.75 × the matrix) against the local engine in the
+per-worker ``--memory-limit`` (default 0.9 × the matrix) against the local engine in the
 same process: recall and the time ratio (issue: Dask beyond one host's memory).
 
     python bench/bench_approximate.py                          # 1 000 000 rows (~10 min)
@@ -195,7 +195,7 @@ def dask_mode(path: Path, labels_path: Path, args: argparse.Namespace) -> None:
     x = np.load(path, mmap_mode="r")
     labels = np.load(labels_path)
     matrix = x.nbytes
-    limit = args.memory_limit or int(0.75 * matrix)
+    limit = args.memory_limit or int(0.9 * matrix)
     spec = MineSpec("hard", index="ivf", check_recall=args.check_recall, nlist=args.nlist, nprobe=args.nprobe)
     print(f"dask mode: {len(x):,} x {x.shape[1]} ({matrix / 2**20:,.0f} MiB), {args.workers} workers x 1 thread, "
           f"memory limit {limit / 2**20:,.0f} MiB per worker ({limit / matrix:.2f} x the matrix)")
@@ -243,7 +243,7 @@ def main() -> None:
     parser.add_argument("--skip-comparison", action="store_true")
     parser.add_argument("--engine", choices=["local", "dask"], default="local")
     parser.add_argument("--workers", type=int, default=2, help="dask workers")
-    parser.add_argument("--memory-limit", type=int, default=0, help="bytes per dask worker (default 0.75 x matrix)")
+    parser.add_argument("--memory-limit", type=int, default=0, help="bytes per dask worker (default 0.9 x matrix)")
     args = parser.parse_args()
     path, labels_path = cached_data(args)
     if args.engine == "dask":
