@@ -47,7 +47,7 @@ MEMBER_CHUNK = 4096
 #: for less merging: an anchor's partial list comes back from every task it probes into).
 GROUP_TASKS = 128
 #: List-group tasks submitted at a time: bounds the partial results waiting to be merged.
-IN_FLIGHT = 16
+IN_FLIGHT = 8
 
 
 @dataclass(frozen=True)
