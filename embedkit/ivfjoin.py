@@ -118,8 +118,8 @@ def release_mapped_pages(array: np.ndarray) -> None:
 
 
 #: Scattered rows gathered from a memory map between two releases of its pages (each such
-#: row maps up to 64 KiB of file around it: 2 048 rows map at most 128 MiB).
-GATHER_ROWS = 2048
+#: row maps up to 64 KiB of file around it: 1 024 rows map at most 64 MiB).
+GATHER_ROWS = 1024
 
 
 class _Reader:
