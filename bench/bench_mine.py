@@ -2,9 +2,11 @@
 
 Part 1 (exact). N × D float32 clustered data (C classes: centres N(0, I), members centre + N(0, s²I), s = 1),
 in one process: a bare ``faiss.IndexFlatL2`` k=10 search of every row against all (the
-floor for exact work), then the library's exact ``hard`` and ``semi-hard`` (margin 1.0,
-one random positive per anchor) on the same matrix. Prints each time and its ratio to
-the floor (goal <= 1.5).
+floor of a one-sided exact search), then the library's exact ``hard`` and ``semi-hard``
+(margin 1.0, one random positive per anchor) on the same matrix, which run on the
+symmetric tiles (each pair multiplied once). Prints each time (best of --repeat) and its
+ratio to the floor, PASS/FAIL against the goal (<= 0.6), and where the time goes: the same
+symmetric tiles multiplied with no kernel (GEMM only) against the whole scan.
 
 Part 2 (approximate). M × D float32 *low-intrinsic-dimension* data: C2 classes whose
 centres and members are drawn in a L-dimensional latent space (centres N(0, 1), members
@@ -70,20 +72,65 @@ def exact_part(args: argparse.Namespace) -> None:
     mine(x[:2000], labels[:2000], MineSpec("semi-hard", margin=args.margin))
     mine(x[:2000], labels[:2000], MineSpec("hard"))
     faiss.omp_set_num_threads(args.threads)
-    start = time.perf_counter()
-    index = faiss.IndexFlatL2(x.shape[1])
-    index.add(x)
-    index.search(x, 10)
-    floor = time.perf_counter() - start
-    print(f"part 1: {args.rows:,} x {args.dim} float32, {args.classes:,} classes (clustered, spread 1), margin {args.margin}, "
-          f"{args.threads} threads, {os.cpu_count()} cores")
-    print(f"  floor: faiss.IndexFlatL2 k=10, all rows  {floor:8.2f} s")
-    for strategy in ("hard", "semi-hard"):
+
+    def floor_once() -> float:
         start = time.perf_counter()
-        result = mine(x, labels, MineSpec(strategy, margin=args.margin, index="exact"), workers=args.threads)
-        elapsed = time.perf_counter() - start
-        print(f"  embedkit mine {strategy:<9} exact          {elapsed:8.2f} s   ratio {elapsed / floor:5.2f} "
-              f"(goal <= 1.5)   {result.count:,} triplets, {result.anchors_with_none:,} anchors with none")
+        index = faiss.IndexFlatL2(x.shape[1])
+        index.add(x)
+        index.search(x, 10)
+        return time.perf_counter() - start
+
+    print(f"part 1: {args.rows:,} x {args.dim} float32, {args.classes:,} classes (clustered, spread 1), margin {args.margin}, "
+          f"{args.threads} threads, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
+    floors: list[float] = []
+    times: dict[str, list[float]] = {"hard": [], "semi-hard": []}
+    counts: dict[str, str] = {}
+    for turn in range(args.repeat):
+        # Alternate which runs first: on a shared machine the load drifts during a run.
+        if turn % 2 == 0:
+            floors.append(floor_once())
+        for strategy in times:
+            start = time.perf_counter()
+            result = mine(x, labels, MineSpec(strategy, margin=args.margin, index="exact"), workers=args.threads)
+            times[strategy].append(time.perf_counter() - start)
+            counts[strategy] = f"{result.count:,} triplets, {result.anchors_with_none:,} anchors with none"
+        if turn % 2 == 1:
+            floors.append(floor_once())
+    floor = min(floors)
+    print(f"  floor: faiss.IndexFlatL2 k=10, all rows  {floor:8.2f} s   (best of {len(floors)})")
+    for strategy, seconds in times.items():
+        elapsed = min(seconds)
+        ratio = elapsed / floor
+        verdict = "PASS" if ratio <= GOAL_EXACT else "FAIL"
+        print(f"  embedkit mine {strategy:<9} exact          {elapsed:8.2f} s   ratio {ratio:5.2f} "
+              f"(goal <= {GOAL_EXACT})  {verdict}   {counts[strategy]}")
+    gemm = gemm_only(x, args.threads)
+    print(f"  where the time goes: the same symmetric tiles, GEMM only  {gemm:8.2f} s "
+          f"({gemm / min(times['hard']):.0%} of hard, {gemm / min(times['semi-hard']):.0%} of semi-hard; "
+          f"the rest is the kernels, centring and merges)")
+
+
+GOAL_EXACT = 0.6
+
+
+def _gemm_task(job: tuple[np.ndarray, np.ndarray, int], task: tuple[int, int, int, int]) -> int:
+    from embedkit.tiles import symmetric_tiles
+
+    x, centre, block = job
+    return sum(1 for _ in symmetric_tiles(x, task, block, centre=centre))
+
+
+def gemm_only(x: np.ndarray, threads: int) -> float:
+    """Seconds to multiply (and centre) the tiles of the symmetric schedule, no kernel."""
+    from embedkit.mining.blocked import prepare
+    from embedkit.tiles import run_symmetric, symmetric_block, symmetric_tasks
+
+    prep = prepare(x, "euclidean")
+    block = symmetric_block(prep.x.itemsize)
+    tasks = symmetric_tasks(len(x), block)
+    start = time.perf_counter()
+    list(run_symmetric(_gemm_task, (prep.x, prep.centre, block), tasks, block=block, workers=threads))
+    return time.perf_counter() - start
 
 
 def approximate_part(args: argparse.Namespace, folder: Path) -> None:
@@ -130,6 +177,7 @@ def main() -> None:
     parser.add_argument("--check-recall", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=1, help="part 1: best of this many runs of each")
     parser.add_argument("--skip-exact", action="store_true")
     parser.add_argument("--skip-approximate", action="store_true")
     args = parser.parse_args()

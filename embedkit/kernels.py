@@ -3,7 +3,8 @@
 A tile ``g = X[rows] · X[cols]ᵀ`` comes from BLAS; a kernel turns it into what a scan
 keeps (nearest negatives, band members, top-k), without writing any other tile-sized
 array. Kernels release the GIL so worker threads run them side by side. The all-pairs
-loss kernels live in :mod:`embedkit.losses.pair_kernel`.
+loss kernels live in :mod:`embedkit.losses.pair_kernel`, the symmetric self-join kernels
+in :mod:`embedkit.sym_kernels`.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def nearest_negatives_tile(  # type: ignore[no-untyped-def]
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _lower_bound(values, lo, hi, v):  # type: ignore[no-untyped-def]
+def lower_bound(values, lo, hi, v):  # type: ignore[no-untyped-def]
     """First index in ``values[lo:hi]`` (ascending) with ``values[i] >= v``."""
     while lo < hi:
         mid = (lo + hi) // 2
@@ -93,8 +94,8 @@ def band_closest_tile(  # type: ignore[no-untyped-def]
             if v <= min_low or v > max_high:
                 continue
             # Slots with high >= v start at s0; slots with low < v end before s1.
-            s0 = _lower_bound(high, first, last, v)
-            s1 = _lower_bound(low, first, last, v)
+            s0 = lower_bound(high, first, last, v)
+            s1 = lower_bound(low, first, last, v)
             for s in range(s0, s1):
                 if v < best_v[s]:
                     best_v[s] = v
@@ -128,8 +129,8 @@ def band_all_tile(  # type: ignore[no-untyped-def]
                 v = 0.0
             if v <= min_low or v > max_high:
                 continue
-            s0 = _lower_bound(high, first, last, v)
-            s1 = _lower_bound(low, first, last, v)
+            s0 = lower_bound(high, first, last, v)
+            s1 = lower_bound(low, first, last, v)
             for s in range(s0, s1):
                 if count < capacity:
                     out_slot[count] = s

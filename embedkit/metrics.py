@@ -1,9 +1,12 @@
 """Retrieval metrics from exact k-nearest neighbours, as pytorch-metric-learning defines them.
 
-Every query's neighbours are ranked by FAISS (exact ``IndexFlatL2`` / ``IndexFlatIP``
-through :mod:`embedkit.knn`); a neighbour is *relevant* when it has the query's
-label. With ``R`` = the number of reference rows sharing the query's label (the query
-itself excluded when queries are the reference rows):
+When the queries are the reference rows (a self-join), every row's neighbours come from
+the symmetric tiles of the one tile driver: each pair's product is computed once and fed
+to the running top-k of both rows (half the work of a search). Separate queries are
+ranked by FAISS (exact ``IndexFlatL2`` / ``IndexFlatIP`` through :mod:`embedkit.knn`). A
+neighbour is *relevant* when it has the query's label. With ``R`` = the number of
+reference rows sharing the query's label (the query itself excluded when queries are the
+reference rows):
 
 - ``precision_at_1`` = mean over queries of ``rel(1)``;
 - ``r_precision`` = mean of ``(1/R) · Σ_{i≤R} rel(i)``;
@@ -18,7 +21,10 @@ by every metric, as ``AccuracyCalculator`` does. The search width is the size of
 largest reference class (or the largest ``k`` asked, if larger), so every relevant row a
 metric could need is retrieved. Ties: neighbours rank by ``(value, row id)`` (see
 :func:`embedkit.knn.search_index`): among equal values the smaller row id comes
-first; metrics use that order as given.
+first; metrics use that order as given. Self-join distances are the key of
+:mod:`embedkit.mining.blocked` (``‖a‖² + ‖b‖² − 2a·b`` of centred rows, float64 sums of
+the float32 product; ``2 − 2·cos`` for cosine), FAISS's are float32: the two can order
+near-ties (within float32 rounding) differently.
 
 Queries are processed in blocks under a memory budget; nothing n×n is ever held.
 """
@@ -161,8 +167,76 @@ def retrieval_metrics(
             + "; retrieval metrics are undefined"
         )
 
-    reference = faiss_ready(embeddings, metric=metric)
     names = (*METRIC_NAMES, *(f"recall_at_{k}" for k in ks))
+    if same_source:
+        sums, class_sums = _self_join_sums(embeddings, labels, relevant_all, evaluated_mask, search_k, ks, names,
+                                           metric, classes if per_class else 0, threads, engine, budget_mib, progress)
+    else:
+        sums, class_sums = _search_sums(embeddings, labels, queries, query_labels, relevant_all, evaluated_mask,
+                                        search_k, ks, names, metric, classes if per_class else 0, threads, engine,
+                                        budget_mib, progress)
+    means = {name: sums[name] / evaluated for name in names}
+    table = None
+    if per_class:
+        counts = np.bincount(query_labels, minlength=classes)
+        done = np.bincount(query_labels[evaluated_mask], minlength=classes)
+        present = np.flatnonzero(counts)
+        table = {"label": present, "queries": counts[present], "evaluated": done[present]}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for name in names:
+                table[name] = np.where(done[present] > 0, class_sums[name][present] / done[present], np.nan)
+    n_queries = n_ref if same_source else len(queries)  # type: ignore[arg-type]
+    return RetrievalMetrics(
+        metric=metric, same_source=same_source, queries=n_queries, evaluated=evaluated,
+        lone=n_queries - evaluated, references=n_ref, search_k=search_k, largest_class=largest, ks=ks,
+        precision_at_1=means["precision_at_1"], r_precision=means["r_precision"], map_at_r=means["map_at_r"],
+        recall_at_k={k: means[f"recall_at_{k}"] for k in ks}, per_class=table,
+    )
+
+
+def _self_join_sums(
+    embeddings: np.ndarray, labels: np.ndarray, relevant: np.ndarray, evaluated: np.ndarray, search_k: int,
+    ks: tuple[int, ...], names: tuple[str, ...], metric: Metric, classes: int, threads: int | None,
+    engine: Engine | None, budget_mib: float, progress: Progress | None,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Metric sums when the queries are the reference rows: the label k-NN of every row is a
+    self-join, run on the symmetric tiles (:func:`embedkit.mining.blocked.symmetric_topk`),
+    each pair multiplied once and fed to the running top-k of both its rows. Neighbours rank
+    by (key, row): ascending distance, ties to the smaller row; a row is never its own
+    neighbour (duplicates of it are)."""
+    from embedkit.mining.blocked import prepare, symmetric_topk
+
+    prep = prepare(embeddings, metric)
+    n = len(labels)
+    _, found = symmetric_topk(prep, np.arange(n, dtype=np.int64), evaluated, search_k, budget_mib=budget_mib,
+                              workers=threads, engine=engine, progress=progress)
+    sums = dict.fromkeys(names, 0.0)
+    class_sums = {name: np.zeros(classes) for name in names} if classes else {}
+    step = rows_per_block(search_k * 16, budget_mib)
+    for start, stop in blocks(n, step):
+        rows = start + np.flatnonzero(evaluated[start:stop])
+        if len(rows) == 0:
+            continue
+        ids = found[rows]
+        hits = (labels[np.where(ids >= 0, ids, 0)] == labels[rows][:, None]) & (ids >= 0)
+        scores = query_scores(hits, relevant[rows], ks)
+        for name in names:
+            sums[name] += float(scores[name].sum())
+            if classes:
+                class_sums[name] += np.bincount(labels[rows], weights=scores[name], minlength=classes)
+    return sums, class_sums
+
+
+def _search_sums(
+    embeddings: np.ndarray, labels: np.ndarray, queries: np.ndarray | None, query_labels: np.ndarray,
+    relevant_all: np.ndarray, evaluated_mask: np.ndarray, search_k: int, ks: tuple[int, ...],
+    names: tuple[str, ...], metric: Metric, classes: int, threads: int | None, engine: Engine | None,
+    budget_mib: float, progress: Progress | None,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Metric sums of separate queries against the reference, by exact FAISS search in blocks."""
+    per_class = classes > 0
+    same_source = queries is None
+    reference = faiss_ready(embeddings, metric=metric)
     source = embeddings if same_source else queries
     assert source is not None
     n_queries = len(source)
@@ -190,23 +264,7 @@ def retrieval_metrics(
             if per_class:
                 class_sums[name] += block_class_sums[k]
     _INDEXES.pop(job.token, None)  # this process's copy (workers drop theirs on the next job)
-
-    means = {name: sums[name] / evaluated for name in names}
-    table = None
-    if per_class:
-        counts = np.bincount(query_labels, minlength=classes)
-        done = np.bincount(query_labels[evaluated_mask], minlength=classes)
-        present = np.flatnonzero(counts)
-        table = {"label": present, "queries": counts[present], "evaluated": done[present]}
-        with np.errstate(invalid="ignore", divide="ignore"):
-            for name in names:
-                table[name] = np.where(done[present] > 0, class_sums[name][present] / done[present], np.nan)
-    return RetrievalMetrics(
-        metric=metric, same_source=same_source, queries=n_queries, evaluated=evaluated,
-        lone=n_queries - evaluated, references=n_ref, search_k=search_k, largest_class=largest, ks=ks,
-        precision_at_1=means["precision_at_1"], r_precision=means["r_precision"], map_at_r=means["map_at_r"],
-        recall_at_k={k: means[f"recall_at_{k}"] for k in ks}, per_class=table,
-    )
+    return sums, class_sums
 
 
 @dataclass(frozen=True)
