@@ -100,7 +100,7 @@ def mine(
         help="IVF lists (default ≈ 4·√n).")] = None,
     nprobe: Annotated[Optional[int], typer.Option(
         "--nprobe", metavar="N", rich_help_panel=opt.SEARCH, show_default=False,
-        help="IVF lists probed (default nlist/200, at least 20).")] = None,
+        help="IVF lists probed (default nlist/200, at least 32).")] = None,
     ef_search: Annotated[Optional[int], typer.Option(
         "--ef-search", metavar="N", rich_help_panel=opt.SEARCH, show_default=False,
         help="HNSW efSearch (default 64).")] = None,

@@ -181,8 +181,16 @@ def ivf_lists(rows: int) -> int:
 
 
 def default_nprobe(nlist: int) -> int:
-    """Lists probed by default: 1/200 of them, at least 20 (recall >= 0.9 on low-dimensional data)."""
-    return int(min(nlist, max(20, nlist // 200)))
+    """Lists probed by default: 1/200 of them, at least 32.
+
+    On the 10⁶-row low-intrinsic-dimension benchmark the share of anchors whose true nearest
+    negative lies in a probed list depends on nprobe far more than on nlist (1 000 to 4 000
+    lists): about 0.93 at 20 probes, 0.95 at 24, 0.96-0.97 at 32.
+
+    >>> default_nprobe(4000)
+    32
+    """
+    return int(min(nlist, max(32, nlist // 200)))
 
 
 @dataclass(frozen=True)

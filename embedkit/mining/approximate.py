@@ -1,15 +1,23 @@
-"""Approximate hard / batch-hard mining: a FAISS index (IVF or HNSW) proposes a few more
-candidates than needed, re-ranked by exact distance; anchors it cannot complete are settled
-by the exact scan; ``check_recall`` measures it against the exact scan."""
+"""Approximate hard / batch-hard mining (each anchor's ``k`` nearest negatives).
+
+``ivf``: the list-grouped IVF self-join of :mod:`embedkit.ivfjoin` (k-means lists, then
+per list the probing anchors × its members as one GEMM, label-masked running top lists);
+``hnsw``: a FAISS HNSW index searched per anchor. Either proposes a few more candidates
+than needed, re-ranked by exact per-pair keys; anchors with fewer than ``k`` negatives
+found are settled by the exact blocked scan; ``check_recall`` measures the result against
+the exact scan on a sample of anchors."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from embedkit.engines import Engine, Progress
+from embedkit.ivfjoin import release_mapped_pages
 from embedkit.knn import (
     approximate_nearest_negatives,
     build_index,
+    default_nprobe,
+    ivf_lists,
     sharded_approximate_nearest_negatives,
 )
 from embedkit.mining.blocked import Prepared, nearest_negatives
@@ -32,19 +40,15 @@ def mine_approximate(prep: Prepared, embeddings: np.ndarray, labels: np.ndarray,
                                           max_items=spec.max_items, budget_mib=budget_mib)
     unique_anchors = np.unique(anchors)
     k = negatives_per_anchor(spec, labels, anchors)
-    built = build_index(embeddings, kind, metric=spec.metric, nlist=spec.nlist, nprobe=spec.nprobe,
-                        ef_search=spec.ef_search, seed=spec.seed, threads=workers, budget_mib=budget_mib,
-                        progress=progress)
-    # A few more candidates than k, re-ranked by exact distance: the index's codes are approximate.
-    search_kw = {"metric": spec.metric, "candidates": k + RERANK_EXTRA, "budget_mib": budget_mib, "progress": progress}
-    if engine is not None and engine.distributed:
-        found, complete = sharded_approximate_nearest_negatives(engine, built, embeddings, labels, unique_anchors, k,
-                                                                **search_kw)  # type: ignore[arg-type]
+    release_mapped_pages(prep.x)  # what reading the whole file (centring, positives) left resident
+    if kind == "ivf":
+        found, complete, description = _ivf_join(prep, labels, unique_anchors, k, spec, workers, budget_mib,
+                                                  progress, engine)
     else:
-        found, complete = approximate_nearest_negatives(built, embeddings, labels, unique_anchors, k,
-                                                        **search_kw)  # type: ignore[arg-type]
+        found, complete, description = _faiss_search(prep, embeddings, labels, unique_anchors, k, spec, kind,
+                                                     workers, budget_mib, progress, engine)
+    description += f", {k + RERANK_EXTRA} candidates re-ranked exactly"
     rest = np.flatnonzero(~complete)
-    description = built.description + f", {k + RERANK_EXTRA} candidates re-ranked exactly"
     if len(rest):
         # Anchors the index could not give k negatives: settle them exactly.
         _, exact_j, _, _ = nearest_negatives(prep, labels, unique_anchors[rest], k, budget_mib=budget_mib,
@@ -60,16 +64,69 @@ def mine_approximate(prep: Prepared, embeddings: np.ndarray, labels: np.ndarray,
         part.recall_hits = nearest_negative_recall(prep, labels, unique_anchors, found, sample, k, budget_mib=budget_mib,
                                    workers=workers, engine=engine)
         part.recall_anchors = len(sample)
+        release_mapped_pages(prep.x)
     return part, description
 
 
+def _ivf_join(prep: Prepared, labels: np.ndarray, anchors: np.ndarray, k: int, spec: MineSpec,
+              workers: int | None, budget_mib: float, progress: Progress | None,
+              engine: Engine | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """The list-grouped IVF join (lists and probes default as FAISS IVF's did here)."""
+    from embedkit.ivfjoin import ivf_nearest_negatives
+
+    n = len(labels)
+    nlist = int(max(1, min(spec.nlist or ivf_lists(n), n)))
+    nprobe = int(min(spec.nprobe or default_nprobe(nlist), nlist))
+    notes = []
+    if spec.nlist and spec.nlist > n:
+        notes.append(f"nlist capped at {n:,} rows; asked {spec.nlist:,}")
+    if spec.nprobe and spec.nprobe > nlist:
+        notes.append(f"nprobe capped at {nlist:,} lists; asked {spec.nprobe:,}")
+    join = ivf_nearest_negatives(prep, labels, anchors, k, nlist=nlist, nprobe=nprobe, candidates=k + RERANK_EXTRA,
+                                 seed=spec.seed, engine=engine, workers=workers, budget_mib=budget_mib,
+                                 progress=progress)
+    description = join.description + (f" ({'; '.join(notes)})" if notes else "")
+    return join.rows, join.complete, description
+
+
+def _faiss_search(prep: Prepared, embeddings: np.ndarray, labels: np.ndarray, anchors: np.ndarray, k: int,
+                  spec: MineSpec, kind: str, workers: int | None, budget_mib: float, progress: Progress | None,
+                  engine: Engine | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """A FAISS index (HNSW) searched per anchor, label-filtered."""
+    built = build_index(embeddings, kind, metric=spec.metric, nlist=spec.nlist, nprobe=spec.nprobe,
+                        ef_search=spec.ef_search, seed=spec.seed, threads=workers, budget_mib=budget_mib,
+                        progress=progress)
+    # A few more candidates than k, re-ranked by exact distance: the index's codes are approximate.
+    search_kw = {"metric": spec.metric, "candidates": k + RERANK_EXTRA, "budget_mib": budget_mib, "progress": progress}
+    if engine is not None and engine.distributed:
+        found, complete = sharded_approximate_nearest_negatives(engine, built, embeddings, labels, anchors, k,
+                                                                **search_kw)  # type: ignore[arg-type]
+    else:
+        found, complete = approximate_nearest_negatives(built, embeddings, labels, anchors, k,
+                                                        **search_kw)  # type: ignore[arg-type]
+    return found, complete, built.description
+
+
 def rerank_exactly(prep: Prepared, anchors: np.ndarray, found: np.ndarray) -> np.ndarray:
-    """Order each anchor's found negatives by exact key (ties to the smaller row)."""
-    a = np.repeat(anchors, found.shape[1])
-    flat = found.ravel()
-    keys = np.full(len(flat), np.inf)
-    ok = flat >= 0
-    keys[ok] = prep.pair_keys(a[ok], flat[ok])
-    keys = keys.reshape(found.shape)
-    order = np.lexsort((np.where(found >= 0, found, np.iinfo(np.int64).max), keys), axis=1)
-    return np.take_along_axis(found, order, axis=1)
+    """Order each anchor's found negatives by exact key (ties to the smaller row); in
+    chunks of anchors, so the pair rows gathered stay small."""
+    out = np.empty_like(found)
+    width = max(1, found.shape[1])
+    step = max(1, RERANK_PAIRS // width)
+    for start in range(0, len(anchors), step):
+        part = found[start:start + step]
+        a = np.repeat(anchors[start:start + step], part.shape[1])
+        flat = part.ravel()
+        keys = np.full(len(flat), np.inf)
+        ok = flat >= 0
+        keys[ok] = prep.pair_keys(a[ok], flat[ok])
+        keys = keys.reshape(part.shape)
+        order = np.lexsort((np.where(part >= 0, part, np.iinfo(np.int64).max), keys), axis=1)
+        out[start:start + step] = np.take_along_axis(part, order, axis=1)
+        release_mapped_pages(prep.x)
+    return out
+
+
+#: Pairs re-ranked per chunk (their rows are gathered twice: 2 × 2 048 × dim values; the
+#: mapped pages are released after each chunk).
+RERANK_PAIRS = 2048
