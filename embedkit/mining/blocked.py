@@ -34,13 +34,13 @@ from embedkit.arrays import as_work_array, l2_normalized, mapped_file_guard
 from embedkit.chunking import DEFAULT_BUDGET_MIB, rows_per_block
 from embedkit.distances import Metric, centred_squared_norms, is_similarity
 from embedkit.engines import Engine, Progress
-from embedkit.mapped import work_rows
 from embedkit.kernels import (
     band_all_tile,
     band_closest_tile,
     nearest_negatives_tile,
     pairs_below_tile,
 )
+from embedkit.mapped import work_rows
 from embedkit.sym_kernels import merge_heaps, sym_band_tile, sym_topk_tile
 from embedkit.tiles import (
     TILE_COLS,
