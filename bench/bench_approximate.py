@@ -127,9 +127,16 @@ def comparison(x: np.ndarray, labels: np.ndarray, args: argparse.Namespace) -> d
     import faiss
 
     from embedkit.ivfjoin import ivf_nearest_negatives, train_centroids
-    from embedkit.knn import ApproxIndex, approximate_nearest_negatives, default_nprobe, ivf_lists, set_threads
+    from embedkit.knn import (
+        ApproxIndex,
+        approximate_nearest_negatives,
+        default_nprobe,
+        ivf_lists,
+        set_threads,
+    )
     from embedkit.mining.approximate import RERANK_EXTRA, rerank_exactly
-    from embedkit.mining.blocked import nearest_negatives, prepare
+    from embedkit.mining.blocked import nearest_negatives
+    from embedkit.mining.keys import prepare
 
     n, dim = x.shape
     codes = np.unique(labels, return_inverse=True)[1].astype(np.int64)

@@ -181,9 +181,9 @@ def main() -> int:
         path, small = os.path.join(folder, "x.npy"), os.path.join(folder, "small.npy")
         labels = rng.integers(0, args.classes, args.rows)
         out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(args.rows, args.dim))
+        centres = rng.standard_normal((args.classes, args.dim)).astype(np.float32)
         for start in range(0, args.rows, 10_000):
             stop = min(args.rows, start + 10_000)
-            centres = rng.standard_normal((args.classes, args.dim)).astype(np.float32) if start == 0 else centres
             out[start:stop] = centres[labels[start:stop]] + rng.standard_normal((stop - start, args.dim),
                                                                                  dtype=np.float32)
         out.flush()

@@ -122,7 +122,7 @@ def _gemm_task(job: tuple[np.ndarray, np.ndarray, int], task: tuple[int, int, in
 
 def gemm_only(x: np.ndarray, threads: int) -> float:
     """Seconds to multiply (and centre) the tiles of the symmetric schedule, no kernel."""
-    from embedkit.mining.blocked import prepare
+    from embedkit.mining.keys import prepare
     from embedkit.tiles import run_symmetric, symmetric_block, symmetric_tasks
 
     prep = prepare(x, "euclidean")

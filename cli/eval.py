@@ -104,10 +104,9 @@ def eval_(
 
     With --qrels: EMB is the corpus, --queries the queries, graded IR figures (README).
     """
-    from embedkit.engines import make_engine
     from embedkit.metrics import evaluate_retrieval
 
-    from .render import engine_text, progress_bar
+    from .render import engine_text, running
     from .render import eval as render
 
     if qrels is not None or from_run is not None:
@@ -133,8 +132,8 @@ def eval_(
         ks = _ks(k) or DEFAULT_KS
         reference_set, query_set = load_split(embeddings, queries, reference, query_labels,
                                               labels=labels, column=column, label_column=label_column)
-        with make_engine(engine, workers=workers, scheduler=scheduler, parts_dir=parts_dir) as runner, \
-                progress_bar("eval", enabled=not quiet) as progress:
+        with running("eval", engine=engine, workers=workers, scheduler=scheduler,
+                     parts_dir=parts_dir, quiet=quiet) as (runner, progress):
             result = evaluate_retrieval(reference_set, query_set, ks=ks, metric=metric or "euclidean", per_class=per_class,
                                         threads=workers, engine=runner, progress=progress)
             engine_used = engine_text(runner)
@@ -154,12 +153,11 @@ def _qrels_eval(
     per_query: str | None, run: str | None, as_json: bool, quiet: bool, workers: int | None, engine: str,
     scheduler: str | None, parts_dir: str | None,
 ) -> None:
-    from embedkit.engines import make_engine
     from embedkit.ireval_job import IRJob, run_ir_eval
 
     from .inputs import resolve_embeddings
     from .render import ireval as render_ir
-    from .render import progress_bar, wrote
+    from .render import running, wrote
 
     if from_run is not None:
         for name, value in (("EMB (the corpus)", embeddings), ("--queries", queries), ("--run", run),
@@ -175,8 +173,8 @@ def _qrels_eval(
     if from_run is not None:
         evaluation = run_ir_eval(job)
     else:
-        with make_engine(engine, workers=workers, scheduler=scheduler, parts_dir=parts_dir) as runner, \
-                progress_bar("eval", enabled=not quiet) as progress:
+        with running("eval", engine=engine, workers=workers, scheduler=scheduler,
+                     parts_dir=parts_dir, quiet=quiet) as (runner, progress):
             evaluation = run_ir_eval(job, engine=runner, progress=progress)
     for path, detail in evaluation.written:
         wrote(path, detail, quiet=quiet)

@@ -81,14 +81,13 @@ def loss(
     parts_dir: opt.PartsDirOpt = None,
 ) -> None:
     """Compute a contrastive-learning loss over an embedding file, with a trace table."""
-    from embedkit.engines import make_engine
     from embedkit.losses.compute import compute_loss
     from embedkit.losses.spec import LossSpec
     from embedkit.output import mined_form
     from embedkit.tables import read_table
 
     from .inputs import load_inputs, parse_floats
-    from .render import engine_text, progress_bar, wrote
+    from .render import engine_text, running, wrote
     from .render import loss as render
 
     with reported_errors():
@@ -122,8 +121,8 @@ def loss(
             notes.append(f"triplets with d_ap/d_an columns (from `embedkit mine`?) are scored with "
                          f"{'squared' if squared else 'unsquared'} distances; mine's semi-hard band is unsquared "
                          "unless mined with --squared: add --no-squared to score them in the same form")
-        with make_engine(engine, workers=workers, scheduler=scheduler, parts_dir=parts_dir) as runner, \
-                progress_bar(f"{kind} loss", enabled=not quiet) as progress:
+        with running(f"{kind} loss", engine=engine, workers=workers, scheduler=scheduler,
+                     parts_dir=parts_dir, quiet=quiet) as (runner, progress):
             result = compute_loss(
                 dataset, spec, pairs=pair_table, triplets=triplet_table,
                 pairs_source=pairs or "pairs", triplets_source=triplets or "triplets",

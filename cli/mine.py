@@ -144,11 +144,10 @@ def mine(
     if mine_retrieval.is_retrieval(ctx):
         mine_retrieval.run(ctx, **{k: v for k, v in locals().items() if k != "ctx"})
         return
-    from embedkit.engines import make_engine
     from embedkit.mining.strategies import MineSpec, mine_dataset
 
     from .inputs import load_inputs
-    from .render import engine_text, progress_bar, wrote
+    from .render import engine_text, running, wrote
     from .render import mine as render
 
     with reported_errors():
@@ -173,8 +172,8 @@ def mine(
         ).validated()
         dataset = load_inputs(embeddings, labels=labels, column=column, label_column=label_column,
                               id_column=id_column, output=output)
-        with make_engine(engine, workers=workers, scheduler=scheduler, parts_dir=parts_dir) as runner, \
-                progress_bar(f"mining {strategy}", enabled=not quiet) as progress:
+        with running(f"mining {strategy}", engine=engine, workers=workers, scheduler=scheduler,
+                     parts_dir=parts_dir, quiet=quiet) as (runner, progress):
             result = mine_dataset(dataset, spec, workers=workers, engine=runner, budget_mib=budget_mib,
                                   progress=progress)
             engine_used = engine_text(runner)

@@ -78,7 +78,6 @@ def refuse_retrieval_options(ctx: typer.Context) -> None:
 def run(ctx: typer.Context, **o: Any) -> None:
     """Check the options, run one retrieval mining call, render the report."""
     # Imported here: label mining and --help do not pay for them.
-    from embedkit.engines import make_engine
     from embedkit.mining.retrieval import SearchSpec
     from embedkit.mining.retrieval_job import RetrievalJob, run_retrieval_mining
     from embedkit.mining.retrieval_select import SelectionSpec
@@ -86,7 +85,7 @@ def run(ctx: typer.Context, **o: Any) -> None:
 
     from .inputs import parse_floats
     from .render import mine_retrieval as render
-    from .render import progress_bar, wrote
+    from .render import running, wrote
 
     with reported_errors():
         for name in LABEL_ONLY:
@@ -131,8 +130,7 @@ def run(ctx: typer.Context, **o: Any) -> None:
             query_id_column=o["query_id_column"], text_column=o["text_column"],
             ignore_missing=o["ignore_missing"], margins=margins, output=o["output"], fmt=o["format_"],
             save_candidates=o["save_candidates"])
-        with make_engine("local", workers=o["workers"]) as engine, \
-                progress_bar("mining (retrieval)", enabled=not o["quiet"] and not o["json"]) as progress:
+        with running("mining (retrieval)", workers=o["workers"], quiet=o["quiet"] or o["json"]) as (engine, progress):
             result = run_retrieval_mining(job, engine=engine, progress=progress)
     if result.output is not None:
         wrote(result.output, f"{result.output_rows:,} rows", quiet=o["quiet"])

@@ -36,7 +36,7 @@ from numba import njit
 
 from embedkit.chunking import DEFAULT_BUDGET_MIB, rows_per_block
 from embedkit.engines import Engine, LocalEngine, Progress
-from embedkit.mining.blocked import Prepared
+from embedkit.mining.keys import Prepared
 
 #: FAISS's own minimum of training points per centroid.
 TRAIN_PER_LIST = 39

@@ -200,11 +200,12 @@ def _self_join_sums(
     engine: Engine | None, budget_mib: float, progress: Progress | None,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Metric sums when the queries are the reference rows: the label k-NN of every row is a
-    self-join, run on the symmetric tiles (:func:`embedkit.mining.blocked.symmetric_topk`),
+    self-join, run on the symmetric tiles (:func:`embedkit.mining.symmetric.symmetric_topk`),
     each pair multiplied once and fed to the running top-k of both its rows. Neighbours rank
     by (key, row): ascending distance, ties to the smaller row; a row is never its own
     neighbour (duplicates of it are)."""
-    from embedkit.mining.blocked import prepare, symmetric_topk
+    from embedkit.mining.keys import prepare
+    from embedkit.mining.symmetric import symmetric_topk
 
     prep = prepare(embeddings, metric)
     n = len(labels)

@@ -582,7 +582,7 @@ def test_one_nan_row_does_not_change_the_other_figures(run_cli, tmp_path: Path) 
 
 def test_truncated_memory_map_is_an_error_before_it_is_read(tmp_path: Path) -> None:
     from embedkit.errors import InputError
-    from embedkit.mining.blocked import prepare
+    from embedkit.mining.keys import prepare
     from embedkit.tiles import gram_tiles
 
     path = tmp_path / "e.npy"

@@ -13,6 +13,7 @@ from embedkit.dataset import Dataset
 from embedkit.engines import LocalEngine
 from embedkit.losses.allpairs import scan_label_pairs
 from embedkit.losses.compute import LossSpec, compute_loss
+from embedkit.mining.keys import prepare
 from tests.conftest import clustered, dataset
 
 distributed = pytest.importorskip("distributed")
@@ -252,7 +253,7 @@ def test_a_mapped_file_reaches_the_workers_by_path(dask_engine, tmp_path, metric
     x, labels = clustered(1500, 24, 15, seed=13, spread=0.7)
     np.save(tmp_path / "x.npy", x)
     mapped = open_npy(str(tmp_path / "x.npy"))
-    prep = blocked.prepare(mapped, metric)  # type: ignore[arg-type]
+    prep = prepare(mapped, metric)  # type: ignore[arg-type]
     assert is_path_backed(prep.x)  # no normalised or converted copy of the matrix
     job = blocked._job(prep, labels, 1.0, 256, 2048, anchors=np.arange(1500), k=1)
     # The path, not the rows: what is left is the three 8-byte-per-row vectors (terms, codes, anchors).
@@ -314,7 +315,6 @@ def test_an_npy_shard_folder_reaches_the_workers_as_its_files(dask_engine, tmp_p
 
     from embedkit.io import load_dataset
     from embedkit.mapped import is_path_backed
-    from embedkit.mining import blocked
     from embedkit.mining.strategies import MineSpec, mine
 
     x, labels = clustered(1400, 20, 14, seed=16, spread=0.7)
@@ -322,7 +322,7 @@ def test_an_npy_shard_folder_reaches_the_workers_as_its_files(dask_engine, tmp_p
     for k, (a, b) in enumerate([(0, 500), (500, 1100), (1100, 1400)]):
         np.save(tmp_path / f"part-{k}.npy", x[a:b])
     loaded = load_dataset(str(tmp_path)).embeddings
-    prep = blocked.prepare(loaded, metric)  # type: ignore[arg-type]
+    prep = prepare(loaded, metric)  # type: ignore[arg-type]
     assert is_path_backed(prep.x) and len(pickle.dumps(dask_engine.by_path(prep.x))) < 2000
     spec = MineSpec("semi-hard", margin=0.5, index="exact", metric=metric, select="all")  # type: ignore[arg-type]
     local = mine(x, labels, spec, engine=LocalEngine(2), budget_mib=0.25)

@@ -11,7 +11,8 @@ import pytest
 import embedkit.ivfjoin as ivfjoin
 from embedkit.engines import LocalEngine
 from embedkit.ivfjoin import ivf_nearest_negatives, train_centroids
-from embedkit.mining.blocked import nearest_negatives, prepare
+from embedkit.mining.blocked import nearest_negatives
+from embedkit.mining.keys import prepare
 from embedkit.mining.strategies import MineSpec, mine
 from tests.conftest import clustered
 

@@ -14,6 +14,7 @@ from embedkit.engines import LocalEngine
 from embedkit.errors import InputError
 from embedkit.io import load_dataset
 from embedkit.mapped import LazyRows, PathArray, is_path_backed, open_npy, spill, work_rows
+from embedkit.mining.keys import prepare
 from tests.conftest import clustered
 
 
@@ -132,8 +133,8 @@ def test_mining_a_path_backed_matrix_gives_the_in_memory_answer(matrix, metric: 
 
 @pytest.mark.parametrize("form", [0, 1])
 def test_all_pairs_scan_of_a_path_backed_matrix_gives_the_in_memory_totals(matrix, form: int) -> None:
-    from embedkit.losses.pair_kernel import FORM_BCE
     from embedkit.losses.allpairs import scan_label_pairs
+    from embedkit.losses.pair_kernel import FORM_BCE
 
     path, x, labels = matrix
     kind = FORM_BCE if form else 0
@@ -189,9 +190,8 @@ def test_mining_an_npy_shard_folder_as_a_worker_reads_it_gives_the_in_memory_ans
     spec = MineSpec("semi-hard", margin=0.5, index="exact", metric=metric)  # type: ignore[arg-type]
     memory = mine(x.copy(), labels, spec, engine=LocalEngine(2), budget_mib=0.05)
     # What a worker sees: the job pickled and unpickled (shards mapped by path, not the rows).
-    from embedkit.mining import blocked
 
-    prep = blocked.prepare(loaded, metric)  # type: ignore[arg-type]
+    prep = prepare(loaded, metric)  # type: ignore[arg-type]
     assert is_path_backed(prep.x)
     worker_view = pickle.loads(pickle.dumps(prep))
     assert not isinstance(worker_view.x, np.ndarray) or not worker_view.x.flags.owndata

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from embedkit.errors import InputError, OptionError
 from embedkit.mining import blocked
+from embedkit.mining.keys import prepare
 from embedkit.mining.strategies import MineSpec, mine
 from embedkit.tiles import tile_shape
 from tests.conftest import clustered
@@ -380,7 +381,7 @@ def test_batch_of_whole_set_equals_exact() -> None:
 
 def test_tiles_of_any_shape_give_the_same_answer() -> None:
     x, labels = data("clustered", np.float32, rows=203, seed=37)
-    prep = blocked.prepare(x, "euclidean")
+    prep = prepare(x, "euclidean")
     anchors = np.arange(203)
     whole = blocked.nearest_negatives(prep, labels, anchors, 3)
     odd = blocked.nearest_negatives(prep, labels, anchors, 3, tile_rows=7, tile_cols=13)
@@ -397,7 +398,7 @@ def test_tiles_of_any_shape_give_the_same_answer() -> None:
 
 
 def test_tiles_fit_the_budget() -> None:
-    prep = blocked.prepare(np.zeros((100_000, 8), np.float32), "euclidean")
+    prep = prepare(np.zeros((100_000, 8), np.float32), "euclidean")
     rows, cols = tile_shape(prep.x.itemsize, len(prep.x), budget_mib=0.5, rows=blocked.TILE_ROWS)
     assert rows * cols * 4 <= 0.5 * 2**20
     assert tile_shape(prep.x.itemsize, len(prep.x), budget_mib=1e-9, rows=blocked.TILE_ROWS) == (blocked.TILE_ROWS, 1)

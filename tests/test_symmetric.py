@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from embedkit.engines import LocalEngine
 from embedkit.metrics import retrieval_metrics
 from embedkit.mining import blocked
+from embedkit.mining.keys import prepare
 from embedkit.tiles import symmetric_block, symmetric_tasks, symmetric_tile_count
 
 #: A budget that makes 32-row symmetric tiles and several super-tiles on a few hundred rows.
@@ -73,7 +74,7 @@ def test_schedule_covers_the_upper_triangle_once() -> None:
 @pytest.mark.parametrize("k", [1, 3, 12])
 def test_nearest_negatives_same_as_one_sided(metric: str, k: int) -> None:
     x, labels = integer_data(437, 6, seed=k)
-    prep = blocked.prepare(x, metric)  # type: ignore[arg-type]
+    prep = prepare(x, metric)  # type: ignore[arg-type]
     anchors = np.arange(len(x))
     sym, one = both(blocked.nearest_negatives, prep, labels, anchors, k, budget_mib=TINY)
     assert blocked.symmetric_pays(len(anchors), len(x))
@@ -90,7 +91,7 @@ def test_nearest_negatives_same_as_one_sided(metric: str, k: int) -> None:
 def test_nearest_negatives_subset_of_anchors(one_sided: None) -> None:
     """More than half the rows as anchors, some twice: symmetric, and as one-sided."""
     x, labels = integer_data(300, 4, seed=3)
-    prep = blocked.prepare(x, "euclidean")
+    prep = prepare(x, "euclidean")
     anchors = np.sort(np.random.default_rng(0).choice(300, 220))
     one = blocked.nearest_negatives(prep, labels, anchors, 4, budget_mib=TINY)
     blocked.symmetric_pays = lambda anchors, rows: True  # type: ignore[assignment]  # undone by the fixture
@@ -103,7 +104,7 @@ def test_nearest_negatives_subset_of_anchors(one_sided: None) -> None:
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 def test_bands_same_as_one_sided(band: str, metric: str) -> None:
     x, labels = integer_data(389, 5, seed=11, classes=4)
-    prep = blocked.prepare(x, metric)  # type: ignore[arg-type]
+    prep = prepare(x, metric)  # type: ignore[arg-type]
     rng = np.random.default_rng(1)
     anchors = np.repeat(np.arange(len(x)), 2)  # two positives per anchor: two slots
     positives = np.array([rng.choice(np.flatnonzero(labels == labels[a])) for a in anchors])
@@ -122,7 +123,7 @@ def test_float_data_differs_only_within_rounding() -> None:
     rng = np.random.default_rng(5)
     x = rng.standard_normal((700, 24)).astype(np.float32)
     labels = rng.integers(0, 6, len(x))
-    prep = blocked.prepare(x, "euclidean")
+    prep = prepare(x, "euclidean")
     sym, one = both(blocked.nearest_negatives, prep, labels, np.arange(len(x)), 5, budget_mib=TINY)
     exact = lambda a, b: ((x[a].astype(np.float64) - x[b].astype(np.float64)) ** 2).sum(axis=-1)  # noqa: E731
     a = np.repeat(np.arange(len(x))[:, None], 5, axis=1)
@@ -134,7 +135,7 @@ def test_float_data_differs_only_within_rounding() -> None:
 def test_same_rows_whatever_the_workers() -> None:
     x, labels = integer_data(500, 5, seed=2)
     x += np.random.default_rng(0).standard_normal(x.shape).astype(np.float32) * 0.3  # inexact products too
-    prep = blocked.prepare(x, "euclidean")
+    prep = prepare(x, "euclidean")
     on = np.ones(len(x), dtype=bool)
     runs = [blocked.symmetric_topk(prep, labels, on, 9, budget_mib=TINY, engine=LocalEngine(w)) for w in (1, 2, 3)]
     for keys, ids in runs[1:]:
@@ -149,7 +150,7 @@ def test_plain_topk_matches_the_loop_oracle(n: int, d: int, k: int, seed: int) -
     rng = np.random.default_rng(seed)
     x = rng.integers(-2, 3, (n, d)).astype(np.float32)
     on = rng.random(n) < 0.8
-    keys, ids = blocked.symmetric_topk(blocked.prepare(x, "euclidean"), np.arange(n), on, k, budget_mib=0.002)
+    keys, ids = blocked.symmetric_topk(prepare(x, "euclidean"), np.arange(n), on, k, budget_mib=0.002)
     for a in range(n):
         if not on[a]:
             assert (ids[a] == -1).all()

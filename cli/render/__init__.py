@@ -144,6 +144,18 @@ def rows_of(table: dict[str, np.ndarray]) -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
+def running(description: str, *, engine: str = "local", workers: int | None = None, scheduler: str | None = None,
+            parts_dir: str | None = None, quiet: bool = False) -> Iterator[tuple[Any, ProgressCallback | None]]:
+    """``(engine, progress)``: the engine the options name, closed on exit, and a progress bar
+    on stderr titled ``description`` (none with ``quiet``, or when stderr is not a terminal)."""
+    from embedkit.engines import make_engine
+
+    with make_engine(engine, workers=workers, scheduler=scheduler, parts_dir=parts_dir) as runner, \
+            progress_bar(description, enabled=not quiet) as progress:
+        yield runner, progress
+
+
+@contextlib.contextmanager
 def progress_bar(description: str, *, enabled: bool) -> Iterator[ProgressCallback | None]:
     """A Rich progress bar on stderr when it is a terminal and ``enabled``; else no callback."""
     if not enabled or not sys.stderr.isatty():

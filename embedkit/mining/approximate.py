@@ -20,8 +20,9 @@ from embedkit.knn import (
     ivf_lists,
     sharded_approximate_nearest_negatives,
 )
-from embedkit.mining.blocked import Prepared, nearest_negatives
+from embedkit.mining.blocked import nearest_negatives
 from embedkit.mining.exact import cross_triplets, negatives_per_anchor
+from embedkit.mining.keys import Prepared
 from embedkit.mining.positives import choose_positives
 from embedkit.mining.recall import nearest_negative_recall, recall_sample
 from embedkit.mining.result import MinedPart

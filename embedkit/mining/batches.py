@@ -9,8 +9,8 @@ import numpy as np
 
 from embedkit.chunking import blocks
 from embedkit.engines import Engine, LocalEngine, Progress
-from embedkit.mining.blocked import Prepared
 from embedkit.mining.exact import mine_exact
+from embedkit.mining.keys import Prepared
 from embedkit.mining.result import MinedPart
 from embedkit.mining.spec import MineSpec
 

@@ -8,16 +8,8 @@ import numpy as np
 
 from embedkit.engines import Engine, Progress
 from embedkit.errors import OptionError
-from embedkit.mining.blocked import (
-    Band,
-    Prepared,
-    TooMany,
-    band_all,
-    band_closest,
-    nearest_negatives,
-    pairs_below,
-    positive_bands,
-)
+from embedkit.mining.blocked import band_all, band_closest, nearest_negatives, pairs_below
+from embedkit.mining.keys import Band, Prepared, TooMany, positive_bands
 from embedkit.mining.positives import choose_positives
 from embedkit.mining.recall import nearest_negative_recall, recall_sample
 from embedkit.mining.result import MinedPart

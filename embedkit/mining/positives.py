@@ -7,7 +7,7 @@ import numpy as np
 
 from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
 from embedkit.errors import OptionError
-from embedkit.mining.blocked import Prepared
+from embedkit.mining.keys import Prepared
 from embedkit.mining.spec import DEFAULT_MAX_ITEMS, PositiveChoice
 from embedkit.pairs import members_by_label
 

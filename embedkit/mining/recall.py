@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from embedkit.mining.blocked import Prepared, nearest_negatives
+from embedkit.mining.blocked import nearest_negatives
+from embedkit.mining.keys import Prepared
 
 #: Relative tolerance under which two squared distances count as a tie in the recall check.
 RECALL_TIE = 1e-5

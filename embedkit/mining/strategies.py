@@ -19,8 +19,8 @@ from embedkit.engines import Engine, Progress
 from embedkit.errors import InputError
 from embedkit.mining.approximate import mine_approximate
 from embedkit.mining.batches import mine_batches
-from embedkit.mining.blocked import prepare
 from embedkit.mining.exact import mine_exact, too_many
+from embedkit.mining.keys import prepare
 from embedkit.mining.positives import choose_positives
 from embedkit.mining.result import MineResult, distance_summary, finish_items
 from embedkit.mining.spec import (
