@@ -95,12 +95,13 @@ def stripe_throughput(rows: int = 50_000, dim: int = 128, repeats: int = 3) -> f
 
     from embedkit.mapped import open_npy
     from embedkit.mining import blocked
+    from embedkit.mining.keys import prepare
 
     folder = tempfile.mkdtemp(prefix="bench-dask-task-")
     try:
         path = os.path.join(folder, "x.npy")
         np.save(path, np.random.default_rng(1).standard_normal((rows, dim), dtype=np.float32))
-        prep = blocked.prepare(open_npy(path), "euclidean")
+        prep = prepare(open_npy(path), "euclidean")
         labels = np.arange(rows) % 1000
         anchors = np.arange(256)
         job = blocked._job(prep, labels, 64.0, 256, blocked.TILE_COLS, anchors=anchors, k=1)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from embedkit.errors import InputError, OptionError
 from embedkit.mining import blocked
-from embedkit.mining.keys import prepare
+from embedkit.mining.keys import make_slots, prepare
 from embedkit.mining.strategies import MineSpec, mine
 from embedkit.tiles import tile_shape
 from tests.conftest import clustered
@@ -388,7 +388,7 @@ def test_tiles_of_any_shape_give_the_same_answer() -> None:
     np.testing.assert_array_equal(whole[1], odd[1])
     a = np.repeat(anchors, 2)
     low = np.tile([1.0, 4.0], 203)
-    slots, _ = blocked.make_slots(prep, a, np.sqrt(low), np.sqrt(low + 6.0))  # bands in distances
+    slots, _ = make_slots(prep, a, np.sqrt(low), np.sqrt(low + 6.0))  # bands in distances
     np.testing.assert_array_equal(blocked.band_closest(prep, labels, slots)[1],
                                   blocked.band_closest(prep, labels, slots, tile_rows=5, tile_cols=17)[1])
     full = blocked.pairs_below(prep, labels, np.sqrt(20.0), max_items=10**6)

@@ -61,6 +61,6 @@ def test_readme_example_runs(example: Example, workdir: Path, monkeypatch: pytes
                "PATH": f"{workdir.parent / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
         done = subprocess.run(["bash", "-o", "pipefail", "-c", example.command], cwd=workdir, env=env,
                               capture_output=True, text=True, timeout=600)
-        code, out, err = done.returncode, done.stdout, done.stderr
+        code, _out, err = done.returncode, done.stdout, done.stderr
     assert code == example.exit_code, f"{example}\nexit {code}, expected {example.exit_code}\n{err[-2000:]}"
     assert "Traceback" not in err, f"{example}\n{err[-2000:]}"

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from embedkit.engines import LocalEngine
 from embedkit.metrics import retrieval_metrics
 from embedkit.mining import blocked
-from embedkit.mining.keys import prepare
+from embedkit.mining.keys import TooMany, positive_bands, prepare
+from embedkit.mining.symmetric import symmetric_topk
 from embedkit.tiles import symmetric_block, symmetric_tasks, symmetric_tile_count
 
 #: A budget that makes 32-row symmetric tiles and several super-tiles on a few hundred rows.
@@ -108,14 +109,14 @@ def test_bands_same_as_one_sided(band: str, metric: str) -> None:
     rng = np.random.default_rng(1)
     anchors = np.repeat(np.arange(len(x)), 2)  # two positives per anchor: two slots
     positives = np.array([rng.choice(np.flatnonzero(labels == labels[a])) for a in anchors])
-    slots, _ = blocked.positive_bands(prep, anchors, positives, band, margin=1.5)  # type: ignore[arg-type]
+    slots, _ = positive_bands(prep, anchors, positives, band, margin=1.5)  # type: ignore[arg-type]
     sym, one = both(blocked.band_closest, prep, labels, slots, budget_mib=TINY)
     np.testing.assert_array_equal(sym[1], one[1])
     np.testing.assert_array_equal(sym[0], one[0])
     sym, one = both(blocked.band_all, prep, labels, slots, max_items=10**7, budget_mib=TINY)
     for got, want in zip(sym, one):
         np.testing.assert_array_equal(got, want)
-    with pytest.raises(blocked.TooMany):
+    with pytest.raises(TooMany):
         blocked.band_all(prep, labels, slots, max_items=len(sym[0]) - 1, budget_mib=TINY)
 
 
@@ -137,7 +138,7 @@ def test_same_rows_whatever_the_workers() -> None:
     x += np.random.default_rng(0).standard_normal(x.shape).astype(np.float32) * 0.3  # inexact products too
     prep = prepare(x, "euclidean")
     on = np.ones(len(x), dtype=bool)
-    runs = [blocked.symmetric_topk(prep, labels, on, 9, budget_mib=TINY, engine=LocalEngine(w)) for w in (1, 2, 3)]
+    runs = [symmetric_topk(prep, labels, on, 9, budget_mib=TINY, engine=LocalEngine(w)) for w in (1, 2, 3)]
     for keys, ids in runs[1:]:
         np.testing.assert_array_equal(ids, runs[0][1])
         np.testing.assert_array_equal(keys, runs[0][0])
@@ -150,7 +151,7 @@ def test_plain_topk_matches_the_loop_oracle(n: int, d: int, k: int, seed: int) -
     rng = np.random.default_rng(seed)
     x = rng.integers(-2, 3, (n, d)).astype(np.float32)
     on = rng.random(n) < 0.8
-    keys, ids = blocked.symmetric_topk(prepare(x, "euclidean"), np.arange(n), on, k, budget_mib=0.002)
+    keys, ids = symmetric_topk(prepare(x, "euclidean"), np.arange(n), on, k, budget_mib=0.002)
     for a in range(n):
         if not on[a]:
             assert (ids[a] == -1).all()
