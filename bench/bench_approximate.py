@@ -282,7 +282,7 @@ def main() -> None:
           f"(trained in {c['train']:.1f} s, not counted); nearest negative of every row:")
     print(f"    list-grouped join (GEMM per list)        {c['join']:8.1f} s   recall {c['join_recall']:.4f}   "
           f"{c['pairs'] / 1e9:.2f} G pairs (assign rows to lists {c['join_assign']:.1f} s, "
-          f"list products {c['join_join']:.1f} s)")
+          f"copy in list order {c['join_sort']:.1f} s, list products {c['join_join']:.1f} s)")
     print(f"    FAISS IndexIVFFlat, negatives as 0.1     {c['faiss_negatives']:8.1f} s   recall {c['faiss_recall']:.4f}"
           f"{scaled}")
     print(f"    FAISS IndexIVFFlat, bare k=2 (no labels) {c['faiss_bare']:8.1f} s{scaled}")

@@ -1,53 +1,74 @@
 """Approximate nearest negatives by a list-grouped IVF self-join: inverted lists as GEMM.
 
 An IVF search scans, per query, the members of its ``nprobe`` nearest lists one vector
-at a time. The same comparisons grouped *by list* (for each list, the anchors that probe
-it × the list's members) are one BLAS product per list, so the join compares exactly the
-pairs an IVF search with the same quantiser and ``nprobe`` compares, with float keys (no
-code quantisation), at matrix-product speed.
+at a time. The same comparisons grouped *by list* (for a block of anchors, per list the
+anchors that probe it × the list's members) are one BLAS product per list, so the join
+compares exactly the pairs an IVF search with the same quantiser and ``nprobe`` compares,
+with float keys (no code quantisation), at matrix-product speed.
 
-Steps, each a map on the engine (local threads or Dask workers):
+Steps (:mod:`embedkit.ivflists` builds the lists), each map on the engine (local threads or
+Dask workers):
 
 1. a coarse quantiser: FAISS k-means on a sample of ``39·nlist`` centred rows (driver);
-2. over row blocks: each row's list (nearest centroid) and each anchor's ``nprobe``
-   nearest centroids, by GEMM against the centroids and a numba selection;
-3. over groups of lists: per list, probing anchors × members in tiles within the memory
-   budget, each tile reduced by a numba kernel into a running top-``w`` of negatives
-   (rows of another label) per anchor; a task returns only its anchors' partial lists;
-4. on the driver, partial lists merged into each anchor's list as tasks complete.
+2. over row blocks: each row's list, its nearest centroid (GEMM against the centroids);
+3. the rows copied once in list order (driver), so every list is one contiguous slice;
+4. over blocks of anchors (consecutive in list order): the block's ``nprobe`` nearest lists
+   per anchor (GEMM), then per probed list the block's anchors probing it × the list's
+   members in tiles within the memory budget, each tile reduced by a numba kernel into a
+   running top-``w`` of negatives (rows of another label) per anchor; then each anchor's
+   ``w`` candidates re-keyed pair by pair (the arithmetic of
+   :meth:`~embedkit.mining.keys.Prepared.pair_keys`) and ordered. A task returns its
+   anchors' final lists: nothing is merged across tasks.
 
 Keys are those of :mod:`embedkit.mining.blocked`: ``v = ‖a‖² + ‖b‖² − 2a·b`` on centred
-rows (squared Euclidean; ``2·(1 − cos)`` for cosine), float32 products accumulated into
-float64 keys. Lists are ordered by (key ascending, row id ascending): a total order, and
-every (anchor, member) pair is compared once (in the one list holding the member), so
-the merged lists do not depend on the grouping, the order tasks finish, the engine or the
-worker count. Only the tile shapes (set by the memory budget) can round a key
-differently in its last bit; callers re-rank the candidates by exact per-pair keys.
+rows (squared Euclidean; ``2·(1 − cos)`` for cosine). Lists are ordered by (key ascending,
+row id ascending): a total order. Every (anchor, member) pair of the probed lists is
+compared once, inside the anchor's own task, so the result does not depend on the order
+tasks finish, the engine or the worker count; the tile shapes (set by the memory budget)
+can only round a tile key differently in its last bit, which can reorder candidates only
+at a tie, and the reported keys are per-pair keys, independent of tiles.
+
+Memory: the list-sorted copy of the rows (the matrix once, in the work dtype), O(n) tables
+(each row's list, position, label and term) and per task its anchors' probes, lists and
+tiles within ``budget_mib``. On a distributed engine the copy reaches the
+workers by path (the engine's spill file), never by value.
 """
 
 from __future__ import annotations
 
-import mmap
 import time
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 
-from embedkit.chunking import DEFAULT_BUDGET_MIB, rows_per_block
+from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
 from embedkit.engines import Engine, LocalEngine, Progress
+from embedkit.ivflists import (
+    KMEANS_ITERATIONS,
+    TRAIN_PER_LIST,
+    SortedLists,
+    assign_lists,
+    bucket_rows,
+    centroid_terms,
+    probe_lists,
+    release_free_heap,
+    release_mapped_pages,
+    sorted_lists,
+    train_centroids,
+)
 from embedkit.mining.keys import Prepared
 
-#: FAISS's own minimum of training points per centroid.
-TRAIN_PER_LIST = 39
-KMEANS_ITERATIONS = 10
+__all__ = ["GROUP_TASKS", "KMEANS_ITERATIONS", "MEMBER_CHUNK", "TRAIN_PER_LIST", "IvfJoin", "ivf_nearest_negatives",
+           "release_mapped_pages", "train_centroids"]
+
 #: Rows of one member chunk at most (a big list is joined chunk by chunk).
 MEMBER_CHUNK = 4096
-#: Roughly this many list-group tasks (more for balance and smaller partial results, fewer
-#: for less merging: an anchor's partial list comes back from every task it probes into).
-GROUP_TASKS = 128
-#: List-group tasks submitted at a time: bounds the partial results waiting to be merged.
-IN_FLIGHT = 8
+#: Roughly this many anchor-block tasks (fewer, bigger blocks: fewer and larger products
+#: per list; more: balance across workers); blocks also stay within the memory budget.
+GROUP_TASKS = 16
+#: Candidate pairs re-keyed at a time (their two rows are gathered).
+RERANK_PAIRS = 4096
 
 
 @dataclass(frozen=True)
@@ -55,7 +76,8 @@ class IvfJoin:
     """The outcome of :func:`ivf_nearest_negatives`.
 
     ``rows[m, r]``: anchor m's r-th nearest negative found (key ascending, ties to the
-    smaller row; ``-1`` = none), ``keys`` their keys; ``complete[m]``: ``k`` were found.
+    smaller row; ``-1`` = none; int32 below 2³¹ rows), ``keys`` their per-pair keys (as
+    float32); ``complete[m]``: ``k`` were found.
     """
 
     rows: np.ndarray
@@ -65,89 +87,12 @@ class IvfJoin:
     nprobe: int
     list_sizes: np.ndarray
     pairs: int
-    #: Wall seconds of each step: ``train`` (0 when centroids were given), ``assign``, ``join``.
+    #: Wall seconds of each step: ``train`` (0 when centroids were given), ``assign``, ``sort``, ``join``.
     seconds: tuple[tuple[str, float], ...] = ()
 
     @property
     def description(self) -> str:
         return f"list-grouped IVF join, {self.nlist:,} lists, nprobe={self.nprobe} (exact float keys)"
-
-
-def train_centroids(prep: Prepared, nlist: int, *, seed: int = 0, threads: int | None = None) -> np.ndarray:
-    """``nlist`` k-means centroids (FAISS, ``KMEANS_ITERATIONS`` rounds) of ``39·nlist``
-    centred rows sampled with ``seed``; in the work dtype, in the centred space."""
-    import faiss
-
-    from embedkit.knn import set_threads
-
-    n, dim = prep.x.shape
-    nlist = int(max(1, min(nlist, n)))
-    sample = min(n, nlist * TRAIN_PER_LIST)
-    rows = np.sort(np.random.default_rng([seed, 4099]).choice(n, sample, replace=False))
-    data = np.ascontiguousarray(_Reader(prep).rows(rows), dtype=np.float32)
-    release_mapped_pages(prep.x)
-    if nlist == 1:
-        return data.mean(axis=0, keepdims=True).astype(prep.x.dtype)
-    set_threads(threads)
-    kmeans = faiss.Kmeans(dim, nlist, niter=KMEANS_ITERATIONS, seed=int(seed) & 0x7FFFFFFF, verbose=False,
-                          min_points_per_centroid=1, max_points_per_centroid=TRAIN_PER_LIST + 1)
-    kmeans.train(data)
-    return np.ascontiguousarray(kmeans.centroids, dtype=prep.x.dtype)
-
-
-def release_mapped_pages(array: np.ndarray) -> None:
-    """Drop this process's resident pages of a read-only memory-mapped ``array``
-    (``madvise(MADV_DONTNEED)``); a no-op for any other array.
-
-    Gathering rows by fancy indexing touches pages all over the file, and mapped pages
-    count in the process's resident memory until the kernel needs them back; a task
-    releases them when done, so a process (or a Dask worker) holds the rows it is
-    working on, not the file. The data stay in the page cache: the next read of a
-    dropped page is a minor fault, not a disk read.
-    """
-    mapped: object = array
-    while isinstance(mapped, np.ndarray) and not (isinstance(mapped, np.memmap) and mapped.filename):
-        mapped = mapped.base
-    mapping = getattr(mapped, "_mmap", None)
-    if (isinstance(mapped, np.memmap) and getattr(mapped, "mode", None) == "r" and mapping is not None
-            and hasattr(mmap, "MADV_DONTNEED")):
-        try:
-            mapping.madvise(mmap.MADV_DONTNEED)
-        except (OSError, ValueError):  # a closed map or an unsupported platform: nothing to release
-            pass
-
-
-#: Scattered rows gathered from a memory map between two releases of its pages (each such
-#: row maps up to 64 KiB of file around it: 1 024 rows map at most 64 MiB).
-GATHER_ROWS = 1024
-
-
-class _Reader:
-    """Rows of ``prep`` by index, in chunks of at most :data:`GATHER_ROWS`, releasing the
-    mapped pages every :data:`GATHER_ROWS` rows read (so a task's resident file pages stay
-    bounded, however scattered its rows)."""
-
-    def __init__(self, prep: Prepared) -> None:
-        self.prep = prep
-        self.since = 0
-
-    def rows(self, ids: np.ndarray) -> np.ndarray:
-        if len(ids) <= GATHER_ROWS:
-            out = self.prep.rows(ids)
-            self._count(len(ids))
-            return out
-        out = np.empty((len(ids), self.prep.x.shape[1]), dtype=self.prep.x.dtype)
-        for start in range(0, len(ids), GATHER_ROWS):
-            part = ids[start:start + GATHER_ROWS]
-            out[start:start + len(part)] = self.prep.rows(part)
-            self._count(len(part))
-        return out
-
-    def _count(self, rows: int) -> None:
-        self.since += rows
-        if self.since >= GATHER_ROWS:
-            release_mapped_pages(self.prep.x)
-            self.since = 0
 
 
 # -- numba kernels ---------------------------------------------------------------------------
@@ -177,48 +122,17 @@ def _insert(best_v, best_j, p, v, j):  # type: ignore[no-untyped-def]
     best_j[p, pos] = j
 
 
-@njit(nogil=True, cache=True)
-def nearest_lists_tile(scores, centroid_sq, is_anchor, nprobe, assign, probes):  # type: ignore[no-untyped-def]
-    """Per row of ``scores = rows · centroidsᵀ``: its list (smallest ``‖c‖² − 2 x·c``, ties to
-    the smaller list) into ``assign``, and for anchor rows its ``nprobe`` nearest lists into
-    the next rows of ``probes``; returns the probe rows written."""
-    n_rows, n_lists = scores.shape
-    keys = np.empty(nprobe)
-    ids = np.empty(nprobe, dtype=np.int64)
-    out = 0
-    for r in range(n_rows):
-        keys[:] = np.inf
-        ids[:] = -1
-        worst = np.inf
-        for c in range(n_lists):
-            v = centroid_sq[c] - 2.0 * scores[r, c]
-            if v < worst:  # strict: an equal key keeps the smaller list
-                pos = nprobe - 1
-                while pos > 0 and keys[pos - 1] > v:
-                    keys[pos] = keys[pos - 1]
-                    ids[pos] = ids[pos - 1]
-                    pos -= 1
-                keys[pos] = v
-                ids[pos] = c
-                worst = keys[nprobe - 1]
-        assign[r] = ids[0]
-        if is_anchor[r]:
-            for t in range(nprobe):
-                probes[out, t] = ids[t]
-            out += 1
-    return out
-
-
 # Fast-math without the no-NaN/no-Inf assumptions: missing entries are inf.
 _TILE_MATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
 @njit(nogil=True, cache=True, fastmath=_TILE_MATH)
-def negatives_tile(g, q_terms, m_terms, q_lo, q_hi, q_pos, m_ids, best_v, best_j):  # type: ignore[no-untyped-def]
-    """Fold a tile ``g = queries · membersᵀ`` into the queries' running lists ``best_*[q_pos]``.
+def negatives_tile(g, q_pos, q_terms, q_labels, m_terms, m_labels, m_ids, best_v, best_j):  # type: ignore[no-untyped-def]
+    """Fold a tile ``g = queries · membersᵀ`` into the queries' running lists: tile row r is
+    query ``p = q_pos[r]`` (its term ``q_terms[p]``, label ``q_labels[p]``, list ``best_*[p]``).
 
-    Members are sorted by label, so query r's own label is the run ``q_lo[r]:q_hi[r]`` of
-    columns, skipped (negatives only). Key: ``max(0, q_term + m_term − 2g)`` in float64.
+    Members are sorted by label, so query p's own label is one run of columns (found by
+    bisection), skipped: negatives only. Key: ``max(0, q_term + m_term − 2g)`` in float64.
     Per row, a branch-free vectorised pass finds ``min(m_term − 2g)``; only rows where that
     bound can enter the list (rare once lists fill) run the insertion pass.
     """
@@ -226,9 +140,9 @@ def negatives_tile(g, q_terms, m_terms, q_lo, q_hi, q_pos, m_ids, best_v, best_j
     w = best_v.shape[1]
     for r in range(n_rows):
         p = q_pos[r]
-        a_term = q_terms[r]
-        lo = q_lo[r]
-        hi = q_hi[r]
+        a_term = q_terms[p]
+        lo = np.searchsorted(m_labels, q_labels[p], side="left")
+        hi = np.searchsorted(m_labels, q_labels[p], side="right")
         low = np.inf
         for c in range(lo):
             low = min(low, m_terms[c] - 2.0 * g[r, c])
@@ -247,129 +161,84 @@ def negatives_tile(g, q_terms, m_terms, q_lo, q_hi, q_pos, m_ids, best_v, best_j
                 worst = best_v[p, w - 1]
 
 
-@njit(nogil=True, cache=True)
-def merge_lists(best_v, best_j, pos, part_v, part_j):  # type: ignore[no-untyped-def]
-    """Merge partial lists ``part_*[r]`` into ``best_*[pos[r]]`` (same (key, id) order)."""
-    for r in range(part_v.shape[0]):
-        p = pos[r]
-        for t in range(part_v.shape[1]):
-            if part_j[r, t] < 0:
-                break
-            _insert(best_v, best_j, p, part_v[r, t], part_j[r, t])
-
-
-@njit(nogil=True, cache=True)
-def bucket_rows(lists, n_lists, ids):  # type: ignore[no-untyped-def]
-    """Counting sort: ``ids[r]`` into bucket ``lists[r, t]`` for every ``t`` (stable, so
-    ascending ``ids`` stay ascending per bucket); returns the grouped ids and the offsets."""
-    n_rows, per_row = lists.shape
-    ptr = np.zeros(n_lists + 1, dtype=np.int64)
-    for r in range(n_rows):
-        for t in range(per_row):
-            ptr[lists[r, t] + 1] += 1
-    for b in range(n_lists):
-        ptr[b + 1] += ptr[b]
-    fill = ptr[:-1].copy()
-    out = np.empty(n_rows * per_row, dtype=ids.dtype)
-    for r in range(n_rows):
-        for t in range(per_row):
-            b = lists[r, t]
-            out[fill[b]] = ids[r]
-            fill[b] += 1
-    return out, ptr
-
-
 # -- tasks -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _AssignJob:
-    """Shared by every row-block task of step 2."""
+class _JoinJob:
+    """Shared by every anchor-block task: the list-sorted rows, the anchors' positions in
+    them (ascending) with each one's index in the caller's anchors, and the centroids."""
 
-    prep: Prepared
+    lists: SortedLists
+    anchor_pos: np.ndarray
+    anchor_index: np.ndarray
     centroids: np.ndarray
     centroid_sq: np.ndarray
-    is_anchor: np.ndarray
     nprobe: int
-
-
-def _assign_block(job: _AssignJob, bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Lists of rows ``bounds`` and the probed lists of the anchors among them."""
-    a, b = bounds
-    rows = job.prep.rows(slice(a, b))
-    scores = rows @ job.centroids.T
-    is_anchor = job.is_anchor[a:b]
-    assign = np.empty(b - a, dtype=np.int32)
-    probes = np.empty((int(is_anchor.sum()), job.nprobe), dtype=np.int16 if len(job.centroids) < 2**15 else np.int32)
-    nearest_lists_tile(scores, job.centroid_sq, is_anchor, job.nprobe, assign, probes)
-    release_mapped_pages(job.prep.x)
-    return assign, probes
-
-
-@dataclass(frozen=True)
-class _JoinJob:
-    """Shared by every list-group task of step 3 (the rows are read by fancy indexing)."""
-
-    prep: Prepared
-    codes: np.ndarray
     width: int
     budget_mib: float
 
 
-@dataclass(frozen=True)
-class ListGroup:
-    """Consecutive lists of one task: list ``l``'s members are
-    ``members[member_ptr[l]:member_ptr[l + 1]]`` (row ids by label, then id) and the anchors
-    probing it ``queries[query_ptr[l]:query_ptr[l + 1]]`` (row ids, ascending)."""
-
-    members: np.ndarray
-    member_ptr: np.ndarray
-    queries: np.ndarray
-    query_ptr: np.ndarray
-
-
-def _join_group(job: _JoinJob, group: ListGroup) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(anchor rows, partial keys, partial rows)``: the group's running lists."""
-    prep, codes, terms = job.prep, job.codes, job.prep.terms
-    dim, itemsize = prep.x.shape[1], prep.x.itemsize
-    # The group's anchors (ascending) and each one's position, without sorting.
-    mark = np.zeros(len(codes), dtype=bool)
-    mark[group.queries] = True
-    anchors = np.flatnonzero(mark)
-    position = np.cumsum(mark, dtype=np.int32 if len(mark) < 2**31 else np.int64) - 1
-    del mark
-    best_v = np.full((len(anchors), job.width), np.inf)
-    best_j = np.full((len(anchors), job.width), -1, dtype=np.int64)
-    # The group's anchor rows are gathered once if a quarter of the budget holds them.
-    reader = _Reader(prep)
-    held = reader.rows(anchors) if len(anchors) <= rows_per_block(dim * itemsize, job.budget_mib / 4) else None
+def _join_block(job: _JoinJob, bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """``(anchor indices, keys, rows, pairs compared)`` of the block's anchors ``bounds``."""
+    s, e = bounds
+    lists, width = job.lists, job.width
+    dim, itemsize = lists.rows.shape[1], lists.rows.itemsize
+    index = job.anchor_index[s:e]
+    pos = job.anchor_pos[s:e]
+    count = e - s
+    if isinstance(lists.rows, np.memmap):  # mapped (a worker): the block's rows gathered once
+        anchor_rows, local = np.asarray(lists.rows[pos]), np.arange(count)
+    else:  # in memory: a view of the block's span
+        anchor_rows, local = lists.rows[pos[0]:pos[-1] + 1], pos - pos[0]
+    q_terms, q_labels = lists.terms[pos], lists.labels[pos]
+    nlist = len(job.centroids)
+    probes = probe_lists(anchor_rows, local, job.centroids, job.centroid_sq, job.nprobe, job.budget_mib / 16)
+    by_list, q_ptr = bucket_rows(probes, nlist, np.arange(count, dtype=np.int32))
+    del probes
+    best_v = np.full((count, width), np.inf)
+    best_j = np.full((count, width), -1, dtype=np.int64)
     member_chunk = min(MEMBER_CHUNK, rows_per_block(dim * itemsize * 2, job.budget_mib / 4))
-    for lst in range(len(group.member_ptr) - 1):
-        members = group.members[group.member_ptr[lst]:group.member_ptr[lst + 1]]
-        queries = group.queries[group.query_ptr[lst]:group.query_ptr[lst + 1]]
-        if len(members) == 0 or len(queries) == 0:
-            continue
-        q_pos = position[queries]
-        for m0 in range(0, len(members), member_chunk):
-            m_ids = members[m0:m0 + member_chunk]
-            m_rows = reader.rows(m_ids)
-            m_labels = codes[m_ids]  # sorted: lists hold their members by (label, row)
-            # Tile (+ the query rows and their centring copy) within half the budget.
-            step = rows_per_block(len(m_ids) * itemsize + dim * itemsize * 2, job.budget_mib / 2)
+    pairs = 0
+    for lst in np.flatnonzero(np.diff(q_ptr)):
+        first, last = int(lists.ptr[lst]), int(lists.ptr[lst + 1])
+        queries = by_list[q_ptr[lst]:q_ptr[lst + 1]]
+        pairs += len(queries) * (last - first)
+        for m0 in range(first, last, member_chunk):
+            m1 = min(last, m0 + member_chunk)
+            members = np.asarray(lists.rows[m0:m1])
+            m_terms, m_labels, m_ids = lists.terms[m0:m1], lists.labels[m0:m1], lists.ids[m0:m1]
+            # The tile and its query rows within half the budget.
+            step = rows_per_block((m1 - m0) * itemsize + dim * itemsize * 2, job.budget_mib / 2)
             for q0 in range(0, len(queries), step):
-                q_ids = queries[q0:q0 + step]
-                pos = q_pos[q0:q0 + step]
-                q_rows = held[pos] if held is not None else reader.rows(q_ids)
-                g = q_rows @ m_rows.T
-                q_labels = codes[q_ids]
-                negatives_tile(g, terms[q_ids], terms[m_ids], np.searchsorted(m_labels, q_labels, "left"),
-                               np.searchsorted(m_labels, q_labels, "right"), pos, m_ids, best_v, best_j)
-    del position
-    release_mapped_pages(prep.x)
-    # Partial lists travel compact (float32 keys, int32 rows): the driver merges them in a
-    # fixed order under the same (key, row) order, so the result stays deterministic.
-    id_type = np.int32 if len(codes) < 2**31 else np.int64
-    return anchors.astype(id_type), best_v.astype(np.float32), best_j.astype(id_type)
+                q = queries[q0:q0 + step]
+                negatives_tile(anchor_rows[local[q]] @ members.T, q, q_terms, q_labels, m_terms, m_labels, m_ids,
+                               best_v, best_j)
+    keys = _pair_keys(lists, anchor_rows, local, q_terms, best_j)
+    release_mapped_pages(lists.rows)
+    release_free_heap()  # this task's tiles, before the next task's (a thread's arena keeps them)
+    order = np.lexsort((np.where(best_j >= 0, best_j, np.iinfo(np.int64).max), keys), axis=1)
+    id_type = np.int32 if len(lists.ids) < 2**31 else np.int64
+    return (index, np.take_along_axis(keys, order, axis=1).astype(np.float32),
+            np.take_along_axis(best_j, order, axis=1).astype(id_type), pairs)
+
+
+def _pair_keys(lists: SortedLists, anchor_rows: np.ndarray, local: np.ndarray, terms: np.ndarray,
+               found: np.ndarray) -> np.ndarray:
+    """Per-pair keys of the anchors' candidates (``inf`` where none), computed as
+    :meth:`~embedkit.mining.keys.Prepared.pair_keys` computes them, independent of tiles."""
+    keys = np.full(found.shape, np.inf)
+    width = found.shape[1]
+    step = max(1, RERANK_PAIRS // width)
+    for r0 in range(0, len(found), step):
+        part = found[r0:r0 + step]
+        ok = part >= 0
+        where = lists.where[part[ok]]
+        a = np.repeat(np.arange(r0, r0 + len(part)), width)[ok.ravel()]
+        dots = np.einsum("ij,ij->i", anchor_rows[local[a]], np.asarray(lists.rows[where])).astype(np.float64)
+        part_keys = keys[r0:r0 + step]
+        part_keys[ok] = np.maximum(terms[a] + lists.terms[where] - 2.0 * dots, 0.0)
+    return keys
 
 
 # -- the driver ------------------------------------------------------------------------------
@@ -385,26 +254,6 @@ def _phase(progress: Progress | None, index: int, count: int) -> Progress | None
         progress(index * scale + (scale * done) // max(1, total), count * scale)
 
     return report
-
-
-def list_groups(member_ptr: np.ndarray, members: np.ndarray, query_ptr: np.ndarray, queries: np.ndarray,
-                tasks: int = GROUP_TASKS) -> tuple[list[ListGroup], list[int]]:
-    """Cut the lists into about ``tasks`` runs of consecutive lists of similar work
-    (members × probing anchors); also each run's work. Groups are views of the tables."""
-    work = np.diff(member_ptr) * np.diff(query_ptr)
-    target = max(1, int(work.sum()) // max(1, tasks))
-    groups: list[ListGroup] = []
-    weights: list[int] = []
-    start, acc = 0, 0
-    for t in range(len(work)):
-        acc += int(work[t])
-        if acc >= target or t == len(work) - 1:
-            m0, m1, q0, q1 = member_ptr[start], member_ptr[t + 1], query_ptr[start], query_ptr[t + 1]
-            groups.append(ListGroup(members=members[m0:m1], member_ptr=member_ptr[start:t + 2] - m0,
-                                    queries=queries[q0:q1], query_ptr=query_ptr[start:t + 2] - q0))
-            weights.append(max(1, acc))
-            start, acc = t + 1, 0
-    return groups, weights
 
 
 def ivf_nearest_negatives(
@@ -427,14 +276,13 @@ def ivf_nearest_negatives(
     among the members of its ``nprobe`` nearest lists of ``nlist`` (k-means, seed ``seed``;
     or the given ``centroids``, in the centred space of ``prep``).
 
-    With ``nprobe = nlist`` every pair is compared: the result is the exact scan's up to
-    key rounding. Memory: the O(n) list tables on the driver, and per task its lists'
-    ids, its anchors' partial lists and tiles within ``budget_mib``; the rows are read from
-    ``prep.x`` (memory-mapped or path-backed) by fancy indexing, never copied whole.
+    With ``nprobe = nlist`` every pair is compared: the result is the exact scan's. Memory:
+    one list-sorted copy of the rows and the O(n) list tables on the driver, and per task
+    its anchors' lists and tiles within ``budget_mib``; ``prep.x`` (memory-mapped or
+    path-backed) is read in row blocks, never gathered row by row.
     """
     anchors = np.asarray(anchors, dtype=np.int64)
     codes = np.ascontiguousarray(labels, dtype=np.int64)
-    n, dim = prep.x.shape
     width = max(k, candidates or k)
     runner = engine if engine is not None else LocalEngine(workers)
     started = time.perf_counter()
@@ -443,51 +291,34 @@ def ivf_nearest_negatives(
     trained = time.perf_counter()
     nlist = len(centroids)
     nprobe = int(max(1, min(nprobe, nlist)))
-    centroid_sq = np.einsum("ij,ij->i", centroids, centroids).astype(np.float64)
-    is_anchor = np.zeros(n, dtype=bool)
-    is_anchor[anchors] = True
-    step = rows_per_block((nlist + dim * 2) * prep.x.itemsize, budget_mib / 4)
-    bounds = [(a, min(n, a + step)) for a in range(0, n, step)]
-    assign_job = _AssignJob(prep, centroids, centroid_sq, is_anchor, nprobe)
-    assign = np.empty(n, dtype=np.int32)
-    probes = np.empty((len(anchors), nprobe), dtype=np.int16 if nlist < 2**15 else np.int32)
-    filled = 0
-    for (a, b), (part_assign, part_probes) in zip(bounds, runner.map(
-            _assign_block, runner.share(assign_job), bounds, weights=[b - a for a, b in bounds],
-            progress=_phase(progress, 0, 2))):
-        assign[a:b] = part_assign
-        probes[filled:filled + len(part_probes)] = part_probes
-        filled += len(part_probes)
-    del assign_job
+    assign = assign_lists(prep, centroids, runner, budget_mib, _phase(progress, 0, 2))
     assigned = time.perf_counter()
-    id_type = np.int32 if n < 2**31 else np.int64  # ids held per (anchor, probe): keep them small
-    # Each list's members by (label, row): a query's own label is one run of columns.
-    by_label = np.lexsort((codes, assign)).astype(id_type)
-    members, member_ptr = bucket_rows(assign[by_label].reshape(-1, 1), nlist, by_label)
-    del by_label
-    # Anchor ids are ascending, so each list's probing anchors come out ascending too.
-    queries, query_ptr = bucket_rows(probes, nlist, anchors.astype(id_type))
-    del probes, assign
-    groups, weights = list_groups(member_ptr, members, query_ptr, queries)
-    best_v = np.full((len(anchors), width), np.inf, dtype=np.float32)
-    best_j = np.full((len(anchors), width), -1, dtype=np.int64)
-    shared = runner.share(_JoinJob(prep, codes, width, budget_mib))
-    report = _phase(progress, 1, 2)
-    total, done = sum(weights), 0
-    for first in range(0, len(groups), IN_FLIGHT):
-        window = slice(first, first + IN_FLIGHT)
-        offset = done
-
-        def window_progress(part: int, _: int, offset: int = offset) -> None:
-            if report is not None:
-                report(offset + part, total)
-
-        for part_anchors, part_v, part_j in runner.map(_join_group, shared, groups[window], weights=weights[window],
-                                                        progress=window_progress):
-            merge_lists(best_v, best_j, np.searchsorted(anchors, part_anchors), part_v, part_j)
-        done += sum(weights[window])
-    pairs = int(np.dot(np.diff(member_ptr).astype(np.float64), np.diff(query_ptr).astype(np.float64)))
-    seconds = (("train", trained - started), ("assign", assigned - trained), ("join", time.perf_counter() - assigned))
-    return IvfJoin(rows=best_j, keys=best_v, complete=(best_j[:, :k] >= 0).all(axis=1), nlist=nlist, nprobe=nprobe,
-                   list_sizes=np.diff(member_ptr), pairs=pairs, seconds=seconds)
-
+    release_free_heap()  # the assign tasks' score tiles, before the copy of the rows
+    lists = sorted_lists(prep, codes, assign, nlist, budget_mib)
+    del assign
+    # Anchors in list order: a block of them probes nearby lists, and reads one span of rows.
+    pos = lists.where[anchors]
+    id_type = np.int32 if len(prep.x) < 2**31 else np.int64
+    index = np.argsort(pos, kind="stable").astype(id_type)
+    pos = pos[index]
+    release_free_heap()
+    per_task = rows_per_block(width * 16 + nprobe * 8 + 64, budget_mib / 2)
+    bounds = list(blocks(len(anchors), min(per_task, -(-len(anchors) // GROUP_TASKS))))
+    shared = runner.share(_JoinJob(lists, pos, index, centroids, centroid_terms(centroids), nprobe, width,
+                                   budget_mib))
+    sorted_at = time.perf_counter()
+    rows = np.full((len(anchors), width), -1, dtype=id_type)
+    keys = np.full((len(anchors), width), np.inf, dtype=np.float32)
+    pairs = 0
+    for part_index, part_keys, part_rows, part_pairs in runner.map(
+            _join_block, shared, bounds, weights=[b - a for a, b in bounds], progress=_phase(progress, 1, 2)):
+        rows[part_index] = part_rows
+        keys[part_index] = part_keys
+        pairs += part_pairs
+    sizes = np.diff(lists.ptr)
+    del shared, lists
+    release_free_heap()  # what the tasks freed stays in the threads' malloc arenas otherwise
+    seconds = (("train", trained - started), ("assign", assigned - trained), ("sort", sorted_at - assigned),
+               ("join", time.perf_counter() - sorted_at))
+    return IvfJoin(rows=rows, keys=keys, complete=(rows[:, :k] >= 0).all(axis=1), nlist=nlist, nprobe=nprobe,
+                   list_sizes=sizes, pairs=pairs, seconds=seconds)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from embedkit.engines import Engine, Progress
-from embedkit.ivfjoin import release_mapped_pages
+from embedkit.ivflists import release_mapped_pages
 from embedkit.knn import (
     approximate_nearest_negatives,
     build_index,
@@ -42,12 +42,13 @@ def mine_approximate(prep: Prepared, embeddings: np.ndarray, labels: np.ndarray,
     unique_anchors = np.unique(anchors)
     k = negatives_per_anchor(spec, labels, anchors)
     release_mapped_pages(prep.x)  # what reading the whole file (centring, positives) left resident
-    if kind == "ivf":
+    if kind == "ivf":  # the join's candidates come re-ranked by exact per-pair keys
         found, complete, description = _ivf_join(prep, labels, unique_anchors, k, spec, workers, budget_mib,
                                                   progress, engine)
     else:
         found, complete, description = _faiss_search(prep, embeddings, labels, unique_anchors, k, spec, kind,
                                                      workers, budget_mib, progress, engine)
+        found = rerank_exactly(prep, unique_anchors, found)
     description += f", {k + RERANK_EXTRA} candidates re-ranked exactly"
     rest = np.flatnonzero(~complete)
     if len(rest):
@@ -56,8 +57,9 @@ def mine_approximate(prep: Prepared, embeddings: np.ndarray, labels: np.ndarray,
                                              workers=workers, engine=engine)
         found[rest] = -1
         found[rest, :k] = exact_j
+        found[rest] = rerank_exactly(prep, unique_anchors[rest], found[rest])
         description += f"; {len(rest):,} anchors completed by exact scan"
-    found = rerank_exactly(prep, unique_anchors, found)[:, :k]
+    found = found[:, :k].astype(np.int64)
     part = cross_triplets(anchors, positives, unique_anchors, found)
     part.anchors_without_positive = n - len(unique_anchors)
     if spec.check_recall:
