@@ -195,8 +195,8 @@ def comparison(x: np.ndarray, labels: np.ndarray, args: argparse.Namespace) -> d
 def dask_mode(path: Path, labels_path: Path, args: argparse.Namespace) -> None:
     from distributed import LocalCluster
 
-    from embedkit.engines import LocalEngine
     from embedkit.engines.dask import DaskEngine
+    from embedkit.execution import Execution
     from embedkit.mining.strategies import MineSpec, mine
 
     x = np.load(path, mmap_mode="r")
@@ -207,7 +207,7 @@ def dask_mode(path: Path, labels_path: Path, args: argparse.Namespace) -> None:
     print(f"dask mode: {len(x):,} x {x.shape[1]} ({matrix / 2**20:,.0f} MiB), {args.workers} workers x 1 thread, "
           f"memory limit {limit / 2**20:,.0f} MiB per worker ({limit / matrix:.2f} x the matrix)")
     started = time.perf_counter()
-    local = mine(x, labels, spec, engine=LocalEngine(args.workers))
+    local = mine(x, labels, spec, execution=Execution.local(args.workers))
     local_s = time.perf_counter() - started
     print(f"  local engine ({args.workers} threads)  {local_s:8.2f} s   recall {local.recall:.4f}")
     cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, memory_limit=limit,
@@ -215,7 +215,7 @@ def dask_mode(path: Path, labels_path: Path, args: argparse.Namespace) -> None:
     engine = DaskEngine(cluster.scheduler_address)
     try:
         started = time.perf_counter()
-        remote = mine(x, labels, spec, engine=engine)
+        remote = mine(x, labels, spec, execution=Execution(engine))
         remote_s = time.perf_counter() - started
     except Exception as exc:  # noqa: BLE001 - a bench reports the failure and goes on
         print(f"  dask: FAILED ({type(exc).__name__}: {str(exc)[:300]})")
