@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from embedkit.engines import LocalEngine
 from embedkit.mining import symmetric
 from embedkit.mining.keys import prepare
-from embedkit.mining.symmetric import _seed_bound, symmetric_topk
+from embedkit.mining.symmetric import symmetric_topk
 from embedkit.sym_kernels import DENSE_K, select_smallest
 
 #: Budgets giving 32-row tiles over several super-tiles, and one tile per super-tile.
@@ -29,9 +29,7 @@ def heap_path(monkeypatch: pytest.MonkeyPatch, *args: object, **kwargs: object) 
 @pytest.mark.parametrize("k", [DENSE_K + 1, 40])
 def test_same_rows_and_keys_as_the_heap_path(monkeypatch: pytest.MonkeyPatch, budget: float, k: int) -> None:
     """Float data (inexact products): both paths read the same tiles, so they must agree bit
-    for bit, with labels (negatives only) and with distinct codes, some anchors off; with
-    k = 9 the scan starts from the sampled seed bound (a small sample allowed here)."""
-    monkeypatch.setattr(symmetric, "SEED_ROWS", 32)
+    for bit, with labels (negatives only) and with distinct codes, some anchors off."""
     rng = np.random.default_rng(k)
     x = rng.standard_normal((1500, 16)).astype(np.float32)
     labels = rng.integers(0, 7, len(x))
@@ -85,24 +83,6 @@ def test_same_rows_whatever_the_workers_and_cosine() -> None:
     runs = [symmetric_topk(prep, np.arange(len(x)), on, 30, budget_mib=0.05, engine=LocalEngine(w)) for w in (1, 2)]
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
-
-
-@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_seed_bound_is_an_upper_bound(monkeypatch: pytest.MonkeyPatch, metric: str) -> None:
-    """The sampled bound is never below the final k-th key (it only prunes)."""
-    rng = np.random.default_rng(6)
-    x = (rng.standard_normal((2600, 32)) + 50.0).astype(np.float32)
-    prep = prepare(x, metric)  # type: ignore[arg-type]
-    on = np.ones(len(x), dtype=bool)
-    k = 20
-    keys, _ = symmetric_topk(prep, np.arange(len(x)), on, k, budget_mib=0.05)
-    monkeypatch.setattr(symmetric, "SEED_ROWS", 64)
-    bound = _seed_bound(prep, np.arange(len(x)), on, k, budget_mib=1.0, workers=1, engine=None)
-    assert np.isfinite(bound).all()
-    assert (bound >= keys[:, k - 1]).all()
-    off = on.copy()
-    off[::3] = False
-    assert np.isinf(_seed_bound(prep, np.arange(len(x)), off, k, budget_mib=1.0, workers=1, engine=None)[::3]).all()
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from embedkit.chunking import DEFAULT_BUDGET_MIB, rows_per_block
+from embedkit.chunking import DEFAULT_BUDGET_MIB
 from embedkit.engines import Engine, Progress
 from embedkit.mining.keys import NO_ROW, Emitted, Prepared, Slots, merge_emitted
 from embedkit.sym_kernels import (
@@ -36,13 +36,11 @@ from embedkit.sym_kernels import (
 )
 from embedkit.tiles import (
     SymTask,
-    run_stripes,
     run_symmetric,
     symmetric_block,
     symmetric_tasks,
     symmetric_tile_count,
     symmetric_tiles,
-    stripes,
 )
 
 #: Row id of an empty heap entry while scanning (last in (key, row) order); -1 once reported.
@@ -101,10 +99,6 @@ def symmetric_topk(
         side = tasks[0][1] - tasks[0][0]
         rounds = [rounds[0], [t for t in rounds[1] if t[2] - t[0] == side],
                   [t for t in rounds[1] if t[2] - t[0] > side]]
-        # And the first round starts from a sampled bound, not from empty states (which
-        # would take every pair of their first tiles as a candidate).
-        job = replace(job, bound=_seed_bound(prep, job.codes, job.on, job.k, budget_mib=budget_mib,
-                                             workers=workers, engine=engine))
     total = sum(symmetric_tile_count(t, block) for t in tasks)
     done_before = 0
     for round_tasks in rounds:
@@ -121,8 +115,6 @@ def symmetric_topk(
         done_before += sum(symmetric_tile_count(t, block) for t in round_tasks)
         # The k-th key so far (heap roots; a selection's largest): a bound of the final one.
         bound = keys[:, 0] if task_fn is _topk_task else keys.max(axis=1)
-        if job.bound is not None:
-            bound = np.minimum(bound, job.bound)
         job = replace(job, bound=np.ascontiguousarray(bound))
     order = np.lexsort((ids, keys), axis=1)
     keys = np.take_along_axis(keys, order, axis=1)
@@ -133,61 +125,6 @@ def symmetric_topk(
 
 #: A large-k state holds up to k + SELECT_SLACK·k entries before it is cut back to k.
 SELECT_SLACK = 0.5
-#: Rows sampled for the seed bound of a large-k scan: this many, or SEED_PER_K per
-#: neighbour if more; no seed unless the rows are 16 times the sample (the sample's products
-#: then cost at most 1/8 of the scan's).
-SEED_ROWS = 1024
-SEED_PER_K = 8
-
-
-@dataclass(frozen=True)
-class _SeedJob:
-    prep: Prepared
-    codes: np.ndarray
-    sample: np.ndarray
-    k: int
-
-
-def _seed_bound(prep: Prepared, codes: np.ndarray, on: np.ndarray, k: int, *, budget_mib: float,
-                workers: int | None, engine: Engine | None) -> np.ndarray:
-    """Per row, an upper bound of its final k-th key (``inf``: none): the k-th smallest key
-    to an evenly spaced sample of rows with other codes (those k rows exist), plus an
-    allowance for the sample's products being summed in another order than the tiles'.
-    Both are float dot products of the same centred rows, each within ``γ_d·‖a‖‖b‖`` of the
-    exact one (γ_d ≈ d·u, u the unit roundoff of the work dtype), so the keys differ by at
-    most ``2·γ_d·(‖a‖² + ‖b‖²)``; the allowance is ``8·d·u·(‖a‖² + max ‖b‖²)``. A row with
-    ``on`` false gets ``inf`` (its states are off anyway), and so does every row when the
-    sample would cost more than 1/8 of the scan."""
-    n = len(prep.x)
-    m = max(SEED_ROWS, SEED_PER_K * k)
-    if 16 * m > n:
-        return np.full(n, np.inf)
-    sample = np.unique(np.linspace(0, n - 1, m).round().astype(np.int64))
-    job = _SeedJob(prep, codes, sample, k)
-    step = rows_per_block(len(sample) * 8 * 3, budget_mib)
-    parts = run_stripes(_seed_stripe, job, stripes(n, step), cost_per_row=len(sample), engine=engine,
-                        workers=workers)
-    bound = np.concatenate(parts) if parts else np.full(n, np.inf)
-    return np.where(on, bound, np.inf)
-
-
-def _seed_stripe(job: _SeedJob, bounds: tuple[int, int]) -> np.ndarray:
-    a0, a1 = bounds
-    prep = job.prep
-    g = prep.rows(slice(a0, a1)) @ prep.rows(job.sample).T
-    a = prep.terms[a0:a1]
-    b = prep.terms[job.sample]
-    keys = a[:, None] + b[None, :] - 2.0 * g.astype(np.float64)
-    np.maximum(keys, 0.0, out=keys)
-    keys[np.isnan(keys) | (job.codes[a0:a1, None] == job.codes[job.sample][None, :])] = np.inf
-    kth = np.partition(keys, job.k - 1, axis=1)[:, job.k - 1]
-    unit = float(np.finfo(g.dtype).eps) / 2
-    allowance = 8.0 * prep.x.shape[1] * unit * (a + b.max(initial=0.0))
-    bound = kth + allowance
-    bound[~(bound < np.inf)] = np.inf
-    return bound
-
-
 def _offset_progress(progress: Progress, before: int, total: int) -> Progress:
     return lambda done, _total: progress(before + done, total)
 
