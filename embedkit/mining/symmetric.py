@@ -30,6 +30,7 @@ from embedkit.sym_kernels import (
     merge_heaps,
     merge_selections,
     settle_selections,
+    sort_rows,
     sym_band_tile,
     sym_select_tile,
     sym_topk_tile,
@@ -116,9 +117,7 @@ def symmetric_topk(
         # The k-th key so far (heap roots; a selection's largest): a bound of the final one.
         bound = keys[:, 0] if task_fn is _topk_task else keys.max(axis=1)
         job = replace(job, bound=np.ascontiguousarray(bound))
-    order = np.lexsort((ids, keys), axis=1)
-    keys = np.take_along_axis(keys, order, axis=1)
-    ids = np.take_along_axis(ids, order, axis=1)
+    sort_rows(keys, ids)  # (key, row) order
     ids[ids == EMPTY_ID] = NO_ROW
     return keys[:, :k], ids[:, :k]
 
