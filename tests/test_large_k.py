@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from embedkit.engines import LocalEngine
+from embedkit.execution import Execution
 from embedkit.mining import symmetric
 from embedkit.mining.keys import prepare
 from embedkit.mining.symmetric import symmetric_topk
@@ -36,8 +36,8 @@ def test_same_rows_and_keys_as_the_heap_path(monkeypatch: pytest.MonkeyPatch, bu
     on = rng.random(len(x)) < 0.9
     prep = prepare(x, "euclidean")
     for codes in (labels, np.arange(len(x))):
-        want = heap_path(monkeypatch, prep, codes, on, k, budget_mib=budget)
-        got = symmetric_topk(prep, codes, on, k, budget_mib=budget)
+        want = heap_path(monkeypatch, prep, codes, on, k, execution=Execution(budget_mib=budget))
+        got = symmetric_topk(prep, codes, on, k, execution=Execution(budget_mib=budget))
         np.testing.assert_array_equal(got[1], want[1])
         np.testing.assert_array_equal(got[0], want[0])
 
@@ -50,7 +50,8 @@ def test_loop_oracle_with_ties_and_duplicates() -> None:
     x[10:30] = x[5]
     labels = rng.integers(0, 4, len(x))
     k = 25
-    keys, ids = symmetric_topk(prepare(x, "euclidean"), labels, np.ones(len(x), dtype=bool), k, budget_mib=0.05)
+    keys, ids = symmetric_topk(prepare(x, "euclidean"), labels, np.ones(len(x), dtype=bool), k,
+                               execution=Execution(budget_mib=0.05))
     x64 = x.astype(np.float64)
     for a in range(len(x)):
         others = np.flatnonzero(labels != labels[a])
@@ -69,8 +70,8 @@ def test_huge_terms_take_the_unfiltered_test(monkeypatch: pytest.MonkeyPatch) ->
     prep = prepare(x, "euclidean")
     on = np.ones(len(x), dtype=bool)
     assert prep.terms.max() >= 1e30
-    want = heap_path(monkeypatch, prep, np.arange(len(x)), on, 12, budget_mib=0.05)
-    got = symmetric_topk(prep, np.arange(len(x)), on, 12, budget_mib=0.05)
+    want = heap_path(monkeypatch, prep, np.arange(len(x)), on, 12, execution=Execution(budget_mib=0.05))
+    got = symmetric_topk(prep, np.arange(len(x)), on, 12, execution=Execution(budget_mib=0.05))
     np.testing.assert_array_equal(got[1], want[1])
     np.testing.assert_array_equal(got[0], want[0])
 
@@ -80,7 +81,8 @@ def test_same_rows_whatever_the_workers_and_cosine() -> None:
     x = rng.standard_normal((500, 8)).astype(np.float32)
     prep = prepare(x, "cosine")
     on = np.ones(len(x), dtype=bool)
-    runs = [symmetric_topk(prep, np.arange(len(x)), on, 30, budget_mib=0.05, engine=LocalEngine(w)) for w in (1, 2)]
+    runs = [symmetric_topk(prep, np.arange(len(x)), on, 30, execution=Execution.local(w, budget_mib=0.05))
+            for w in (1, 2)]
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
 
