@@ -166,3 +166,18 @@ def test_similar_pairs_of_any_label_layout_match_the_loop(layout: str) -> None:
     mine = np.lexsort((top_j, top_i, -top_loss))
     np.testing.assert_array_equal(top_i[mine], i[order])
     np.testing.assert_array_equal(top_j[mine], j[order])
+
+
+def test_centring_once_gives_the_tiles_of_centring_per_tile() -> None:
+    """Within the budget the scan centres the rows once instead of every column tile per
+    stripe: the same tile-dtype subtraction, so the same figures bit for bit."""
+    x, labels = clustered(1000, 16, 9, seed=4, spread=0.9)
+    x += np.float32(40.0)  # a shared offset: centring matters
+    assert x.nbytes > 0.05 * 2**20  # the small budget below cannot hold the centred copy
+    once, per_tile = (scan_label_pairs(x, labels, form=pk.FORM_SQUARED, margins=(5.0, 3.0), tile_rows=64,
+                                       tile_cols=100, budget_mib=budget, top=6)
+                      for budget in (64.0, 0.05))
+    np.testing.assert_array_equal(once.totals, per_tile.totals)
+    np.testing.assert_array_equal(once.actives, per_tile.actives)
+    for key in once.top:
+        np.testing.assert_array_equal(once.top[key], per_tile.top[key])
