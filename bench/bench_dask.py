@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from embedkit.engines import LocalEngine
 from embedkit.engines.dask import DaskEngine
+from embedkit.execution import Execution
 from embedkit.metrics import retrieval_metrics
 from embedkit.mining.strategies import MineSpec, mine
 
@@ -69,15 +69,15 @@ def main() -> None:
     print(f"data: {args.rows:,} × {args.dim} float32, {args.classes:,} classes")
     spec = MineSpec("hard", index="exact")
     print("local engine (threads):")
-    local_mine, t_local_mine = timed("mine hard (exact)", lambda: mine(x, labels, spec, engine=LocalEngine(args.workers)))
+    local_mine, t_local_mine = timed("mine hard (exact)", lambda: mine(x, labels, spec, execution=Execution.local(args.workers)))
     if not args.skip_eval:
-        local_eval, t_local_eval = timed("eval", lambda: retrieval_metrics(x, labels, engine=LocalEngine(args.workers)))
+        local_eval, t_local_eval = timed("eval", lambda: retrieval_metrics(x, labels, execution=Execution.local(args.workers)))
     print(f"dask engine ({args.workers}-worker LocalCluster, 1 thread each):")
     engine, t_start = timed("cluster start", lambda: DaskEngine(workers=args.workers))
     try:
-        dask_mine, t_dask_mine = timed("mine hard (exact)", lambda: mine(x, labels, spec, engine=engine))
+        dask_mine, t_dask_mine = timed("mine hard (exact)", lambda: mine(x, labels, spec, execution=Execution(engine)))
         if not args.skip_eval:
-            dask_eval, t_dask_eval = timed("eval", lambda: retrieval_metrics(x, labels, engine=engine))
+            dask_eval, t_dask_eval = timed("eval", lambda: retrieval_metrics(x, labels, execution=Execution(engine)))
     finally:
         engine.close()
     same_mine = all(np.array_equal(local_mine.items[k], dask_mine.items[k]) for k in local_mine.items)

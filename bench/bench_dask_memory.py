@@ -170,8 +170,8 @@ def main() -> int:
 
     from distributed import Client
 
-    from embedkit.engines import LocalEngine
     from embedkit.engines.dask import DaskEngine
+    from embedkit.execution import Execution
     from embedkit.io import load_dataset
     from embedkit.mining.strategies import MineSpec, mine
 
@@ -199,14 +199,14 @@ def main() -> int:
             pids = sorted(client.run(os.getpid).values())
         with DaskEngine(address) as engine:
             warm = load_dataset(small).embeddings
-            mine(warm, rng.integers(0, 20, len(warm)), spec, engine=engine)  # imports + numba compilation
+            mine(warm, rng.integers(0, 20, len(warm)), spec, execution=Execution(engine))  # imports + numba compilation
             time.sleep(1.0)
             baseline = {pid: rss_anon(pid) for pid in pids}
             data = load_dataset(path).embeddings
             sampler = Sampler(pids)
             sampler.start()
             started = time.perf_counter()
-            remote = mine(data, labels, spec, engine=engine)
+            remote = mine(data, labels, spec, execution=Execution(engine))
             dask_seconds = time.perf_counter() - started
             peak = sampler.stop()
         print(f"matrix: {args.rows} x {args.dim} float32 = {matrix / MIB:.1f} MiB, {args.metric}, exact hard "
@@ -228,7 +228,7 @@ def main() -> int:
               f"(GEMM flops only; {256 * args.rows / per_task / 1e9:.3f} G anchor-row pairs/s per worker)")
         if not args.skip_local:
             started = time.perf_counter()
-            local = mine(load_dataset(path).embeddings, labels, spec, engine=LocalEngine(args.workers))
+            local = mine(load_dataset(path).embeddings, labels, spec, execution=Execution.local(args.workers))
             local_seconds = time.perf_counter() - started
             same = local.items.keys() == remote.items.keys() and all(
                 np.array_equal(local.items[k], remote.items[k]) for k in local.items)

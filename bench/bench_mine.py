@@ -65,6 +65,7 @@ def low_dimensional(rows: int, dim: int, latent: int, classes: int, seed: int) -
 def exact_part(args: argparse.Namespace) -> None:
     import faiss
 
+    from embedkit.execution import Execution
     from embedkit.mining.strategies import MineSpec, mine
 
     x, labels = clustered(args.rows, args.dim, args.classes, args.seed)
@@ -91,7 +92,8 @@ def exact_part(args: argparse.Namespace) -> None:
             floors.append(floor_once())
         for strategy in times:
             start = time.perf_counter()
-            result = mine(x, labels, MineSpec(strategy, margin=args.margin, index="exact"), workers=args.threads)
+            result = mine(x, labels, MineSpec(strategy, margin=args.margin, index="exact"),
+                          execution=Execution.local(args.threads))
             times[strategy].append(time.perf_counter() - start)
             counts[strategy] = f"{result.count:,} triplets, {result.anchors_with_none:,} anchors with none"
         if turn % 2 == 1:
@@ -122,6 +124,7 @@ def _gemm_task(job: tuple[np.ndarray, np.ndarray, int], task: tuple[int, int, in
 
 def gemm_only(x: np.ndarray, threads: int) -> float:
     """Seconds to multiply (and centre) the tiles of the symmetric schedule, no kernel."""
+    from embedkit.execution import Execution
     from embedkit.mining.keys import prepare
     from embedkit.tiles import run_symmetric, symmetric_block, symmetric_tasks
 
@@ -129,7 +132,8 @@ def gemm_only(x: np.ndarray, threads: int) -> float:
     block = symmetric_block(prep.x.itemsize)
     tasks = symmetric_tasks(len(x), block)
     start = time.perf_counter()
-    list(run_symmetric(_gemm_task, (prep.x, prep.centre, block), tasks, block=block, workers=threads))
+    list(run_symmetric(_gemm_task, (prep.x, prep.centre, block), tasks, block=block,
+                       execution=Execution.local(threads)))
     return time.perf_counter() - start
 
 

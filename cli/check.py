@@ -6,7 +6,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from embedkit.choices import DEFAULT_EXACT_PAIRS, DEFAULT_SAMPLE, DEFAULT_SEED, ContrastiveForm
+from embedkit.choices import (
+    DEFAULT_BUDGET_MIB,
+    DEFAULT_EXACT_PAIRS,
+    DEFAULT_SAMPLE,
+    DEFAULT_SEED,
+    ContrastiveForm,
+)
 
 from . import options as opt
 from .errors import EXIT_CHECK_FAILED, reported_errors
@@ -79,6 +85,7 @@ def check(
     json: opt.JsonOpt = False,
     quiet: opt.QuietOpt = False,
     workers: opt.WorkersOpt = None,
+    budget_mib: opt.BudgetOpt = DEFAULT_BUDGET_MIB,
 ) -> None:
     """Check requirements on an embedding export: exit 0 when all hold, 1 when one fails.
 
@@ -94,6 +101,7 @@ def check(
         write_junit,
     )
     from embedkit.errors import OptionError
+    from embedkit.execution import Execution
     from embedkit.inspection import FIGURE_PARTS
     from embedkit.io import load_allowing_nonfinite
     from embedkit.losses.spec import LossSpec
@@ -110,6 +118,7 @@ def check(
     from .render import wrote
 
     with reported_errors():
+        execution = Execution.local(workers, budget_mib=budget_mib)
         retrieval_mode = qrels is not None
         if not retrieval_mode:
             for name, value in (("--queries", queries), ("--baseline-queries", baseline_queries),
@@ -147,13 +156,13 @@ def check(
                 if baseline_queries else None,
                 metric=metric or "cosine", ignore_missing=ignore_missing)
         settings = CheckSettings(metric="euclidean" if metric in (None, "dot") else metric, loss=spec,
-                                 exact_pairs=exact_pairs, sample=sample, seed=seed, workers=workers,
-                                 retrieval=retrieval)
+                                 exact_pairs=exact_pairs, sample=sample, seed=seed, retrieval=retrieval)
         loaded = load_allowing_nonfinite(path, column=column, label_column=label_column, labels_path=labels,
                                          id_column=id_column)
         old = load_allowing_nonfinite(baseline, column=column, label_column=label_column,
                                       id_column=id_column) if baseline else None
-        report = run_check(loaded, requirements, baseline=old, max_drops=drops, settings=settings)
+        report = run_check(loaded, requirements, baseline=old, max_drops=drops, settings=settings,
+                           execution=execution)
         if junit is not None:
             write_junit(report, junit)
             wrote(junit, f"{len(report.outcomes):,} test cases", quiet=quiet)

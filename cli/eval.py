@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from embedkit.choices import DEFAULT_IR_KS, DEFAULT_KS
+from embedkit.choices import DEFAULT_BUDGET_MIB, DEFAULT_IR_KS, DEFAULT_KS
 from embedkit.errors import OptionError
 
 from . import options as opt
@@ -96,6 +96,7 @@ def eval_(
     json: opt.JsonOpt = False,
     quiet: opt.QuietOpt = False,
     workers: opt.WorkersOpt = None,
+    budget_mib: opt.BudgetOpt = DEFAULT_BUDGET_MIB,
     engine: opt.EngineOpt = "local",
     scheduler: opt.SchedulerOpt = None,
     parts_dir: opt.PartsDirOpt = None,
@@ -104,6 +105,7 @@ def eval_(
 
     With --qrels: EMB is the corpus, --queries the queries, graded IR figures (README).
     """
+    from embedkit.execution import validated_budget
     from embedkit.metrics import evaluate_retrieval
 
     from .render import engine_text, running
@@ -111,6 +113,7 @@ def eval_(
 
     if qrels is not None or from_run is not None:
         with reported_errors():
+            validated_budget(budget_mib)
             if qrels is None:
                 raise OptionError("--from-run needs --qrels (the judgements to evaluate the run with)")
             for name, value in (("--reference", reference), ("--query-labels", query_labels), ("--labels", labels),
@@ -120,9 +123,11 @@ def eval_(
             _qrels_eval(embeddings, queries, qrels, from_run=from_run, ks=_ks(k), metric=metric or "cosine",
                         column=column, id_column=id_column, query_id_column=query_id_column,
                         ignore_missing=ignore_missing, per_query=per_query, run=run, as_json=json, quiet=quiet,
-                        workers=workers, engine=engine, scheduler=scheduler, parts_dir=parts_dir)
+                        workers=workers, budget_mib=budget_mib, engine=engine, scheduler=scheduler,
+                        parts_dir=parts_dir)
         return
     with reported_errors():
+        validated_budget(budget_mib)
         for name, value in (("--id-column", id_column), ("--query-id-column", query_id_column),
                             ("--per-query", per_query), ("--run", run), ("--ignore-missing", ignore_missing or None)):
             if value is not None:
@@ -133,10 +138,10 @@ def eval_(
         reference_set, query_set = load_split(embeddings, queries, reference, query_labels,
                                               labels=labels, column=column, label_column=label_column)
         with running("eval", engine=engine, workers=workers, scheduler=scheduler,
-                     parts_dir=parts_dir, quiet=quiet) as (runner, progress):
-            result = evaluate_retrieval(reference_set, query_set, ks=ks, metric=metric or "euclidean", per_class=per_class,
-                                        threads=workers, engine=runner, progress=progress)
-            engine_used = engine_text(runner)
+                     parts_dir=parts_dir, budget_mib=budget_mib, quiet=quiet) as execution:
+            result = evaluate_retrieval(reference_set, query_set, ks=ks, metric=metric or "euclidean",
+                                        per_class=per_class, execution=execution)
+            engine_used = engine_text(execution.engine)
     render.evaluation(result, reference_set, query_set, as_json=json, engine=engine_used)
 
 
@@ -150,9 +155,10 @@ def _ks(values: list[str] | None) -> tuple[int, ...]:
 def _qrels_eval(
     embeddings: str | None, queries: str | None, qrels: str, *, from_run: str | None, ks: tuple[int, ...],
     metric: str, column: str | None, id_column: str | None, query_id_column: str | None, ignore_missing: bool,
-    per_query: str | None, run: str | None, as_json: bool, quiet: bool, workers: int | None, engine: str,
-    scheduler: str | None, parts_dir: str | None,
+    per_query: str | None, run: str | None, as_json: bool, quiet: bool, workers: int | None, budget_mib: float,
+    engine: str, scheduler: str | None, parts_dir: str | None,
 ) -> None:
+    from embedkit.execution import Execution
     from embedkit.ireval_job import IRJob, run_ir_eval
 
     from .inputs import resolve_embeddings
@@ -171,11 +177,11 @@ def _qrels_eval(
                 column=column, id_column=id_column, query_id_column=query_id_column,
                 ignore_missing=ignore_missing, per_query=per_query, run=run)
     if from_run is not None:
-        evaluation = run_ir_eval(job)
+        evaluation = run_ir_eval(job, execution=Execution.local(budget_mib=budget_mib))
     else:
         with running("eval", engine=engine, workers=workers, scheduler=scheduler,
-                     parts_dir=parts_dir, quiet=quiet) as (runner, progress):
-            evaluation = run_ir_eval(job, engine=runner, progress=progress)
+                     parts_dir=parts_dir, budget_mib=budget_mib, quiet=quiet) as execution:
+            evaluation = run_ir_eval(job, execution=execution)
     for path, detail in evaluation.written:
         wrote(path, detail, quiet=quiet)
     render_ir.ir_evaluation(evaluation.result, evaluation.corpus, evaluation.queries, as_json=as_json)

@@ -6,7 +6,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from embedkit.choices import DEFAULT_BINS, DEFAULT_EXACT_PAIRS, DEFAULT_SAMPLE, DEFAULT_SEED
+from embedkit.choices import (
+    DEFAULT_BINS,
+    DEFAULT_BUDGET_MIB,
+    DEFAULT_EXACT_PAIRS,
+    DEFAULT_SAMPLE,
+    DEFAULT_SEED,
+)
 
 from . import options as opt
 from .errors import reported_errors
@@ -37,11 +43,13 @@ def inspect(
         "--bins", min=2, max=200, metavar="N", rich_help_panel=opt.OUTPUT, help="Histogram bins.")] = DEFAULT_BINS,
     json: opt.JsonOpt = False,
     quiet: opt.QuietOpt = False,
+    budget_mib: opt.BudgetOpt = DEFAULT_BUDGET_MIB,
 ) -> None:
     """Describe an embedding export and suggest a contrastive margin from its pair distances.
 
     NaN/Inf rows are counted and left out of the other figures.
     """
+    from embedkit.execution import validated_budget
     from embedkit.inspection import inspect_embeddings
     from embedkit.io import load_allowing_nonfinite
     from embedkit.output import check_output_path, guarded_inputs, refuse_output_in_shard_sets
@@ -51,6 +59,7 @@ def inspect(
     from .render import wrote
 
     with reported_errors():
+        validated_budget(budget_mib)
         if plot is not None:
             render.require_matplotlib()
         path = resolve_embeddings(embeddings)
@@ -60,7 +69,7 @@ def inspect(
             render.plot_format(plot)
         loaded = load_allowing_nonfinite(path, column=column, label_column=label_column, labels_path=labels)
         result = inspect_embeddings(loaded, normalize=normalize, exact_pairs=exact_pairs, sample=sample,
-                                    seed=seed, bins=bins)
+                                    seed=seed, bins=bins, budget_mib=budget_mib)
         if plot is not None:
             render.write_plot(result, plot)
             wrote(plot, "", quiet=quiet, verb="plot")

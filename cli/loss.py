@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from embedkit.choices import ContrastiveForm, LossKind, Reduction
+from embedkit.choices import DEFAULT_BUDGET_MIB, ContrastiveForm, LossKind, Reduction
 from embedkit.errors import OptionError
 
 from . import options as opt
@@ -76,11 +76,13 @@ def loss(
     json: opt.JsonOpt = False,
     quiet: opt.QuietOpt = False,
     workers: opt.WorkersOpt = None,
+    budget_mib: opt.BudgetOpt = DEFAULT_BUDGET_MIB,
     engine: opt.EngineOpt = "local",
     scheduler: opt.SchedulerOpt = None,
     parts_dir: opt.PartsDirOpt = None,
 ) -> None:
     """Compute a contrastive-learning loss over an embedding file, with a trace table."""
+    from embedkit.execution import validated_budget
     from embedkit.losses.compute import compute_loss
     from embedkit.losses.spec import LossSpec
     from embedkit.output import mined_form
@@ -92,6 +94,7 @@ def loss(
 
     with reported_errors():
         sweep = parse_floats(margins, "--margins")
+        validated_budget(budget_mib)
         notes = []
         if kind == "triplet" and triplets is not None and not given(ctx, "squared"):
             mined = mined_form(triplets)
@@ -122,14 +125,13 @@ def loss(
                          f"{'squared' if squared else 'unsquared'} distances; mine's semi-hard band is unsquared "
                          "unless mined with --squared: add --no-squared to score them in the same form")
         with running(f"{kind} loss", engine=engine, workers=workers, scheduler=scheduler,
-                     parts_dir=parts_dir, quiet=quiet) as (runner, progress):
+                     parts_dir=parts_dir, budget_mib=budget_mib, quiet=quiet) as execution:
             result = compute_loss(
                 dataset, spec, pairs=pair_table, triplets=triplet_table,
                 pairs_source=pairs or "pairs", triplets_source=triplets or "triplets",
-                trace=trace, top=trace, keep_items=output is not None, workers=workers, engine=runner,
-                progress=progress,
+                trace=trace, top=trace, keep_items=output is not None, execution=execution,
             )
-            engine_used = engine_text(runner)
+            engine_used = engine_text(execution.engine)
         for note in notes:
             wrote("", note, quiet=quiet, verb="note:")
         if output is not None:

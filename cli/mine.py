@@ -17,6 +17,7 @@ from embedkit.choices import (
     Strategy,
 )
 from embedkit.errors import OptionError
+from embedkit.execution import validated_budget
 
 from . import mine_retrieval
 from . import options as opt
@@ -111,9 +112,7 @@ def mine(
     json: opt.JsonOpt = False,
     quiet: opt.QuietOpt = False,
     workers: opt.WorkersOpt = None,
-    budget_mib: Annotated[float, typer.Option(
-        "--budget-mib", metavar="FLOAT", rich_help_panel=opt.PERFORMANCE,
-        help="Working memory per worker for distance tiles (MiB).")] = DEFAULT_BUDGET_MIB,
+    budget_mib: opt.BudgetOpt = DEFAULT_BUDGET_MIB,
     engine: opt.EngineOpt = "local",
     scheduler: opt.SchedulerOpt = None,
     parts_dir: opt.PartsDirOpt = None,
@@ -162,8 +161,7 @@ def mine(
                                              "ef_search": index in ("hnsw", "auto")})
         if json and output == "-":
             raise OptionError("--json and -o - would both write to stdout; write the items to a file")
-        if budget_mib <= 0:
-            raise OptionError(f"--budget-mib must be > 0; got {budget_mib}")
+        validated_budget(budget_mib)
         spec = MineSpec(
             strategy=strategy, margin=margin, negatives=negatives, positives=positives,
             positives_count=positives_count, select=select, fallback=fallback, squared=squared, metric=metric,
@@ -173,10 +171,9 @@ def mine(
         dataset = load_inputs(embeddings, labels=labels, column=column, label_column=label_column,
                               id_column=id_column, output=output)
         with running(f"mining {strategy}", engine=engine, workers=workers, scheduler=scheduler,
-                     parts_dir=parts_dir, quiet=quiet) as (runner, progress):
-            result = mine_dataset(dataset, spec, workers=workers, engine=runner, budget_mib=budget_mib,
-                                  progress=progress)
-            engine_used = engine_text(runner)
+                     parts_dir=parts_dir, budget_mib=budget_mib, quiet=quiet) as execution:
+            result = mine_dataset(dataset, spec, execution=execution)
+            engine_used = engine_text(execution.engine)
         if output is not None:
             render.write_items(result, dataset, output, form={
                 "strategy": strategy, "margin": margin, "squared": squared, "metric": metric})

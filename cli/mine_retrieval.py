@@ -78,6 +78,7 @@ def refuse_retrieval_options(ctx: typer.Context) -> None:
 def run(ctx: typer.Context, **o: Any) -> None:
     """Check the options, run one retrieval mining call, render the report."""
     # Imported here: label mining and --help do not pay for them.
+    from embedkit.execution import validated_budget
     from embedkit.mining.retrieval import SearchSpec
     from embedkit.mining.retrieval_job import RetrievalJob, run_retrieval_mining
     from embedkit.mining.retrieval_select import SelectionSpec
@@ -99,8 +100,7 @@ def run(ctx: typer.Context, **o: Any) -> None:
             o["index"] = "exact"
         if o["json"] and o["output"] == "-":
             raise OptionError("--json and -o - would both write to stdout; write the output to a file")
-        if o["budget_mib"] <= 0:
-            raise OptionError(f"--budget-mib must be > 0; got {o['budget_mib']}")
+        validated_budget(o["budget_mib"])
         if o["check_recall"] and o["index"] == "exact":
             raise OptionError("--check-recall audits an approximate index; add --index ivf or --index hnsw")
         if o["from_candidates"] is not None:
@@ -122,16 +122,16 @@ def run(ctx: typer.Context, **o: Any) -> None:
             max_score=o["max_score"], min_score=o["min_score"],
             max_positive_similarity=o["max_positive_similarity"], sampling=o["sampling"], seed=o["seed"])
         search = SearchSpec(metric=metric, index=o["index"], check_recall=o["check_recall"], nlist=o["nlist"],
-                            nprobe=o["nprobe"], ef_search=o["ef_search"], seed=o["seed"],
-                            budget_mib=o["budget_mib"])
+                            nprobe=o["nprobe"], ef_search=o["ef_search"], seed=o["seed"])
         job = RetrievalJob(
             corpus=o["embeddings"], queries=o["queries"], qrels=o["qrels"], selection=selection, search=search,
             from_candidates=o["from_candidates"], column=o["column"], id_column=o["id_column"],
             query_id_column=o["query_id_column"], text_column=o["text_column"],
             ignore_missing=o["ignore_missing"], margins=margins, output=o["output"], fmt=o["format_"],
             save_candidates=o["save_candidates"])
-        with running("mining (retrieval)", workers=o["workers"], quiet=o["quiet"] or o["json"]) as (engine, progress):
-            result = run_retrieval_mining(job, engine=engine, progress=progress)
+        with running("mining (retrieval)", workers=o["workers"], budget_mib=o["budget_mib"],
+                     quiet=o["quiet"] or o["json"]) as execution:
+            result = run_retrieval_mining(job, execution=execution)
     if result.output is not None:
         wrote(result.output, f"{result.output_rows:,} rows", quiet=o["quiet"])
     if result.candidates_file:

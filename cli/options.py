@@ -74,6 +74,10 @@ WorkersOpt = Annotated[
     Optional[int], typer.Option("--workers", min=1, metavar="N", rich_help_panel=PERFORMANCE,
                                 help="Worker threads (default: all cores).")
 ]
+BudgetOpt = Annotated[
+    float, typer.Option("--budget-mib", metavar="MIB", rich_help_panel=PERFORMANCE,
+                        help="Working memory per worker for distance tiles and blocks (MiB).")
+]
 NormalizeOpt = Annotated[bool, typer.Option("--normalize", metavar=FLAG, rich_help_panel=INPUT,
                                             help="L2-normalise rows first.")]
 MetricOpt = Annotated[

@@ -64,7 +64,8 @@ _EXPORTS: dict[str, str] = {
     "run_check": "embedkit.checks",
     "parse_requirements": "embedkit.checks",
     "parse_max_drops": "embedkit.checks",
-    # engines
+    # execution: engine, memory budget, progress
+    "Execution": "embedkit.execution",
     "make_engine": "embedkit.engines",
 }
 

@@ -35,6 +35,7 @@ from embedkit.choices import DEFAULT_EXACT_PAIRS, DEFAULT_SAMPLE, DEFAULT_SEED, 
 from embedkit.dataset import Dataset, LoadedEmbeddings
 from embedkit.distances import Metric
 from embedkit.errors import InputError, OptionError
+from embedkit.execution import Execution
 from embedkit.inspection import FIGURE_PARTS, inspect_embeddings
 from embedkit.ireval import IR_FIGURE
 from embedkit.losses.spec import LOSS_KINDS, LossSpec
@@ -94,7 +95,6 @@ class CheckSettings:
     exact_pairs: int = DEFAULT_EXACT_PAIRS
     sample: int = DEFAULT_SAMPLE
     seed: int = DEFAULT_SEED
-    workers: int | None = None
 
 
 @dataclass(frozen=True)
@@ -223,11 +223,13 @@ def higher_is_better(name: str) -> bool:
 
 
 def measure_figures(
-    loaded: LoadedEmbeddings, names: set[str], settings: CheckSettings, *, baseline: bool = False
+    loaded: LoadedEmbeddings, names: set[str], settings: CheckSettings, *, baseline: bool = False,
+    execution: Execution = Execution(),
 ) -> tuple[dict[str, float | None], dict[str, str]]:
     """The named figures (only what they need is computed); ``reasons`` for those without a value.
 
-    ``baseline``: ``loaded`` is the baseline export (IR figures use the baseline queries)."""
+    ``baseline``: ``loaded`` is the baseline export (IR figures use the baseline queries).
+    ``execution``: where the eval and loss scans run, within which memory budget."""
     values: dict[str, float | None] = {}
     reasons: dict[str, str] = {}
     dataset = loaded.dataset
@@ -242,7 +244,8 @@ def measure_figures(
         if {"labels", "distances"} & set(parts):
             dataset.require_labels(", ".join(sorted(inspect_names)))
         found = inspect_embeddings(loaded, parts=parts, normalize=settings.loss.normalize,
-                                   exact_pairs=settings.exact_pairs, sample=settings.sample, seed=settings.seed)
+                                   exact_pairs=settings.exact_pairs, sample=settings.sample, seed=settings.seed,
+                                   budget_mib=execution.budget_mib)
         figures = found.figures
         for name in inspect_names:
             values[name] = figures.get(name)
@@ -265,7 +268,7 @@ def measure_figures(
             evaluate_retrieval,  # faiss: imported only when an eval figure is asked
         )
 
-        result = evaluate_retrieval(dataset, ks=ks, metric=settings.metric, threads=settings.workers)
+        result = evaluate_retrieval(dataset, ks=ks, metric=settings.metric, execution=execution)
         for name in eval_names:
             values[name] = result.figures[name]
 
@@ -279,7 +282,7 @@ def measure_figures(
                               "baseline model)")
         ks = tuple(sorted({int(m.group(2)) for m in map(IR_FIGURE.match, qrels_names) if m}))
         found = evaluate_qrels(dataset, queries, retrieval.qrels, ks=ks, metric=retrieval.metric,  # type: ignore[arg-type]
-                               ignore_missing=retrieval.ignore_missing)
+                               ignore_missing=retrieval.ignore_missing, execution=execution)
         for name in qrels_names:
             values[name] = found.figures[name]
 
@@ -291,7 +294,7 @@ def measure_figures(
         spec = replace(settings.loss, kind=LOSS_FIGURES[name], reduction="mean", margins=())  # type: ignore[arg-type]
         if LOSS_FIGURES[name] not in ("infonce", "supcon"):
             spec = replace(spec, temperature=None)
-        loss = compute_loss(dataset, spec, trace=0, top=0, workers=settings.workers).loss
+        loss = compute_loss(dataset, spec, trace=0, top=0, execution=execution).loss
         values[name] = float(loss) if loss is not None else None
     return values, reasons
 
@@ -303,8 +306,10 @@ def run_check(
     baseline: LoadedEmbeddings | None = None,
     max_drops: tuple[MaxDrop, ...] = (),
     settings: CheckSettings = CheckSettings(),
+    execution: Execution = Execution(),
 ) -> CheckReport:
-    """Measure what ``requirements`` and ``max_drops`` need and judge each one."""
+    """Measure what ``requirements`` and ``max_drops`` need and judge each one (the scans run
+    as ``execution`` says)."""
     started = time.perf_counter()
     if not requirements and not max_drops:
         raise OptionError("nothing to check: give --require NAME OP VALUE (and/or --baseline with --max-drop)")
@@ -314,7 +319,7 @@ def run_check(
         raise OptionError("--baseline needs at least one --max-drop NAME=VALUE (e.g. precision_at_1=0.01)")
     qrels = settings.retrieval is not None
     current_names = {r.name for r in requirements} | {d.name for d in max_drops}
-    values, reasons = measure_figures(loaded, current_names, settings)
+    values, reasons = measure_figures(loaded, current_names, settings, execution=execution)
     outcomes = [
         _judge(r.text, r.name, values.get(r.name), f"{r.op} {r.value:g}",
                partial(compare, op=r.op, value=r.value), reasons.get(r.name), qrels=qrels)
@@ -322,7 +327,8 @@ def run_check(
     ]
     if baseline is not None:
         baseline = _aligned_baseline(baseline, loaded)
-        old_values, old_reasons = measure_figures(baseline, {d.name for d in max_drops}, settings, baseline=True)
+        old_values, old_reasons = measure_figures(baseline, {d.name for d in max_drops}, settings, baseline=True,
+                                                  execution=execution)
         for drop in max_drops:
             old = old_values.get(drop.name)
             reason = reasons.get(drop.name) or (f"baseline {old_reasons[drop.name]}" if drop.name in old_reasons else None)

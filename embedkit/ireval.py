@@ -34,8 +34,8 @@ import numpy as np
 from embedkit.choices import DEFAULT_IR_KS
 from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
 from embedkit.dataset import Dataset
-from embedkit.engines import Engine, Progress
 from embedkit.errors import InputError, OptionError
+from embedkit.execution import Execution
 from embedkit.qrels import STDIN, Qrels, canonical_ids, pair_codes, resolve_qrels, row_ids
 from embedkit.ranking import RANKING_METRICS, RankingMetric, top_k
 
@@ -198,16 +198,15 @@ def evaluate_qrels(
     ignore_missing: bool = False,
     per_query: bool = False,
     keep_run: bool = False,
-    engine: Engine | None = None,
-    budget_mib: float = DEFAULT_BUDGET_MIB,
-    progress: Progress | None = None,
+    execution: Execution = Execution(),
 ) -> IRResult:
     """IR figures of ``queries`` ranked exactly against ``corpus`` (see the module docstring).
 
     Ids: each dataset's id column (``Dataset.ids``), else its row numbers; qrels ids are
     matched as canonical text (see :mod:`embedkit.qrels`). Only queries with a relevant
     judgement are ranked, to depth ``max(ks)``. ``keep_run`` keeps the ranking (for a TREC
-    run file); ``per_query`` keeps a per-query table.
+    run file); ``per_query`` keeps a per-query table. ``execution`` runs the ranking's query
+    blocks and bounds every block.
     """
     ks = validated_ks(ks)
     if metric not in RANKING_METRICS:
@@ -228,12 +227,11 @@ def evaluate_qrels(
     if keep_run:  # before the ranking: a run file that cannot be written fails fast, writing nothing
         refuse_spaced_ids("query", query_ids)
         refuse_spaced_ids("document", doc_ids)
-    ranking = top_k(queries.embeddings[evaluated], corpus.embeddings, max(ks), metric=metric,
-                    budget_mib=budget_mib, engine=engine, progress=progress)
+    ranking = top_k(queries.embeddings[evaluated], corpus.embeddings, max(ks), metric=metric, execution=execution)
     position = np.searchsorted(evaluated, judged.query_rows)
     inside = (position < len(evaluated)) & (evaluated[np.minimum(position, len(evaluated) - 1)] == judged.query_rows)
     scores = score_rankings(ranking.indices, position[inside], judged.doc_rows[inside], judged.relevance[inside], ks,
-                            budget_mib=budget_mib)
+                            budget_mib=execution.budget_mib)
     run = None
     if keep_run:
         ranked = ranking.indices

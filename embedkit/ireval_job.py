@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from embedkit.choices import DEFAULT_BUDGET_MIB, DEFAULT_IR_KS, RankingMetric
+from embedkit.choices import DEFAULT_IR_KS, RankingMetric
 from embedkit.dataset import Dataset
-from embedkit.engines import Engine, Progress
 from embedkit.errors import OptionError
+from embedkit.execution import Execution
 from embedkit.formats import STDIN
 from embedkit.io import load_dataset
 from embedkit.ireval import IRResult, evaluate_qrels, evaluate_run, read_run, write_run
@@ -45,7 +45,6 @@ class IRJob:
     ignore_missing: bool = False
     per_query: str | None = None
     run: str | None = None
-    budget_mib: float = DEFAULT_BUDGET_MIB
 
 
 @dataclass(frozen=True)
@@ -79,12 +78,13 @@ def check_ir_job(job: IRJob) -> list[str]:
     return inputs
 
 
-def run_ir_eval(job: IRJob, *, engine: Engine | None = None, progress: Progress | None = None) -> IREvaluation:
-    """Check, evaluate and write: see :class:`IRJob`. Outputs are written atomically."""
+def run_ir_eval(job: IRJob, *, execution: Execution = Execution()) -> IREvaluation:
+    """Check, evaluate and write: see :class:`IRJob`. Outputs are written atomically;
+    ``execution`` runs the ranking and bounds every block."""
     inputs = check_ir_job(job)
     if job.from_run is not None:
         result = evaluate_run(read_run(job.from_run), read_qrels(job.qrels), ks=job.ks,
-                              per_query=job.per_query is not None, budget_mib=job.budget_mib)
+                              per_query=job.per_query is not None, budget_mib=execution.budget_mib)
         corpus = queries = None
     else:
         judgements = read_qrels(job.qrels)
@@ -92,8 +92,7 @@ def run_ir_eval(job: IRJob, *, engine: Engine | None = None, progress: Progress 
         queries = load_dataset(job.queries, column=job.column, id_column=job.query_id_column or job.id_column)
         result = evaluate_qrels(corpus, queries, judgements, ks=job.ks, metric=job.metric,
                                 ignore_missing=job.ignore_missing, per_query=job.per_query is not None,
-                                keep_run=job.run is not None, engine=engine, budget_mib=job.budget_mib,
-                                progress=progress)
+                                keep_run=job.run is not None, execution=execution)
     written = []
     if job.per_query is not None and result.per_query is not None:
         write_table(result.per_query, job.per_query, inputs=inputs)

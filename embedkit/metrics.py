@@ -40,11 +40,11 @@ import numpy as np
 
 from embedkit.arrays import mapped_file_guard
 from embedkit.choices import DEFAULT_KS, METRIC_NAMES
-from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
+from embedkit.chunking import blocks, rows_per_block
 from embedkit.dataset import Dataset
 from embedkit.distances import Metric
-from embedkit.engines import Engine, LocalEngine, Progress
 from embedkit.errors import InputError, OptionError
+from embedkit.execution import Execution
 from embedkit.knn import faiss_ready, flat_index, search_index, set_threads
 
 
@@ -121,10 +121,7 @@ def retrieval_metrics(
     ks: tuple[int, ...] = DEFAULT_KS,
     metric: Metric = "euclidean",
     per_class: bool = False,
-    threads: int | None = None,
-    engine: Engine | None = None,
-    budget_mib: float = DEFAULT_BUDGET_MIB,
-    progress: Progress | None = None,
+    execution: Execution = Execution(),
 ) -> RetrievalMetrics:
     """Retrieval metrics of every query against ``embeddings`` (the reference set).
 
@@ -135,6 +132,7 @@ def retrieval_metrics(
         reference rows themselves, each excluded from its own neighbours by id.
     ks : the k of each ``recall_at_k`` (default 1, 5, 10).
     metric : ``euclidean`` (ascending distance) or ``cosine`` (descending similarity).
+    execution : where the blocks run, within which memory budget (default: local threads).
 
     >>> x = np.array([[0.0], [0.1], [5.0], [5.1]])
     >>> m = retrieval_metrics(x, np.array([0, 0, 1, 1]), ks=(1,))
@@ -170,11 +168,10 @@ def retrieval_metrics(
     names = (*METRIC_NAMES, *(f"recall_at_{k}" for k in ks))
     if same_source:
         sums, class_sums = _self_join_sums(embeddings, labels, relevant_all, evaluated_mask, search_k, ks, names,
-                                           metric, classes if per_class else 0, threads, engine, budget_mib, progress)
+                                           metric, classes if per_class else 0, execution)
     else:
         sums, class_sums = _search_sums(embeddings, labels, queries, query_labels, relevant_all, evaluated_mask,
-                                        search_k, ks, names, metric, classes if per_class else 0, threads, engine,
-                                        budget_mib, progress)
+                                        search_k, ks, names, metric, classes if per_class else 0, execution)
     means = {name: sums[name] / evaluated for name in names}
     table = None
     if per_class:
@@ -196,8 +193,7 @@ def retrieval_metrics(
 
 def _self_join_sums(
     embeddings: np.ndarray, labels: np.ndarray, relevant: np.ndarray, evaluated: np.ndarray, search_k: int,
-    ks: tuple[int, ...], names: tuple[str, ...], metric: Metric, classes: int, threads: int | None,
-    engine: Engine | None, budget_mib: float, progress: Progress | None,
+    ks: tuple[int, ...], names: tuple[str, ...], metric: Metric, classes: int, execution: Execution,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Metric sums when the queries are the reference rows: the label k-NN of every row is a
     self-join, run on the symmetric tiles (:func:`embedkit.mining.symmetric.symmetric_topk`),
@@ -209,11 +205,10 @@ def _self_join_sums(
 
     prep = prepare(embeddings, metric)
     n = len(labels)
-    _, found = symmetric_topk(prep, np.arange(n, dtype=np.int64), evaluated, search_k, budget_mib=budget_mib,
-                              workers=threads, engine=engine, progress=progress)
+    _, found = symmetric_topk(prep, np.arange(n, dtype=np.int64), evaluated, search_k, execution=execution)
     sums = dict.fromkeys(names, 0.0)
     class_sums = {name: np.zeros(classes) for name in names} if classes else {}
-    step = rows_per_block(search_k * 16, budget_mib)
+    step = rows_per_block(search_k * 16, execution.budget_mib)
     for start, stop in blocks(n, step):
         rows = start + np.flatnonzero(evaluated[start:stop])
         if len(rows) == 0:
@@ -231,8 +226,7 @@ def _self_join_sums(
 def _search_sums(
     embeddings: np.ndarray, labels: np.ndarray, queries: np.ndarray | None, query_labels: np.ndarray,
     relevant_all: np.ndarray, evaluated_mask: np.ndarray, search_k: int, ks: tuple[int, ...],
-    names: tuple[str, ...], metric: Metric, classes: int, threads: int | None, engine: Engine | None,
-    budget_mib: float, progress: Progress | None,
+    names: tuple[str, ...], metric: Metric, classes: int, execution: Execution,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Metric sums of separate queries against the reference, by exact FAISS search in blocks."""
     per_class = classes > 0
@@ -245,9 +239,9 @@ def _search_sums(
         token=uuid.uuid4().hex, reference=reference, queries=None if same_source else source,
         labels=labels, query_labels=query_labels, relevant=relevant_all, evaluated=evaluated_mask,
         search_k=search_k, ks=ks, names=names, metric=metric, classes=classes if per_class else 0,
-        budget_mib=budget_mib,
+        budget_mib=execution.budget_mib,
     )
-    step = rows_per_block(search_k * 48 + reference.shape[1] * 8, budget_mib)
+    step = rows_per_block(search_k * 48 + reference.shape[1] * 8, execution.budget_mib)
     # Also bound a block's work (queries × references × dim multiply-adds), so Ctrl-C, which
     # waits for the running blocks, is honoured within about a second on one core.
     step = min(step, max(1, BLOCK_WORK // max(1, reference.shape[0] * reference.shape[1])))
@@ -255,11 +249,12 @@ def _search_sums(
     # Blocks are tasks (threads here, or Dask workers), each searching with one BLAS/FAISS
     # thread: the neighbours then do not depend on the engine (BLAS's thread count changes
     # the rounding of the distances, and so the order of near-ties).
-    runner = engine if engine is not None else LocalEngine(threads)
+    engine = execution.engine
     sums = dict.fromkeys(names, 0.0)
     class_sums = {name: np.zeros(classes) for name in names} if per_class else {}
-    for block_sums, block_class_sums in runner.map(_score_block, runner.share(job), query_blocks,
-                                                   weights=[b - a for a, b in query_blocks], progress=progress):
+    for block_sums, block_class_sums in engine.map(_score_block, engine.share(job), query_blocks,
+                                                   weights=[b - a for a, b in query_blocks],
+                                                   progress=execution.progress):
         for k, name in enumerate(names):
             sums[name] += float(block_sums[k])
             if per_class:
@@ -346,17 +341,14 @@ def evaluate_retrieval(
     ks: tuple[int, ...] = DEFAULT_KS,
     metric: Metric = "euclidean",
     per_class: bool = False,
-    threads: int | None = None,
-    engine: Engine | None = None,
-    budget_mib: float = DEFAULT_BUDGET_MIB,
-    progress: Progress | None = None,
+    execution: Execution = Execution(),
 ) -> RetrievalMetrics:
     """:func:`retrieval_metrics` over datasets: every row against the others, or a
     ``queries`` set against ``reference`` (a gallery split; labels matched by value)."""
     if queries is None:
         labels = reference.require_labels("eval")
         result = retrieval_metrics(reference.embeddings, labels, ks=ks, metric=metric, per_class=per_class,
-                                   threads=threads, engine=engine, budget_mib=budget_mib, progress=progress)
+                                   execution=execution)
         names = reference.label_names
     else:
         if queries.dim != reference.dim:
@@ -367,5 +359,5 @@ def evaluate_retrieval(
         ref_codes, query_codes, names = shared_label_codes(reference, queries)
         result = retrieval_metrics(reference.embeddings, ref_codes, queries=queries.embeddings,
                                    query_labels=query_codes, ks=ks, metric=metric, per_class=per_class,
-                                   threads=threads, engine=engine, budget_mib=budget_mib, progress=progress)
+                                   execution=execution)
     return replace(result, label_names=names)

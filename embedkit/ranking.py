@@ -32,14 +32,15 @@ from threadpoolctl import ThreadpoolController
 from embedkit.arrays import mapped_file_guard
 from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
 from embedkit.distances import RANKING_METRICS, RankingMetric
-from embedkit.engines import Engine, LocalEngine, Progress, available_cores
+from embedkit.engines import available_cores
 from embedkit.errors import InputError, OptionError
+from embedkit.execution import Execution
 from embedkit.mapped import is_path_backed
 
 if TYPE_CHECKING:
     from embedkit.knn import Neighbours
 
-__all__ = ["RANKING_METRICS", "RankingMetric", "top_k", "prepare_rows"]
+__all__ = ["RANKING_METRICS", "RankingMetric", "prepare_rows", "top_k"]
 #: Heap sentinel: an empty slot ranks after every corpus row.
 _NO_ROW = np.iinfo(np.int64).max
 #: Every score tile is exactly QUERY_TILE × CORPUS_TILE (edges zero-padded) and aligned to
@@ -115,6 +116,7 @@ class _BlockJob:
     raw_queries: bool = False
     raw_corpus: bool = False
     block_rows: int = 0
+    grid: tuple[int, int] = (QUERY_TILE, CORPUS_TILE)
 
 
 def _rank_block(job: _BlockJob, bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -138,13 +140,14 @@ def _rank_block(job: _BlockJob, bounds: tuple[int, int]) -> tuple[np.ndarray, np
     rows = np.full((stop - start, width), _NO_ROW, dtype=np.int64)
     empty = np.zeros(0, np.float32)
     # One tile buffer per task: a fresh 1 MiB array per tile would be mapped and faulted in each time.
-    tile = np.empty((QUERY_TILE, CORPUS_TILE), dtype=np.float32)
+    query_tile, corpus_tile = job.grid
+    tile = np.empty((query_tile, corpus_tile), dtype=np.float32)
     with _blas_controller().limit(limits=1, user_api="blas"):  # one core per task (also: fixed rounding)
-        for qa, qb in blocks(stop - start, QUERY_TILE):
-            queries = _padded(all_queries[start - offset + qa:start - offset + qb], QUERY_TILE)
+        for qa, qb in blocks(stop - start, query_tile):
+            queries = _padded(all_queries[start - offset + qa:start - offset + qb], query_tile)
             query_sq = all_query_sq[start - offset + qa:start - offset + qb] if all_query_sq is not None else empty
-            for lo, hi in blocks(len(corpus), CORPUS_TILE):
-                np.matmul(queries, _padded(corpus[lo:hi], CORPUS_TILE).T, out=tile)
+            for lo, hi in blocks(len(corpus), corpus_tile):
+                np.matmul(queries, _padded(corpus[lo:hi], corpus_tile).T, out=tile)
                 corpus_sq = corpus_sq_all[lo:hi] if corpus_sq_all is not None else empty
                 topk_tile(tile[: qb - qa, : hi - lo], job.first_row + lo, query_sq, corpus_sq, job.distance,
                           keys[qa:qb], rows[qa:qb])
@@ -188,9 +191,8 @@ def top_k(
     k: int,
     *,
     metric: RankingMetric = "cosine",
-    budget_mib: float = DEFAULT_BUDGET_MIB,
-    engine: Engine | None = None,
-    progress: Progress | None = None,
+    execution: Execution = Execution(),
+    grid: tuple[int, int] = (QUERY_TILE, CORPUS_TILE),
 ) -> Neighbours:
     """The ``k`` best corpus rows of every query, exactly.
 
@@ -201,10 +203,12 @@ def top_k(
     k : rows per query (>= 1). With ``k > n`` the lists are padded.
     metric : ``cosine`` or ``dot`` (similarity, descending) or ``euclidean`` (distance,
         ascending). Ties rank by ascending corpus row.
-    budget_mib : memory for one corpus block's float32 copy (rounded to whole tiles of
-        CORPUS_TILE rows; the score tiles are QUERY_TILE × CORPUS_TILE float32 per task).
-    engine : where the query blocks run (default: threads on every core).
-    progress : ``progress(done, total)`` in units of corpus rows × queries / corpus rows.
+    execution : where the query blocks run (default: threads on every core); its budget
+        bounds one corpus block's float32 copy (rounded to whole tiles of ``grid[1]`` rows);
+        its progress is called as ``progress(done, total)`` in units of corpus rows × queries
+        / corpus rows.
+    grid : ``(query rows, corpus rows)`` of every score tile (float32, one per task). The
+        scores, and so the ties, are those of this grid.
 
     Returns
     -------
@@ -232,23 +236,24 @@ def top_k(
     rows = np.full((n_queries, width), _NO_ROW, dtype=np.int64)
     if n_queries and width:
         still_whole = mapped_file_guard(corpus)
+        budget_mib, progress, runner = execution.budget_mib, execution.progress, execution.engine
+        query_tile, corpus_tile = grid
         centre = ranking_centre(corpus, budget_mib=budget_mib) if metric == "euclidean" else None
-        runner = engine if engine is not None else LocalEngine()
         # On a distributed engine, files mapped by path (embedkit.mapped) go to the tasks as
         # they are and each task prepares the rows it reads; otherwise rows are prepared here.
         raw_queries = runner.distributed and is_path_backed(queries)
         raw_corpus = runner.distributed and is_path_backed(corpus)
         prepared, query_sq = (queries, None) if raw_queries else prepare_rows(queries, metric, centre)
         # Tasks: whole query tiles, at most MAX_TILES_PER_TASK, about 4 tasks per core (balance).
-        tiles = math.ceil(n_queries / QUERY_TILE)
-        per_task = QUERY_TILE * max(1, min(MAX_TILES_PER_TASK, tiles // (4 * available_cores())))
+        tiles = math.ceil(n_queries / query_tile)
+        per_task = query_tile * max(1, min(MAX_TILES_PER_TASK, tiles // (4 * available_cores())))
         query_blocks = list(blocks(n_queries, per_task))
-        corpus_rows = CORPUS_TILE * max(1, rows_per_block(dim * 4 + 8, budget_mib) // CORPUS_TILE)
+        corpus_rows = corpus_tile * max(1, rows_per_block(dim * 4 + 8, budget_mib) // corpus_tile)
         for start, stop in blocks(n_corpus, corpus_rows):
             still_whole()  # a corpus file truncated under us: one error line, not SIGBUS
             block, block_sq = (corpus, None) if raw_corpus else prepare_rows(corpus[start:stop], metric, centre)
             job = _BlockJob(uuid.uuid4().hex, prepared, query_sq, block, block_sq, start, k, n_corpus,
-                            metric == "euclidean", metric, centre, raw_queries, raw_corpus, stop - start)
+                            metric == "euclidean", metric, centre, raw_queries, raw_corpus, stop - start, grid)
             step = (lambda done, total, s=start, b=stop - start: progress(s * n_queries + done * b, n_corpus * n_queries)) \
                 if progress is not None else None
             results = runner.map(_rank_block, runner.share(job), query_blocks,

@@ -18,7 +18,7 @@ import numpy as np
 
 from embedkit.arrays import mapped_file_guard
 from embedkit.chunking import DEFAULT_BUDGET_MIB, rows_per_block
-from embedkit.engines import Engine, LocalEngine, Progress
+from embedkit.execution import Execution
 
 R = TypeVar("R")
 
@@ -50,15 +50,14 @@ def stripes(count: int, size: int) -> list[tuple[int, int]]:
 
 
 def run_stripes(task: Callable[[Any, tuple[int, int]], R], job: Any, bounds: Sequence[tuple[int, int]], *,
-                cost_per_row: int = 1, weights: list[int] | None = None, engine: Engine | None = None,
-                workers: int | None = None, progress: Progress | None = None) -> list[R]:
-    """``task(job, stripe)`` for every stripe on ``engine`` (default: ``workers`` local threads),
-    results in stripe order. ``job`` is shared with the workers once. Progress weighs a
-    stripe by ``weights`` or else by its rows × ``cost_per_row``."""
+                execution: Execution, cost_per_row: int = 1, weights: list[int] | None = None) -> list[R]:
+    """``task(job, stripe)`` for every stripe on the execution's engine, results in stripe
+    order. ``job`` is shared with the workers once. Progress weighs a stripe by ``weights``
+    or else by its rows × ``cost_per_row``."""
     if weights is None:
         weights = [(last - first) * max(1, cost_per_row) for first, last in bounds]
-    runner = engine if engine is not None else LocalEngine(workers)
-    return list(runner.map(task, runner.share(job), list(bounds), weights=weights, progress=progress))
+    engine = execution.engine
+    return list(engine.map(task, engine.share(job), list(bounds), weights=weights, progress=execution.progress))
 
 
 def gram_tiles(
@@ -158,14 +157,13 @@ def symmetric_tile_count(task: SymTask, block: int) -> int:
 
 
 def run_symmetric(task: Callable[[Any, SymTask], R], job: Any, tasks: Sequence[SymTask], *, block: int,
-                  engine: Engine | None = None, workers: int | None = None,
-                  progress: Progress | None = None) -> Iterator[R]:
-    """``task(job, super_tile)`` for every super-tile on ``engine`` (default: ``workers`` local
-    threads); yields the results in task order, so a caller folding them in that order
-    gets the same figures whatever the scheduling."""
-    runner = engine if engine is not None else LocalEngine(workers)
+                  execution: Execution) -> Iterator[R]:
+    """``task(job, super_tile)`` for every super-tile on the execution's engine; yields the
+    results in task order, so a caller folding them in that order gets the same figures
+    whatever the scheduling."""
+    engine = execution.engine
     weights = [symmetric_tile_count(t, block) for t in tasks]
-    yield from runner.map(task, runner.share(job), list(tasks), weights=weights, progress=progress)
+    yield from engine.map(task, engine.share(job), list(tasks), weights=weights, progress=execution.progress)
 
 
 def symmetric_tiles(

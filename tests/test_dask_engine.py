@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from embedkit.dataset import Dataset
-from embedkit.engines import LocalEngine
+from embedkit.execution import Execution
 from embedkit.losses.allpairs import scan_label_pairs
 from embedkit.losses.compute import LossSpec, compute_loss
 from embedkit.mining.keys import prepare
@@ -36,8 +36,8 @@ def test_all_pairs_loss_is_identical_on_dask(dask_engine) -> None:
     x, labels = clustered(1500, 16, 12, seed=4, spread=0.9)
     for kind in ("contrastive", "bce"):
         spec = LossSpec(kind, margin=6.0, margins=(4.0, 8.0) if kind == "contrastive" else ())
-        local = compute_loss(dataset(x, labels), spec, engine=LocalEngine(2))
-        remote = compute_loss(dataset(x, labels), spec, engine=dask_engine)
+        local = compute_loss(dataset(x, labels), spec, execution=Execution.local(2))
+        remote = compute_loss(dataset(x, labels), spec, execution=Execution(dask_engine))
         assert remote.details["method"] == "tiled kernel"
         assert remote.total == local.total and remote.active == local.active and remote.count == local.count
         assert [p.total for p in remote.sweep] == [p.total for p in local.sweep]
@@ -47,7 +47,7 @@ def test_all_pairs_loss_is_identical_on_dask(dask_engine) -> None:
 
 def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(dask_engine) -> None:
     x, labels = clustered(3000, 16, 20, seed=6, spread=0.9)
-    local = scan_label_pairs(x, labels, form=0, margins=(6.0,), tile_rows=32, engine=LocalEngine(2))
+    local = scan_label_pairs(x, labels, form=0, margins=(6.0,), tile_rows=32, execution=Execution.local(2))
     client = dask_engine.client
     pids = client.run(os.getpid)  # worker address -> process id
     victims: list[int] = []
@@ -57,8 +57,7 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(dask_engine) -> No
             victims.append(pids[sorted(pids)[0]])
             os.kill(victims[0], signal.SIGKILL)
 
-    remote = scan_label_pairs(x, labels, form=0, margins=(6.0,), tile_rows=32, engine=dask_engine,
-                              progress=kill_one_worker)
+    remote = scan_label_pairs(x, labels, form=0, margins=(6.0,), tile_rows=32, execution=Execution(dask_engine, progress=kill_one_worker))
     assert victims, "the worker was never killed"
     assert remote.count == local.count == 3000 * 2999 // 2
     np.testing.assert_array_equal(remote.totals, local.totals)
@@ -106,8 +105,8 @@ def test_mine_is_identical_on_dask(dask_engine, case: dict) -> None:
 
     x, labels = clustered(1200, 12, 15, seed=8, spread=0.7)
     spec = MineSpec(index="exact", **case)
-    local = mine(x, labels, spec, engine=LocalEngine(2), budget_mib=1.0)
-    remote = mine(x, labels, spec, engine=dask_engine, budget_mib=1.0)
+    local = mine(x, labels, spec, execution=Execution.local(2, budget_mib=1.0))
+    remote = mine(x, labels, spec, execution=Execution(dask_engine, budget_mib=1.0))
     assert local.items.keys() == remote.items.keys() and len(local.items[next(iter(local.items))]) > 0
     for key in local.items:
         np.testing.assert_array_equal(remote.items[key], local.items[key])
@@ -137,8 +136,8 @@ def test_eval_is_identical_on_dask(dask_engine) -> None:
     from embedkit.metrics import retrieval_metrics
 
     x, labels = clustered(2500, 16, 25, seed=10, spread=1.2)
-    local = retrieval_metrics(x, labels, ks=(1, 5, 20), per_class=True, engine=LocalEngine(2), budget_mib=0.5)
-    remote = retrieval_metrics(x, labels, ks=(1, 5, 20), per_class=True, engine=dask_engine, budget_mib=0.5)
+    local = retrieval_metrics(x, labels, ks=(1, 5, 20), per_class=True, execution=Execution.local(2, budget_mib=0.5))
+    remote = retrieval_metrics(x, labels, ks=(1, 5, 20), per_class=True, execution=Execution(dask_engine, budget_mib=0.5))
     assert (remote.precision_at_1, remote.r_precision, remote.map_at_r) == (
         local.precision_at_1, local.r_precision, local.map_at_r)
     assert remote.recall_at_k == local.recall_at_k
@@ -150,7 +149,7 @@ def test_mine_survives_a_killed_worker(dask_engine) -> None:
 
     x, labels = clustered(4000, 16, 20, seed=11, spread=0.7)
     spec = MineSpec("semi-hard", margin=0.8, index="exact")
-    local = mine(x, labels, spec, engine=LocalEngine(2), budget_mib=0.25)
+    local = mine(x, labels, spec, execution=Execution.local(2, budget_mib=0.25))
     pids = dask_engine.client.run(os.getpid)
     victims: list[int] = []
 
@@ -159,7 +158,7 @@ def test_mine_survives_a_killed_worker(dask_engine) -> None:
             victims.append(pids[sorted(pids)[-1]])
             os.kill(victims[0], signal.SIGKILL)
 
-    remote = mine(x, labels, spec, engine=dask_engine, budget_mib=0.25, progress=kill_one_worker)
+    remote = mine(x, labels, spec, execution=Execution(dask_engine, budget_mib=0.25, progress=kill_one_worker))
     assert victims
     for key in local.items:
         np.testing.assert_array_equal(remote.items[key], local.items[key])
@@ -188,7 +187,7 @@ def test_shards_write_part_files_merged_in_order(dask_engine, tmp_path) -> None:
 
     x, labels = clustered(3000, 16, 20, seed=12, spread=0.7)
     spec = MineSpec("semi-hard", margin=0.8, index="exact", select="all")
-    local = mine(x, labels, spec, engine=LocalEngine(2), budget_mib=0.25)
+    local = mine(x, labels, spec, execution=Execution.local(2, budget_mib=0.25))
     # Both workers up (a worker killed by an earlier test may still be restarting), so the
     # one killed here is a live one and the other carries the run.
     dask_engine.client.wait_for_workers(2, timeout=WORKER_RESTART_SECONDS)
@@ -204,7 +203,7 @@ def test_shards_write_part_files_merged_in_order(dask_engine, tmp_path) -> None:
 
     dask_engine.parts_dir = str(tmp_path)
     try:
-        remote = mine(x, labels, spec, engine=dask_engine, budget_mib=0.25, progress=kill_one_worker)
+        remote = mine(x, labels, spec, execution=Execution(dask_engine, budget_mib=0.25, progress=kill_one_worker))
     finally:
         dask_engine.parts_dir = None
     assert victims and seen_parts
@@ -230,12 +229,12 @@ def test_query_corpus_ranking_and_ir_figures_are_identical_on_dask(dask_engine) 
     rng = np.random.default_rng(5)
     corpus = rng.standard_normal((3000, 16)).astype(np.float32)
     queries = rng.standard_normal((600, 16)).astype(np.float32)
-    local = top_k(queries, corpus, 20, metric="euclidean", budget_mib=0.1)
-    remote = top_k(queries, corpus, 20, metric="euclidean", budget_mib=0.1, engine=dask_engine)
+    local = top_k(queries, corpus, 20, metric="euclidean", execution=Execution(budget_mib=0.1))
+    remote = top_k(queries, corpus, 20, metric="euclidean", execution=Execution(dask_engine, budget_mib=0.1))
     np.testing.assert_array_equal(local.indices, remote.indices)
     np.testing.assert_array_equal(local.values, remote.values)
     qrels = Qrels(np.arange(600).astype(str), rng.integers(0, 3000, 600).astype(str), np.ones(600, np.int64), "r")
-    a = evaluate_qrels(Dataset(corpus, "c"), Dataset(queries, "q"), qrels, engine=dask_engine)
+    a = evaluate_qrels(Dataset(corpus, "c"), Dataset(queries, "q"), qrels, execution=Execution(dask_engine))
     b = evaluate_qrels(Dataset(corpus, "c"), Dataset(queries, "q"), qrels)
     assert a.figures == b.figures
 
@@ -260,8 +259,8 @@ def test_a_mapped_file_reaches_the_workers_by_path(dask_engine, tmp_path, metric
     assert len(pickle.dumps(dask_engine.by_path(job))) < 3 * 8 * 1500 + 1000 < x.nbytes
     for case in ({"strategy": "hard", "negatives": 2}, {"strategy": "semi-hard", "margin": 0.5, "select": "all"}):
         spec = MineSpec(index="exact", metric=metric, **case)  # type: ignore[arg-type]
-        local = mine(x, labels, spec, engine=LocalEngine(2), budget_mib=0.25)
-        remote = mine(mapped, labels, spec, engine=dask_engine, budget_mib=0.25)
+        local = mine(x, labels, spec, execution=Execution.local(2, budget_mib=0.25))
+        remote = mine(mapped, labels, spec, execution=Execution(dask_engine, budget_mib=0.25))
         for key in local.items:
             np.testing.assert_array_equal(remote.items[key], local.items[key])
 
@@ -283,8 +282,8 @@ def test_large_in_memory_arrays_are_spilled_once_and_read_by_path(dask_engine, m
         assert len(pickle.dumps(job[0])) < 1000
         files = list(dask_engine._spill_files)
         assert files and all(os.path.exists(f) for f in files)
-        local = mine(x, labels, spec, engine=LocalEngine(2), budget_mib=0.25)
-        remote = mine(x, labels, spec, engine=dask_engine, budget_mib=0.25)
+        local = mine(x, labels, spec, execution=Execution.local(2, budget_mib=0.25))
+        remote = mine(x, labels, spec, execution=Execution(dask_engine, budget_mib=0.25))
         for key in local.items:
             np.testing.assert_array_equal(remote.items[key], local.items[key])
     finally:
@@ -302,9 +301,9 @@ def test_query_corpus_ranking_of_mapped_files_is_identical_on_dask(dask_engine, 
     queries = (rng.standard_normal((500, 16)) + 3.0).astype(np.float32)
     np.save(tmp_path / "c.npy", corpus)
     np.save(tmp_path / "q.npy", queries)
-    local = top_k(queries, corpus, 10, metric=metric, budget_mib=0.1)  # type: ignore[arg-type]
+    local = top_k(queries, corpus, 10, metric=metric, execution=Execution(budget_mib=0.1))  # type: ignore[arg-type]
     remote = top_k(open_npy(str(tmp_path / "q.npy")), open_npy(str(tmp_path / "c.npy")), 10,
-                   metric=metric, budget_mib=0.1, engine=dask_engine)  # type: ignore[arg-type]
+                   metric=metric, execution=Execution(dask_engine, budget_mib=0.1))  # type: ignore[arg-type]
     np.testing.assert_array_equal(local.indices, remote.indices)
     np.testing.assert_array_equal(local.values, remote.values)
 
@@ -325,7 +324,7 @@ def test_an_npy_shard_folder_reaches_the_workers_as_its_files(dask_engine, tmp_p
     prep = prepare(loaded, metric)  # type: ignore[arg-type]
     assert is_path_backed(prep.x) and len(pickle.dumps(dask_engine.by_path(prep.x))) < 2000
     spec = MineSpec("semi-hard", margin=0.5, index="exact", metric=metric, select="all")  # type: ignore[arg-type]
-    local = mine(x, labels, spec, engine=LocalEngine(2), budget_mib=0.25)
-    remote = mine(loaded, labels, spec, engine=dask_engine, budget_mib=0.25)
+    local = mine(x, labels, spec, execution=Execution.local(2, budget_mib=0.25))
+    remote = mine(loaded, labels, spec, execution=Execution(dask_engine, budget_mib=0.25))
     for key in local.items:
         np.testing.assert_array_equal(remote.items[key], local.items[key])

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from embedkit.dataset import Dataset
 from embedkit.errors import InputError
+from embedkit.execution import Execution
 from embedkit.ireval import evaluate_qrels, evaluate_run, read_run, score_rankings, write_run
 from embedkit.qrels import Qrels
 
@@ -98,7 +99,7 @@ def test_every_figure_matches_the_loop_oracle(metric):
     corpus, queries, dids, qids, qrels, table = _data(grid=metric != "cosine")
     ks = (1, 3, 10, 100)  # 100 > the 60-document corpus
     result = evaluate_qrels(Dataset(corpus, "corpus", ids=dids), Dataset(queries, "queries", ids=qids), table,
-                            ks=ks, metric=metric, budget_mib=0.001)
+                            ks=ks, metric=metric, execution=Execution(budget_mib=0.001))
     expected = oracle_means(brute_rankings(queries, corpus, list(qids), list(dids), metric), qrels, ks)
     assert result.figures.keys() == expected.keys()
     for name, value in expected.items():
@@ -240,6 +241,6 @@ def test_scoring_blocks_do_not_change_anything():
     corpus, queries, dids, qids, qrels, table = _data(seed=11)
     args = (Dataset(corpus, "c", ids=dids), Dataset(queries, "q", ids=qids), table)
     whole = evaluate_qrels(*args, ks=(2, 5, 100), per_query=True)
-    blocked = evaluate_qrels(*args, ks=(2, 5, 100), per_query=True, budget_mib=2 * 100 * 32 / 2**20)  # 2 queries a block
+    blocked = evaluate_qrels(*args, ks=(2, 5, 100), per_query=True, execution=Execution(budget_mib=2 * 100 * 32 / 2**20))  # 2 queries a block
     for name, values in whole.per_query.items():
         assert values.tolist() == blocked.per_query[name].tolist(), name

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from embedkit.errors import EmbedkitError, OptionError
+from embedkit.execution import Execution
 from embedkit.losses.compute import LossSpec, compute_loss
 from embedkit.losses.contrastive import contrastive_loss
 from embedkit.losses.result import reduce_losses
@@ -157,7 +158,7 @@ def test_tiled_scan_does_not_depend_on_tile_shape_or_workers() -> None:
     from embedkit.losses.allpairs import scan_label_pairs
 
     x, labels = clustered(333, 4, 5, seed=1, spread=0.7, dtype=np.float64)
-    runs = [scan_label_pairs(x, labels, form=0, margins=(2.0,), tile_rows=r, tile_cols=c, workers=w, top=4)
+    runs = [scan_label_pairs(x, labels, form=0, margins=(2.0,), tile_rows=r, tile_cols=c, top=4, execution=Execution.local(w))
             for r, c, w in [(512, 2048, 1), (7, 13, 2), (64, 32, 2), (1, 400, 1)]]
     for run in runs[1:]:
         np.testing.assert_allclose(run.totals, runs[0].totals, rtol=1e-12)

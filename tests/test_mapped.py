@@ -10,8 +10,8 @@ import pytest
 
 from embedkit import mapped
 from embedkit.arrays import l2_normalized
-from embedkit.engines import LocalEngine
 from embedkit.errors import InputError
+from embedkit.execution import Execution
 from embedkit.io import load_dataset
 from embedkit.mapped import LazyRows, PathArray, is_path_backed, open_npy, spill, work_rows
 from embedkit.mining.keys import prepare
@@ -124,8 +124,8 @@ def test_mining_a_path_backed_matrix_gives_the_in_memory_answer(matrix, metric: 
 
     path, x, labels = matrix
     spec = MineSpec(index="exact", metric=metric, **case)  # type: ignore[arg-type]
-    memory = mine(x.copy(), labels, spec, engine=LocalEngine(2), budget_mib=0.05)
-    by_path = mine(open_npy(str(path)), labels, spec, engine=LocalEngine(2), budget_mib=0.05)
+    memory = mine(x.copy(), labels, spec, execution=Execution.local(2, budget_mib=0.05))
+    by_path = mine(open_npy(str(path)), labels, spec, execution=Execution.local(2, budget_mib=0.05))
     assert memory.items.keys() == by_path.items.keys()
     for key in memory.items:
         np.testing.assert_array_equal(by_path.items[key], memory.items[key])
@@ -138,9 +138,8 @@ def test_all_pairs_scan_of_a_path_backed_matrix_gives_the_in_memory_totals(matri
 
     path, x, labels = matrix
     kind = FORM_BCE if form else 0
-    memory = scan_label_pairs(x.copy(), labels, form=kind, margins=(3.0,), tile_rows=64, budget_mib=0.05)
-    by_path = scan_label_pairs(open_npy(str(path)), labels, form=kind, margins=(3.0,), tile_rows=64,
-                               budget_mib=0.05)
+    memory = scan_label_pairs(x.copy(), labels, form=kind, margins=(3.0,), tile_rows=64, execution=Execution(budget_mib=0.05))
+    by_path = scan_label_pairs(open_npy(str(path)), labels, form=kind, margins=(3.0,), tile_rows=64, execution=Execution(budget_mib=0.05))
     np.testing.assert_array_equal(by_path.totals, memory.totals)
     np.testing.assert_array_equal(by_path.actives, memory.actives)
     for key in memory.top:
@@ -188,13 +187,13 @@ def test_mining_an_npy_shard_folder_as_a_worker_reads_it_gives_the_in_memory_ans
         np.save(folder / f"part-{k}.npy", x[a:b])
     loaded = load_dataset(str(folder)).embeddings
     spec = MineSpec("semi-hard", margin=0.5, index="exact", metric=metric)  # type: ignore[arg-type]
-    memory = mine(x.copy(), labels, spec, engine=LocalEngine(2), budget_mib=0.05)
+    memory = mine(x.copy(), labels, spec, execution=Execution.local(2, budget_mib=0.05))
     # What a worker sees: the job pickled and unpickled (shards mapped by path, not the rows).
 
     prep = prepare(loaded, metric)  # type: ignore[arg-type]
     assert is_path_backed(prep.x)
     worker_view = pickle.loads(pickle.dumps(prep))
     assert not isinstance(worker_view.x, np.ndarray) or not worker_view.x.flags.owndata
-    by_path = mine(loaded, labels, spec, engine=LocalEngine(2), budget_mib=0.05)
+    by_path = mine(loaded, labels, spec, execution=Execution.local(2, budget_mib=0.05))
     for key in memory.items:
         np.testing.assert_array_equal(by_path.items[key], memory.items[key])

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from embedkit.dataset import Dataset
 from embedkit.errors import InputError, OptionError
+from embedkit.execution import Execution
 from embedkit.metrics import evaluate_retrieval, query_scores, retrieval_metrics
 from tests.conftest import clustered
 
@@ -156,7 +157,7 @@ def test_per_class_averages_back_to_the_global_value():
 def test_blocked_queries_equal_one_block():
     x, labels = clustered(120, 8, 6, seed=12, spread=1.2)
     whole = retrieval_metrics(x, labels)
-    tiny = retrieval_metrics(x, labels, budget_mib=0.001)  # one query per block
+    tiny = retrieval_metrics(x, labels, execution=Execution(budget_mib=0.001))  # one query per block
     assert tiny.figures == pytest.approx(whole.figures, abs=1e-12)
 
 

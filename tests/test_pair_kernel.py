@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from embedkit.engines import LocalEngine
+from embedkit.execution import Execution
 from embedkit.losses import pair_kernel as pk
 from embedkit.losses.allpairs import scan_label_pairs
 from tests.conftest import clustered
@@ -99,8 +99,7 @@ def test_the_top_list_is_optional_and_changes_no_total() -> None:
 @pytest.mark.parametrize("form", [pk.FORM_SQUARED, pk.FORM_LINEAR, pk.FORM_BCE])
 def test_figures_are_bit_identical_across_workers_and_runs(form: int) -> None:
     x, labels = clustered(900, 16, 7, seed=5, spread=0.9)
-    runs = [scan_label_pairs(x, labels, form=form, margins=(5.0, 3.0), tile_rows=64, tile_cols=300, top=6,
-                             engine=LocalEngine(workers))
+    runs = [scan_label_pairs(x, labels, form=form, margins=(5.0, 3.0), tile_rows=64, tile_cols=300, top=6, execution=Execution.local(workers))
             for workers in (1, 2, 3, 2)]
     for run in runs[1:]:
         np.testing.assert_array_equal(run.totals, runs[0].totals)
@@ -118,7 +117,7 @@ def test_tile_shapes_agree_within_the_bound(form: int) -> None:
     ``(B − 1 + d)·u``, counts exactly, the top pairs exactly, their losses within ``d·u``."""
     x, labels = clustered(700, 16, 6, seed=8, spread=0.9)
     shapes = [(512, 2048), (33, 100), (64, 257), (1, 700)]
-    runs = [scan_label_pairs(x, labels, form=form, margins=(5.0,), tile_rows=r, tile_cols=c, workers=2, top=5)
+    runs = [scan_label_pairs(x, labels, form=form, margins=(5.0,), tile_rows=r, tile_cols=c, top=5, execution=Execution.local(2))
             for r, c in shapes]
     u = pk.unit_roundoff(np.dtype(np.float32))
     for run in runs[1:]:

@@ -7,8 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from embedkit import ranking
-from embedkit.engines import LocalEngine
+from embedkit.execution import Execution
 from embedkit.ranking import top_k
 
 
@@ -37,7 +36,7 @@ def test_matches_the_oracle(metric, dtype):
     rng = np.random.default_rng(1)
     corpus = rng.standard_normal((300, 8)).astype(dtype)
     queries = rng.standard_normal((40, 8)).astype(dtype)
-    got = top_k(queries, corpus, 10, metric=metric, budget_mib=0.01)
+    got = top_k(queries, corpus, 10, metric=metric, execution=Execution(budget_mib=0.01))
     rows, values = oracle(queries, corpus, 10, metric)
     assert got.indices.dtype == np.int64 and got.values.dtype == np.float32
     np.testing.assert_array_equal(got.indices, rows)
@@ -45,7 +44,7 @@ def test_matches_the_oracle(metric, dtype):
 
 
 @pytest.mark.parametrize("metric", ["dot", "euclidean"])
-def test_ties_rank_by_ascending_row_whatever_the_blocks(metric, monkeypatch):
+def test_ties_rank_by_ascending_row_whatever_the_blocks(metric):
     # Integer-valued vectors with many duplicates: exact float32 scores, many ties,
     # spread over corpus blocks of every size and query tiles of every width.
     rng = np.random.default_rng(2)
@@ -53,15 +52,14 @@ def test_ties_rank_by_ascending_row_whatever_the_blocks(metric, monkeypatch):
     queries = rng.integers(-2, 3, (23, 4)).astype(np.float32)
     expected, _ = oracle(queries, corpus, 30, metric)
     for budget_rows, query_tile, corpus_tile in ((1, 2, 7), (40, 3, 5), (64, 8, 16), (10_000, 64, 4096)):
-        monkeypatch.setattr(ranking, "QUERY_TILE", query_tile)
-        monkeypatch.setattr(ranking, "CORPUS_TILE", corpus_tile)
-        got = top_k(queries, corpus, 30, metric=metric, budget_mib=budget_rows * 24 / 2**20)
+        got = top_k(queries, corpus, 30, metric=metric, execution=Execution(budget_mib=budget_rows * 24 / 2**20),
+                    grid=(query_tile, corpus_tile))
         np.testing.assert_array_equal(got.indices, expected)
 
 
 def test_cosine_ties_between_duplicate_rows():
     corpus = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [1.0, 0.0], [0.0, 3.0]])
-    got = top_k(np.array([[1.0, 0.0], [0.0, 1.0]]), corpus, 5, metric="cosine", budget_mib=1e-5)
+    got = top_k(np.array([[1.0, 0.0], [0.0, 1.0]]), corpus, 5, metric="cosine", execution=Execution(budget_mib=1e-5))
     assert got.indices.tolist() == [[0, 2, 3, 1, 4], [1, 4, 0, 2, 3]]
 
 
@@ -81,8 +79,8 @@ def test_memmap_corpus_and_engine_threads(tmp_path):
     queries = rng.standard_normal((70, 16))
     # Same scores to the bit whatever the budget, the engine, the corpus dtype/memory map:
     # the tile grid is fixed.
-    one = top_k(queries, mapped, 7, metric="dot", budget_mib=0.02, engine=LocalEngine(1))
-    two = top_k(queries, corpus, 7, metric="dot", budget_mib=100.0, engine=LocalEngine(2))
+    one = top_k(queries, mapped, 7, metric="dot", execution=Execution.local(1, budget_mib=0.02))
+    two = top_k(queries, corpus, 7, metric="dot", execution=Execution.local(2, budget_mib=100.0))
     np.testing.assert_array_equal(one.indices, two.indices)
     np.testing.assert_array_equal(one.values, two.values)
     assert not mapped.flags.writeable  # never written
@@ -90,8 +88,8 @@ def test_memmap_corpus_and_engine_threads(tmp_path):
 
 def test_progress_reaches_the_total():
     seen = []
-    top_k(np.ones((5, 2)), np.ones((50, 2)), 3, metric="dot", budget_mib=1e-4,
-          progress=lambda done, total: seen.append((done, total)))
+    top_k(np.ones((5, 2)), np.ones((50, 2)), 3, metric="dot",
+          execution=Execution(budget_mib=1e-4, progress=lambda done, total: seen.append((done, total))))
     assert seen[-1][0] == seen[-1][1] == 250
 
 
@@ -113,7 +111,7 @@ def test_property_equals_oracle_on_integer_data(n, q, k, metric, seed):
     rng = np.random.default_rng(seed)
     corpus = rng.integers(-3, 4, (n, 3)).astype(np.float32)
     queries = rng.integers(-3, 4, (q, 3)).astype(np.float32)
-    got = top_k(queries, corpus, k, metric=metric, budget_mib=rng.integers(1, 40) * 20 / 2**20)
+    got = top_k(queries, corpus, k, metric=metric, execution=Execution(budget_mib=rng.integers(1, 40) * 20 / 2**20))
     rows, _ = oracle(queries, corpus, k, metric)
     np.testing.assert_array_equal(got.indices, rows)
 

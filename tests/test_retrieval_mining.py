@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from embedkit.errors import OptionError
+from embedkit.execution import Execution
 from embedkit.mining.retrieval import SearchSpec, mine_from_candidates, mine_retrieval
 from embedkit.mining.retrieval_candidates import list_chunks
 from embedkit.mining.retrieval_select import SelectionSpec, select_negatives
@@ -140,7 +141,7 @@ SPECS = [
 @pytest.mark.parametrize("spec", SPECS, ids=range(len(SPECS)))
 def test_every_filter_equals_the_brute_force_oracle(spec):
     queries, corpus, positives = data()
-    result = mine_retrieval(corpus, queries, judged(positives), spec, SearchSpec(budget_mib=0.05))
+    result = mine_retrieval(corpus, queries, judged(positives), spec, SearchSpec(), execution=Execution(budget_mib=0.05))
     assert mined(result) == oracle(queries, corpus, positives, spec)
 
 
@@ -174,7 +175,7 @@ def test_integer_dot_scores_with_ties_equal_the_oracle(seed, negatives, range_mi
     spec = SelectionSpec(negatives=negatives, range_min=range_min, range_max=range_max, relative_margin=relative,
                          absolute_margin=absolute, max_score=max_score, min_score=min_score,
                          max_positive_similarity=max_pos)
-    result = mine_retrieval(corpus, queries, judged(positives), spec, SearchSpec(metric="dot", budget_mib=0.01))
+    result = mine_retrieval(corpus, queries, judged(positives), spec, SearchSpec(metric="dot"), execution=Execution(budget_mib=0.01))
     assert mined(result) == oracle(queries, corpus, positives, spec, metric="dot")
 
 
@@ -606,7 +607,7 @@ def test_deep_lists_beyond_the_budget_are_refused_not_allocated():
     queries, corpus, positives = data(seed=3, n=400)
     spec = SelectionSpec(negatives=3, max_score=-0.6)
     with pytest.raises(OptionError, match="--range-max"):
-        mine_retrieval(corpus, queries, judged(positives), spec, SearchSpec(budget_mib=0.01))
+        mine_retrieval(corpus, queries, judged(positives), spec, SearchSpec(), execution=Execution(budget_mib=0.01))
 
 
 def test_labeled_formats_without_texts_lead_with_ids():
@@ -632,11 +633,11 @@ def test_lists_are_ragged_and_blocks_do_not_change_the_selection():
     assert lengths.min() < lengths.max()  # only the queries that needed it were searched deeper
     tiny = 0.02  # a few queries per padded block of the selection (and lists still within 16 budgets)
     assert len(list_chunks(lengths, tiny)) > 10 and len(list_chunks(lengths, 64.0)) == 1
-    blocked = mine_retrieval(corpus, queries, judged(positives), spec, SearchSpec(budget_mib=tiny))
+    blocked = mine_retrieval(corpus, queries, judged(positives), spec, SearchSpec(), execution=Execution(budget_mib=tiny))
     assert np.array_equal(whole.selection.rows, blocked.selection.rows)
     assert whole.removed == blocked.removed
     rand = SelectionSpec(negatives=3, range_max=25, sampling="random", seed=4)
-    a = mine_retrieval(corpus, queries, judged(positives), rand, SearchSpec(budget_mib=tiny))
+    a = mine_retrieval(corpus, queries, judged(positives), rand, SearchSpec(), execution=Execution(budget_mib=tiny))
     b = mine_retrieval(corpus, queries, judged(positives), rand, SearchSpec())
     assert np.array_equal(a.selection.rows, b.selection.rows)
 

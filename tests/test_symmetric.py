@@ -8,14 +8,12 @@ two may only differ between keys within that rounding of each other.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from embedkit.engines import LocalEngine
+from embedkit.execution import Execution
 from embedkit.metrics import retrieval_metrics
 from embedkit.mining import blocked
 from embedkit.mining.keys import TooMany, positive_bands, prepare
@@ -24,12 +22,6 @@ from embedkit.tiles import symmetric_block, symmetric_tasks, symmetric_tile_coun
 
 #: A budget that makes 32-row symmetric tiles and several super-tiles on a few hundred rows.
 TINY = 0.05
-
-
-@pytest.fixture
-def one_sided(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(blocked, "symmetric_pays", lambda anchors, rows: False)
-    yield
 
 
 def integer_data(n: int, d: int, seed: int, classes: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -42,13 +34,8 @@ def integer_data(n: int, d: int, seed: int, classes: int = 5) -> tuple[np.ndarra
 
 def both(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
     """``fn`` on the symmetric schedule and one-sided."""
-    sym = fn(*args, **kwargs)
-    saved = blocked.symmetric_pays
-    blocked.symmetric_pays = lambda anchors, rows: False
-    try:
-        one = fn(*args, **kwargs)
-    finally:
-        blocked.symmetric_pays = saved
+    sym = fn(*args, symmetric=True, **kwargs)
+    one = fn(*args, symmetric=False, **kwargs)
     return sym, one
 
 
@@ -77,7 +64,7 @@ def test_nearest_negatives_same_as_one_sided(metric: str, k: int) -> None:
     x, labels = integer_data(437, 6, seed=k)
     prep = prepare(x, metric)  # type: ignore[arg-type]
     anchors = np.arange(len(x))
-    sym, one = both(blocked.nearest_negatives, prep, labels, anchors, k, budget_mib=TINY)
+    sym, one = both(blocked.nearest_negatives, prep, labels, anchors, k, execution=Execution(budget_mib=TINY))
     assert blocked.symmetric_pays(len(anchors), len(x))
     np.testing.assert_array_equal(sym[1], one[1])
     np.testing.assert_array_equal(sym[0], one[0])
@@ -89,14 +76,13 @@ def test_nearest_negatives_same_as_one_sided(metric: str, k: int) -> None:
             np.testing.assert_array_equal(sym[1][a, :len(want)], want)
 
 
-def test_nearest_negatives_subset_of_anchors(one_sided: None) -> None:
+def test_nearest_negatives_subset_of_anchors() -> None:
     """More than half the rows as anchors, some twice: symmetric, and as one-sided."""
     x, labels = integer_data(300, 4, seed=3)
     prep = prepare(x, "euclidean")
     anchors = np.sort(np.random.default_rng(0).choice(300, 220))
-    one = blocked.nearest_negatives(prep, labels, anchors, 4, budget_mib=TINY)
-    blocked.symmetric_pays = lambda anchors, rows: True  # type: ignore[assignment]  # undone by the fixture
-    sym = blocked.nearest_negatives(prep, labels, anchors, 4, budget_mib=TINY)
+    one = blocked.nearest_negatives(prep, labels, anchors, 4, symmetric=False, execution=Execution(budget_mib=TINY))
+    sym = blocked.nearest_negatives(prep, labels, anchors, 4, symmetric=True, execution=Execution(budget_mib=TINY))
     for got, want in zip(sym[:2], one[:2]):
         np.testing.assert_array_equal(got, want)
 
@@ -110,14 +96,14 @@ def test_bands_same_as_one_sided(band: str, metric: str) -> None:
     anchors = np.repeat(np.arange(len(x)), 2)  # two positives per anchor: two slots
     positives = np.array([rng.choice(np.flatnonzero(labels == labels[a])) for a in anchors])
     slots, _ = positive_bands(prep, anchors, positives, band, margin=1.5)  # type: ignore[arg-type]
-    sym, one = both(blocked.band_closest, prep, labels, slots, budget_mib=TINY)
+    sym, one = both(blocked.band_closest, prep, labels, slots, execution=Execution(budget_mib=TINY))
     np.testing.assert_array_equal(sym[1], one[1])
     np.testing.assert_array_equal(sym[0], one[0])
-    sym, one = both(blocked.band_all, prep, labels, slots, max_items=10**7, budget_mib=TINY)
+    sym, one = both(blocked.band_all, prep, labels, slots, max_items=10**7, execution=Execution(budget_mib=TINY))
     for got, want in zip(sym, one):
         np.testing.assert_array_equal(got, want)
     with pytest.raises(TooMany):
-        blocked.band_all(prep, labels, slots, max_items=len(sym[0]) - 1, budget_mib=TINY)
+        blocked.band_all(prep, labels, slots, max_items=len(sym[0]) - 1, execution=Execution(budget_mib=TINY))
 
 
 def test_float_data_differs_only_within_rounding() -> None:
@@ -125,7 +111,7 @@ def test_float_data_differs_only_within_rounding() -> None:
     x = rng.standard_normal((700, 24)).astype(np.float32)
     labels = rng.integers(0, 6, len(x))
     prep = prepare(x, "euclidean")
-    sym, one = both(blocked.nearest_negatives, prep, labels, np.arange(len(x)), 5, budget_mib=TINY)
+    sym, one = both(blocked.nearest_negatives, prep, labels, np.arange(len(x)), 5, execution=Execution(budget_mib=TINY))
     exact = lambda a, b: ((x[a].astype(np.float64) - x[b].astype(np.float64)) ** 2).sum(axis=-1)  # noqa: E731
     a = np.repeat(np.arange(len(x))[:, None], 5, axis=1)
     np.testing.assert_allclose(exact(a, sym[1]), exact(a, one[1]), rtol=1e-5)
@@ -138,7 +124,7 @@ def test_same_rows_whatever_the_workers() -> None:
     x += np.random.default_rng(0).standard_normal(x.shape).astype(np.float32) * 0.3  # inexact products too
     prep = prepare(x, "euclidean")
     on = np.ones(len(x), dtype=bool)
-    runs = [symmetric_topk(prep, labels, on, 9, budget_mib=TINY, engine=LocalEngine(w)) for w in (1, 2, 3)]
+    runs = [symmetric_topk(prep, labels, on, 9, execution=Execution.local(w, budget_mib=TINY)) for w in (1, 2, 3)]
     for keys, ids in runs[1:]:
         np.testing.assert_array_equal(ids, runs[0][1])
         np.testing.assert_array_equal(keys, runs[0][0])
@@ -151,7 +137,7 @@ def test_plain_topk_matches_the_loop_oracle(n: int, d: int, k: int, seed: int) -
     rng = np.random.default_rng(seed)
     x = rng.integers(-2, 3, (n, d)).astype(np.float32)
     on = rng.random(n) < 0.8
-    keys, ids = symmetric_topk(prepare(x, "euclidean"), np.arange(n), on, k, budget_mib=0.002)
+    keys, ids = symmetric_topk(prepare(x, "euclidean"), np.arange(n), on, k, execution=Execution(budget_mib=0.002))
     for a in range(n):
         if not on[a]:
             assert (ids[a] == -1).all()
@@ -170,7 +156,7 @@ def test_eval_self_join_matches_faiss_search() -> None:
     x, labels = integer_data(600, 6, seed=9, classes=12)
     x = np.unique(x, axis=0)[:500]  # no duplicates: a query's own copy would be a neighbour
     labels = labels[: len(x)]
-    sym = retrieval_metrics(x, labels, ks=(1, 5), budget_mib=TINY)
+    sym = retrieval_metrics(x, labels, ks=(1, 5), execution=Execution(budget_mib=TINY))
     faiss_like = retrieval_metrics(x, labels, queries=x, query_labels=labels, ks=(1, 5))
     assert sym.search_k == faiss_like.search_k - 1 or sym.search_k == faiss_like.search_k
     oracle = _metrics_oracle(x, labels)

@@ -17,8 +17,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from rich.console import Console
 
+from embedkit.choices import DEFAULT_BUDGET_MIB
+
 if TYPE_CHECKING:  # the engines import threadpoolctl: not for a type
     from embedkit.engines import Progress as ProgressCallback
+    from embedkit.execution import Execution
 
 
 def stdout_console() -> Console:
@@ -145,14 +148,17 @@ def rows_of(table: dict[str, np.ndarray]) -> list[dict[str, Any]]:
 
 @contextlib.contextmanager
 def running(description: str, *, engine: str = "local", workers: int | None = None, scheduler: str | None = None,
-            parts_dir: str | None = None, quiet: bool = False) -> Iterator[tuple[Any, ProgressCallback | None]]:
-    """``(engine, progress)``: the engine the options name, closed on exit, and a progress bar
-    on stderr titled ``description`` (none with ``quiet``, or when stderr is not a terminal)."""
+            parts_dir: str | None = None, budget_mib: float = DEFAULT_BUDGET_MIB,
+            quiet: bool = False) -> Iterator[Execution]:
+    """The :class:`~embedkit.execution.Execution` the options name: their engine (closed on
+    exit), their memory budget, and a progress bar on stderr titled ``description`` (none
+    with ``quiet``, or when stderr is not a terminal)."""
     from embedkit.engines import make_engine
+    from embedkit.execution import Execution
 
     with make_engine(engine, workers=workers, scheduler=scheduler, parts_dir=parts_dir) as runner, \
             progress_bar(description, enabled=not quiet) as progress:
-        yield runner, progress
+        yield Execution(runner, budget_mib, progress)
 
 
 @contextlib.contextmanager

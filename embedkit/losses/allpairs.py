@@ -15,9 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from embedkit.arrays import as_work_array
-from embedkit.chunking import DEFAULT_BUDGET_MIB
 from embedkit.distances import centred_squared_norms, column_mean, inverse_norms
-from embedkit.engines import Engine, Progress
+from embedkit.execution import Execution
 from embedkit.losses.pair_kernel import (
     FORM_BCE,
     bce_tile,
@@ -71,25 +70,22 @@ def scan_label_pairs(
     scale: float = 10.0,
     bias: float = -10.0,
     top: int = 10,
-    budget_mib: float = DEFAULT_BUDGET_MIB,
-    workers: int | None = None,
-    engine: Engine | None = None,
-    progress: Progress | None = None,
+    execution: Execution = Execution(),
     tile_rows: int = TILE_ROWS,
     tile_cols: int = TILE_COLS,
 ) -> PairScan:
     """Scan every pair ``i < j`` with ``y = [labels[i] == labels[j]]``.
 
     ``form`` is one of :mod:`embedkit.losses.pair_kernel`'s ``FORM_*``; ``margins[0]`` is the
-    main margin. Stripes run on ``engine`` (default: a :class:`LocalEngine` of ``workers``
-    threads) and are merged in stripe order, so every engine and worker count gives the same
+    main margin. Stripes run on the execution's engine, tiles within its budget, and are
+    merged in stripe order, so every engine and worker count gives the same
     float64 totals, bit for bit on one CPU model (a different tile shape sums in another order: same figures
     within the bound of :mod:`embedkit.losses.pair_kernel`).
     """
     by_path = work_rows(embeddings)  # a mapped file in the work dtype: tasks get it by path, not by value
     x = by_path if isinstance(by_path, np.ndarray) else as_work_array(embeddings)
     n = x.shape[0]
-    tile_rows, tile_cols = tile_shape(x.itemsize, n, budget_mib=budget_mib, rows=tile_rows, cols=tile_cols)
+    tile_rows, tile_cols = tile_shape(x.itemsize, n, budget_mib=execution.budget_mib, rows=tile_rows, cols=tile_cols)
     # Euclidean forms work on rows centred on their mean (distances do not change; the
     # float32 expansion ‖a‖² + ‖b‖² − 2ab stays accurate when the rows share an offset).
     # Cosine is not translation-invariant: BCE uses the raw rows.
@@ -131,8 +127,8 @@ def scan_label_pairs(
     actives = np.zeros(len(inputs.margins), dtype=np.int64)
     counts = np.zeros(3, dtype=np.int64)
     tops: list[tuple[np.ndarray, ...]] = []
-    for sums, act, cnt, best in run_stripes(scan_stripe, inputs, bounds, weights=weights, engine=engine,
-                                            workers=workers, progress=progress):
+    for sums, act, cnt, best in run_stripes(scan_stripe, inputs, bounds, weights=weights,
+                                            execution=execution):
         totals += sums
         actives += act
         counts += cnt

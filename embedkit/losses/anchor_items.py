@@ -48,7 +48,7 @@ def npair(run: LossRun, table: dict[str, np.ndarray] | None, source: str) -> Los
     f = np.asarray(run.x[anchors], dtype=np.float64)
     f_pos = np.asarray(run.x[positives], dtype=np.float64)
     acc = run.accumulator()
-    step = rows_per_block(len(anchors) * 8 * 3, run.budget_mib)
+    step = rows_per_block(len(anchors) * 8 * 3, run.execution.budget_mib)
     for start, stop in blocks(len(anchors), step):
         terms = n_pair_block(f[start:stop], f_pos, start, l2_reg=run.spec.l2_reg)
         acc.add({"anchor": anchors[start:stop], "positive": positives[start:stop], **terms})
@@ -62,7 +62,7 @@ def softmax_anchors(run: LossRun) -> LossResult:
     labels = run.labels(f"{spec.kind} loss")
     xn = l2_normalized(run.x)
     n_rows = len(labels)
-    step = rows_per_block(n_rows * 8 * 4, run.budget_mib)
+    step = rows_per_block(n_rows * 8 * 4, run.execution.budget_mib)
     block_fn = info_nce_block if spec.kind == "infonce" else supervised_contrastive_block
     if spec.kind == "infonce":
         sizes = np.bincount(labels).astype(np.int64)
@@ -72,8 +72,8 @@ def softmax_anchors(run: LossRun) -> LossResult:
         cos = (xn[start:stop] @ xn.T).astype(np.float64)
         anchors = np.arange(start, stop, dtype=np.int64)
         acc.add(block_fn(cos, anchors, labels, temperature=float(spec.temperature or 1.0)))
-        if run.progress is not None:
-            run.progress(stop, n_rows)
+        if run.execution.progress is not None:
+            run.execution.progress(stop, n_rows)
     columns = ("anchor", "positive", "s_ap", "neg_lse", "loss") if spec.kind == "infonce" else (
         "anchor", "positives", "mean_s_ap", "lse", "loss")
     what = "positive pairs" if spec.kind == "infonce" else "anchors with a positive"

@@ -3,7 +3,7 @@
 Item sources, by family: :mod:`~embedkit.losses.pair_items` (``contrastive``, ``bce``),
 :mod:`~embedkit.losses.triplet_items` (``triplet``), :mod:`~embedkit.losses.anchor_items`
 (``npair``, ``infonce``, ``supcon``). Nothing n×n is ever held: all work runs in blocks
-under ``budget_mib``.
+under the execution's memory budget.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from embedkit.arrays import l2_normalized
-from embedkit.chunking import DEFAULT_BUDGET_MIB
 from embedkit.dataset import Dataset
-from embedkit.engines import Engine, Progress
 from embedkit.errors import OptionError
+from embedkit.execution import Execution
 from embedkit.losses.anchor_items import npair, softmax_anchors
 from embedkit.losses.pair_items import explicit_pairs, label_pairs
 from embedkit.losses.result import LossResult
@@ -41,10 +40,7 @@ def compute_loss(
     trace: int = 5,
     top: int = 5,
     keep_items: bool = False,
-    budget_mib: float = DEFAULT_BUDGET_MIB,
-    workers: int | None = None,
-    engine: Engine | None = None,
-    progress: Progress | None = None,
+    execution: Execution = Execution(),
     enumerate_pairs_below: int = ENUMERATE_PAIRS_BELOW,
     enumerate_triplets_below: int = ENUMERATE_TRIPLETS_BELOW,
     max_output_items: int = MAX_OUTPUT_ITEMS,
@@ -53,7 +49,8 @@ def compute_loss(
 
     ``trace`` first items and ``top`` largest items are kept for display; every item is
     kept when ``keep_items`` or the reduction is ``none`` (at most ``max_output_items``).
-    ``engine`` runs the tiled all-pairs scan (default: local threads, ``workers`` of them).
+    ``execution`` says where the tiled all-pairs scan runs (default: local threads on every
+    core), the memory budget of every block and where progress goes.
     Label pairs / triplets up to ``enumerate_*_below`` are enumerated, beyond that scanned
     or totalled without listing them.
 
@@ -70,8 +67,7 @@ def compute_loss(
         raise OptionError(f"--pairs applies to contrastive, bce and npair losses, not {spec.kind}")
     x = l2_normalized(dataset.embeddings) if spec.normalize else dataset.embeddings
     run = LossRun(dataset, x, spec, trace=trace, top=top, keep=keep_items or spec.reduction == "none",
-                  budget_mib=budget_mib, workers=workers, engine=engine, progress=progress,
-                  enumerate_pairs_below=enumerate_pairs_below, enumerate_triplets_below=enumerate_triplets_below,
+                  execution=execution, enumerate_pairs_below=enumerate_pairs_below, enumerate_triplets_below=enumerate_triplets_below,
                   max_output_items=max_output_items)
     if spec.kind in ("contrastive", "bce"):
         return label_pairs(run) if pairs is None else explicit_pairs(run, pairs, pairs_source)

@@ -33,10 +33,10 @@ def pair_block(run: LossRun, i: np.ndarray, j: np.ndarray, y: np.ndarray) -> tup
     """The items of pairs ``(i[k], j[k])`` with similarity ``y``, and the loss at each sweep margin."""
     spec = run.spec
     if spec.kind == "bce":
-        cos = paired_cosines(run.x, i, j, budget_mib=run.budget_mib)
+        cos = paired_cosines(run.x, i, j, budget_mib=run.execution.budget_mib)
         loss = binary_cross_entropy_loss(cos, y, scale=spec.scale, bias=spec.bias)
         return {"i": i, "j": j, "y": y.astype(np.int64), "cos": cos, "loss": loss}, []
-    d = paired_distances(run.x, i, j, budget_mib=run.budget_mib)
+    d = paired_distances(run.x, i, j, budget_mib=run.execution.budget_mib)
     loss = contrastive_loss(d, y, margin=spec.margin, form=spec.form)
     sweep = [contrastive_loss(d, y, margin=m, form=spec.form) for m in spec.margins]
     return {"i": i, "j": j, "y": y.astype(np.int64), "d": d, "loss": loss}, sweep
@@ -56,7 +56,7 @@ def explicit_pairs(run: LossRun, table: dict[str, np.ndarray], source: str) -> L
     y = check_binary(table["y"], "y", source)
     run.check_item_count(len(y), source)
     acc = run.accumulator()
-    step = rows_per_block(run.x.shape[1] * 8 * 4, run.budget_mib)
+    step = rows_per_block(run.x.shape[1] * 8 * 4, run.execution.budget_mib)
     for start, stop in blocks(len(y), step):
         block, sweep = pair_block(run, table["i"][start:stop], table["j"][start:stop], y[start:stop])
         acc.add(block, sweep)
@@ -75,7 +75,7 @@ def label_pairs(run: LossRun) -> LossResult:
     run.check_item_count(count, source)
     if run.keep or count <= run.enumerate_pairs_below:
         acc = run.accumulator()
-        for i, j in upper_pairs(n, max(1, rows_per_block(run.x.shape[1] * 8 * 4, run.budget_mib))):
+        for i, j in upper_pairs(n, max(1, rows_per_block(run.x.shape[1] * 8 * 4, run.execution.budget_mib))):
             block, sweep = pair_block(run, i, j, labels[i] == labels[j])
             acc.add(block, sweep)
         return run.finish(acc.finish(), pair_columns(run), source,
@@ -85,7 +85,7 @@ def label_pairs(run: LossRun) -> LossResult:
     margins = (spec.margin, *spec.margins)
     scan = scan_label_pairs(
         run.x, labels, form=form, margins=margins, scale=spec.scale, bias=spec.bias,
-        top=run.top, budget_mib=run.budget_mib, workers=run.workers, engine=run.engine, progress=run.progress,
+        top=run.top, execution=run.execution,
     )
     head_i, head_j = first_upper_pairs(n, run.trace)
     head, _ = pair_block(run, head_i, head_j, labels[head_i] == labels[head_j])

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embedkit.chunking import DEFAULT_BUDGET_MIB
 from embedkit.dataset import Dataset
-from embedkit.engines import Engine, Progress
 from embedkit.errors import OptionError
+from embedkit.execution import Execution
 from embedkit.losses.result import Aggregate, ItemAccumulator, LossResult, finish_result
 from embedkit.losses.spec import LossSpec
 
@@ -32,10 +31,7 @@ class LossRun:
     trace: int = 5
     top: int = 5
     keep: bool = False
-    budget_mib: float = DEFAULT_BUDGET_MIB
-    workers: int | None = None
-    engine: Engine | None = None
-    progress: Progress | None = None
+    execution: Execution = Execution()
     enumerate_pairs_below: int = ENUMERATE_PAIRS_BELOW
     enumerate_triplets_below: int = ENUMERATE_TRIPLETS_BELOW
     max_output_items: int = MAX_OUTPUT_ITEMS

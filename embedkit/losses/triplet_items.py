@@ -40,11 +40,11 @@ def explicit_triplets(run: LossRun, table: dict[str, np.ndarray], source: str) -
     count = len(table["anchor"])
     run.check_item_count(count, source)
     acc = run.accumulator()
-    step = rows_per_block(run.x.shape[1] * 8 * 6, run.budget_mib)
+    step = rows_per_block(run.x.shape[1] * 8 * 6, run.execution.budget_mib)
     for start, stop in blocks(count, step):
         a, p, n = (table[k][start:stop] for k in names)
-        d_ap = paired_distances(run.x, a, p, budget_mib=run.budget_mib)
-        d_an = paired_distances(run.x, a, n, budget_mib=run.budget_mib)
+        d_ap = paired_distances(run.x, a, p, budget_mib=run.execution.budget_mib)
+        d_an = paired_distances(run.x, a, n, budget_mib=run.execution.budget_mib)
         acc.add(*triplet_block(run, a, p, n, d_ap, d_an))
     return run.finish(acc.finish(), ("anchor", "positive", "negative", "d_ap", "d_an", "loss"),
                        f"{source} ({count} triplets)")
@@ -74,7 +74,7 @@ def anchor_rows(run: LossRun, labels: np.ndarray) -> Iterator[tuple[int, np.ndar
     n_rows = len(labels)
     x64 = np.asarray(run.x, dtype=np.float64)
     sq = np.einsum("ij,ij->i", x64, x64)
-    for start, stop in blocks(n_rows, rows_per_block(n_rows * 8 * 2, run.budget_mib)):
+    for start, stop in blocks(n_rows, rows_per_block(n_rows * 8 * 2, run.execution.budget_mib)):
         dist = block_distances(x64[start:stop], x64, rows_sq=sq[start:stop], columns_sq=sq)
         for row, anchor in enumerate(range(start, stop)):
             same = members[labels[anchor]]

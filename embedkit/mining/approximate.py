@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from embedkit.engines import Engine, Progress
+from embedkit.execution import Execution
 from embedkit.ivfjoin import release_mapped_pages
 from embedkit.knn import (
     approximate_nearest_negatives,
@@ -33,27 +33,24 @@ RERANK_EXTRA = 3
 
 
 def mine_approximate(prep: Prepared, embeddings: np.ndarray, labels: np.ndarray, spec: MineSpec, kind: str,
-                      workers: int | None, budget_mib: float, progress: Progress | None,
-                      engine: Engine | None = None) -> tuple[MinedPart, str]:
+                     execution: Execution) -> tuple[MinedPart, str]:
     n = len(labels)
     rng = np.random.default_rng(spec.seed)
     anchors, positives = choose_positives(prep, labels, spec.positives or "random", spec.positives_count, rng,
-                                          max_items=spec.max_items, budget_mib=budget_mib)
+                                          max_items=spec.max_items, budget_mib=execution.budget_mib)
     unique_anchors = np.unique(anchors)
     k = negatives_per_anchor(spec, labels, anchors)
     release_mapped_pages(prep.x)  # what reading the whole file (centring, positives) left resident
     if kind == "ivf":
-        found, complete, description = _ivf_join(prep, labels, unique_anchors, k, spec, workers, budget_mib,
-                                                  progress, engine)
+        found, complete, description = _ivf_join(prep, labels, unique_anchors, k, spec, execution)
     else:
         found, complete, description = _faiss_search(prep, embeddings, labels, unique_anchors, k, spec, kind,
-                                                     workers, budget_mib, progress, engine)
+                                                     execution)
     description += f", {k + RERANK_EXTRA} candidates re-ranked exactly"
     rest = np.flatnonzero(~complete)
     if len(rest):
         # Anchors the index could not give k negatives: settle them exactly.
-        _, exact_j, _, _ = nearest_negatives(prep, labels, unique_anchors[rest], k, budget_mib=budget_mib,
-                                             workers=workers, engine=engine)
+        _, exact_j, _, _ = nearest_negatives(prep, labels, unique_anchors[rest], k, execution=execution.quiet())
         found[rest] = -1
         found[rest, :k] = exact_j
         description += f"; {len(rest):,} anchors completed by exact scan"
@@ -62,16 +59,15 @@ def mine_approximate(prep: Prepared, embeddings: np.ndarray, labels: np.ndarray,
     part.anchors_without_positive = n - len(unique_anchors)
     if spec.check_recall:
         sample = recall_sample(unique_anchors, spec.check_recall, spec.seed)
-        part.recall_hits = nearest_negative_recall(prep, labels, unique_anchors, found, sample, k, budget_mib=budget_mib,
-                                   workers=workers, engine=engine)
+        part.recall_hits = nearest_negative_recall(prep, labels, unique_anchors, found, sample, k,
+                                                   execution=execution.quiet())
         part.recall_anchors = len(sample)
         release_mapped_pages(prep.x)
     return part, description
 
 
 def _ivf_join(prep: Prepared, labels: np.ndarray, anchors: np.ndarray, k: int, spec: MineSpec,
-              workers: int | None, budget_mib: float, progress: Progress | None,
-              engine: Engine | None) -> tuple[np.ndarray, np.ndarray, str]:
+              execution: Execution) -> tuple[np.ndarray, np.ndarray, str]:
     """The list-grouped IVF join (lists and probes default as FAISS IVF's did here)."""
     from embedkit.ivfjoin import ivf_nearest_negatives
 
@@ -84,23 +80,23 @@ def _ivf_join(prep: Prepared, labels: np.ndarray, anchors: np.ndarray, k: int, s
     if spec.nprobe and spec.nprobe > nlist:
         notes.append(f"nprobe capped at {nlist:,} lists; asked {spec.nprobe:,}")
     join = ivf_nearest_negatives(prep, labels, anchors, k, nlist=nlist, nprobe=nprobe, candidates=k + RERANK_EXTRA,
-                                 seed=spec.seed, engine=engine, workers=workers, budget_mib=budget_mib,
-                                 progress=progress)
+                                 seed=spec.seed, engine=execution.engine, workers=execution.threads,
+                                 budget_mib=execution.budget_mib, progress=execution.progress)
     description = join.description + (f" ({'; '.join(notes)})" if notes else "")
     return join.rows, join.complete, description
 
 
 def _faiss_search(prep: Prepared, embeddings: np.ndarray, labels: np.ndarray, anchors: np.ndarray, k: int,
-                  spec: MineSpec, kind: str, workers: int | None, budget_mib: float, progress: Progress | None,
-                  engine: Engine | None) -> tuple[np.ndarray, np.ndarray, str]:
+                  spec: MineSpec, kind: str, execution: Execution) -> tuple[np.ndarray, np.ndarray, str]:
     """A FAISS index (HNSW) searched per anchor, label-filtered."""
     built = build_index(embeddings, kind, metric=spec.metric, nlist=spec.nlist, nprobe=spec.nprobe,
-                        ef_search=spec.ef_search, seed=spec.seed, threads=workers, budget_mib=budget_mib,
-                        progress=progress)
+                        ef_search=spec.ef_search, seed=spec.seed, threads=execution.threads,
+                        budget_mib=execution.budget_mib, progress=execution.progress)
     # A few more candidates than k, re-ranked by exact distance: the index's codes are approximate.
-    search_kw = {"metric": spec.metric, "candidates": k + RERANK_EXTRA, "budget_mib": budget_mib, "progress": progress}
-    if engine is not None and engine.distributed:
-        found, complete = sharded_approximate_nearest_negatives(engine, built, embeddings, labels, anchors, k,
+    search_kw = {"metric": spec.metric, "candidates": k + RERANK_EXTRA, "budget_mib": execution.budget_mib,
+                 "progress": execution.progress}
+    if execution.engine.distributed:
+        found, complete = sharded_approximate_nearest_negatives(execution.engine, built, embeddings, labels, anchors, k,
                                                                 **search_kw)  # type: ignore[arg-type]
     else:
         found, complete = approximate_nearest_negatives(built, embeddings, labels, anchors, k,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from embedkit.chunking import blocks
-from embedkit.engines import Engine, LocalEngine, Progress
+from embedkit.execution import Execution
 from embedkit.mining.exact import mine_exact
 from embedkit.mining.keys import Prepared
 from embedkit.mining.result import MinedPart
@@ -26,18 +26,18 @@ class _BatchJob:
     budget_mib: float
 
 
-def mine_batches(prep: Prepared, labels: np.ndarray, spec: MineSpec, workers: int | None, budget_mib: float,
-                  progress: Progress | None, engine: Engine | None = None) -> tuple[MinedPart, int]:
+def mine_batches(prep: Prepared, labels: np.ndarray, spec: MineSpec, execution: Execution) -> tuple[MinedPart, int]:
     """Mine inside random batches of ``batch_size`` rows (a permutation drawn with ``seed``);
-    batches are independent tasks on ``engine`` (each single-threaded), merged in batch order."""
+    batches are independent tasks on the execution's engine (each single-threaded), merged
+    in batch order."""
     n = len(labels)
     size = int(spec.batch_size or n)
     job = _BatchJob(prep, labels, replace(spec, check_recall=0), np.random.default_rng(spec.seed).permutation(n),
-                    budget_mib)
+                    execution.budget_mib)
     bounds = [(number, start, stop) for number, (start, stop) in enumerate(blocks(n, size))]
-    runner = engine if engine is not None else LocalEngine(workers)
-    parts = list(runner.map(_mine_batch, runner.share(job), bounds, weights=[b[2] - b[1] for b in bounds],
-                            progress=progress))
+    engine = execution.engine
+    parts = list(engine.map(_mine_batch, engine.share(job), bounds, weights=[b[2] - b[1] for b in bounds],
+                            progress=execution.progress))
     merged = MinedPart(
         np.concatenate([p.a for p in parts]), np.concatenate([p.b for p in parts]),
         np.concatenate([p.c for p in parts if p.c is not None]) if spec.triplets else None,
@@ -58,7 +58,7 @@ def _mine_batch(job: _BatchJob, bounds: tuple[int, int, int]) -> MinedPart:
         part = _empty_batch(sub_labels, job.spec)
     else:
         rng = np.random.default_rng([job.spec.seed, number])
-        part = mine_exact(sub, sub_labels, job.spec, rng, 1, job.budget_mib, None)
+        part = mine_exact(sub, sub_labels, job.spec, rng, Execution.local(1, budget_mib=job.budget_mib))
     part.a, part.b = ids[part.a], ids[part.b]
     if part.c is not None:
         part.c = ids[part.c]

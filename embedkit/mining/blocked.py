@@ -17,8 +17,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from embedkit.chunking import DEFAULT_BUDGET_MIB
-from embedkit.engines import Engine, Progress
+from embedkit.execution import Execution
 from embedkit.kernels import (
     band_all_tile,
     band_closest_tile,
@@ -68,37 +67,40 @@ def _job(prep: Prepared, labels: np.ndarray, budget_mib: float, tile_rows: int, 
     return _Job(prep, np.ascontiguousarray(labels, dtype=np.int64), rows_t, cols_t, **fields)  # type: ignore[arg-type]
 
 
-def _run(task: Callable[[_Job, tuple[int, int]], R], job: _Job, count: int, engine: Engine | None,
-         workers: int | None, progress: Progress | None) -> list[R]:
+def _run(task: Callable[[_Job, tuple[int, int]], R], job: _Job, count: int, execution: Execution) -> list[R]:
     """Stripes of ``count`` anchors (or slots), each against every row, on the tile driver."""
-    return run_stripes(task, job, stripes(count, job.rows_t), cost_per_row=len(job.prep.x), engine=engine,
-                       workers=workers, progress=progress)
+    return run_stripes(task, job, stripes(count, job.rows_t), cost_per_row=len(job.prep.x), execution=execution)
 
 
 def nearest_negatives(
     prep: Prepared, labels: np.ndarray, anchors: np.ndarray, k: int, *, track_far: bool = False,
-    budget_mib: float = DEFAULT_BUDGET_MIB, workers: int | None = None, engine: Engine | None = None,
-    progress: Progress | None = None, tile_rows: int = TILE_ROWS, tile_cols: int = TILE_COLS,
+    symmetric: bool | None = None, execution: Execution = Execution(), tile_rows: int = TILE_ROWS,
+    tile_cols: int = TILE_COLS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Exact ``k`` nearest negatives (other label) of each anchor, and optionally the farthest.
 
     Returns ``(near_keys, near_rows, far_keys, far_rows)``: shapes ``(m, k)``, ``(m, k)``,
     ``(m,)``, ``(m,)``; keys ascending, ties to the smaller row; missing entries have key
-    ``inf`` (``-inf`` for far) and row ``-1``.
+    ``inf`` (``-inf`` for far) and row ``-1``. ``symmetric`` picks the schedule (``None``:
+    the symmetric one when it pays, see :func:`~embedkit.mining.symmetric.symmetric_pays`;
+    the far row needs the one-sided scan).
     """
     anchors = np.asarray(anchors, dtype=np.int64)
     n = len(prep.x)
-    if not track_far and symmetric_pays(len(np.unique(anchors)), n):
+    if not track_far and _symmetric(symmetric, len(np.unique(anchors)), n):
         on = np.zeros(n, dtype=bool)
         on[anchors] = True
-        keys, ids = symmetric_topk(prep, labels, on, k, budget_mib=budget_mib, workers=workers, engine=engine,
-                                   progress=progress)
+        keys, ids = symmetric_topk(prep, labels, on, k, execution=execution)
         return keys[anchors], ids[anchors], np.full(len(anchors), -np.inf), np.full(len(anchors), NO_ROW)
-    job = _job(prep, labels, budget_mib, tile_rows, tile_cols, anchors=anchors, k=k, track_far=track_far)
-    parts = _run(_nearest_stripe, job, len(anchors), engine, workers, progress)
+    job = _job(prep, labels, execution.budget_mib, tile_rows, tile_cols, anchors=anchors, k=k, track_far=track_far)
+    parts = _run(_nearest_stripe, job, len(anchors), execution)
     if not parts:
         return (np.empty((0, k)), np.empty((0, k), np.int64), np.empty(0), np.empty(0, np.int64))
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))  # type: ignore[return-value]
+
+
+def _symmetric(asked: bool | None, anchors: int, rows: int) -> bool:
+    return symmetric_pays(anchors, rows) if asked is None else asked
 
 
 def _nearest_stripe(job: _Job, bounds: tuple[int, int]) -> tuple[np.ndarray, ...]:
@@ -118,17 +120,17 @@ def _nearest_stripe(job: _Job, bounds: tuple[int, int]) -> tuple[np.ndarray, ...
 
 
 def band_closest(
-    prep: Prepared, labels: np.ndarray, slots: Slots, *, budget_mib: float = DEFAULT_BUDGET_MIB,
-    workers: int | None = None, engine: Engine | None = None, progress: Progress | None = None,
-    tile_rows: int = TILE_ROWS, tile_cols: int = TILE_COLS,
+    prep: Prepared, labels: np.ndarray, slots: Slots, *, symmetric: bool | None = None,
+    execution: Execution = Execution(), tile_rows: int = TILE_ROWS, tile_cols: int = TILE_COLS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per slot, the smallest negative key in its band ``(low, high]`` and its row
-    (``inf``/``-1`` when the band holds no negative); exact, ties to the smaller row."""
-    if symmetric_pays(len(slots.rows), len(prep.x)):
-        return symmetric_band(prep, labels, slots, emit=False, max_items=0, budget_mib=budget_mib,
-                               workers=workers, engine=engine, progress=progress)  # type: ignore[return-value]
-    job = _job(prep, labels, budget_mib, tile_rows, tile_cols, slots=slots)
-    parts = _run(_band_closest_stripe, job, len(slots.rows), engine, workers, progress)
+    (``inf``/``-1`` when the band holds no negative); exact, ties to the smaller row.
+    ``symmetric``: the schedule, as in :func:`nearest_negatives`."""
+    if _symmetric(symmetric, len(slots.rows), len(prep.x)):
+        return symmetric_band(prep, labels, slots, emit=False, max_items=0,
+                              execution=execution)  # type: ignore[return-value]
+    job = _job(prep, labels, execution.budget_mib, tile_rows, tile_cols, slots=slots)
+    parts = _run(_band_closest_stripe, job, len(slots.rows), execution)
     if not parts:
         return np.empty(0), np.empty(0, np.int64)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
@@ -157,17 +159,17 @@ def _band_closest_stripe(job: _Job, bounds: tuple[int, int]) -> tuple[np.ndarray
 
 
 def band_all(
-    prep: Prepared, labels: np.ndarray, slots: Slots, *, max_items: int,
-    budget_mib: float = DEFAULT_BUDGET_MIB, workers: int | None = None, engine: Engine | None = None,
-    progress: Progress | None = None, tile_rows: int = TILE_ROWS, tile_cols: int = TILE_COLS,
+    prep: Prepared, labels: np.ndarray, slots: Slots, *, max_items: int, symmetric: bool | None = None,
+    execution: Execution = Execution(), tile_rows: int = TILE_ROWS, tile_cols: int = TILE_COLS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every (slot, negative row, key) with the key in the slot's band; at most ``max_items``
-    (else :class:`TooMany`). Sorted by slot, then row."""
-    if symmetric_pays(len(slots.rows), len(prep.x)):
-        return symmetric_band(prep, labels, slots, emit=True, max_items=max_items, budget_mib=budget_mib,
-                               workers=workers, engine=engine, progress=progress)  # type: ignore[return-value]
-    job = _job(prep, labels, budget_mib, tile_rows, tile_cols, slots=slots, max_items=max_items)
-    return merge_emitted(_run(_band_all_stripe, job, len(slots.rows), engine, workers, progress), max_items)
+    (else :class:`TooMany`). Sorted by slot, then row. ``symmetric``: the schedule, as in
+    :func:`nearest_negatives`."""
+    if _symmetric(symmetric, len(slots.rows), len(prep.x)):
+        return symmetric_band(prep, labels, slots, emit=True, max_items=max_items,
+                              execution=execution)  # type: ignore[return-value]
+    job = _job(prep, labels, execution.budget_mib, tile_rows, tile_cols, slots=slots, max_items=max_items)
+    return merge_emitted(_run(_band_all_stripe, job, len(slots.rows), execution), max_items)
 
 
 def _band_all_stripe(job: _Job, bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -187,8 +189,7 @@ def _band_all_stripe(job: _Job, bounds: tuple[int, int]) -> tuple[np.ndarray, np
 
 def pairs_below(
     prep: Prepared, labels: np.ndarray, limit: float, *, max_items: int,
-    budget_mib: float = DEFAULT_BUDGET_MIB, workers: int | None = None, engine: Engine | None = None,
-    progress: Progress | None = None, tile_rows: int = TILE_ROWS, tile_cols: int = TILE_COLS,
+    execution: Execution = Execution(), tile_rows: int = TILE_ROWS, tile_cols: int = TILE_COLS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every negative pair ``i < j`` at distance ``d < limit`` (Euclidean, or cosine distance),
     sorted by ``(i, j)``, with ``d``.
@@ -197,10 +198,9 @@ def pairs_below(
     from :meth:`Prepared.pair_keys`, because BLAS rounds a tile's products differently for
     different tile shapes and the reported figures must not depend on the tiling.
     """
-    job = _job(prep, labels, budget_mib, tile_rows, tile_cols, max_items=max_items,
+    job = _job(prep, labels, execution.budget_mib, tile_rows, tile_cols, max_items=max_items,
                limit_key=float(prep.to_key(limit)))
-    first, second, _ = merge_emitted(_run(_pairs_below_stripe, job, len(prep.x), engine, workers, progress),
-                                      max_items)
+    first, second, _ = merge_emitted(_run(_pairs_below_stripe, job, len(prep.x), execution), max_items)
     return first, second, prep.to_distance(prep.pair_keys(first, second))
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from embedkit.engines import Engine, Progress
 from embedkit.errors import OptionError
+from embedkit.execution import Execution
 from embedkit.mining.blocked import band_all, band_closest, nearest_negatives, pairs_below
 from embedkit.mining.keys import Band, Prepared, TooMany, positive_bands
 from embedkit.mining.positives import choose_positives
@@ -18,13 +18,11 @@ from embedkit.pairs import class_sizes
 
 
 def mine_exact(prep: Prepared, labels: np.ndarray, spec: MineSpec, rng: np.random.Generator,
-                workers: int | None, budget_mib: float, progress: Progress | None,
-                engine: Engine | None = None) -> MinedPart:
-    kw = {"budget_mib": budget_mib, "workers": workers, "progress": progress, "engine": engine}
+               execution: Execution) -> MinedPart:
     n = len(labels)
     if spec.strategy == "within-margin":
         try:
-            i, j, _ = pairs_below(prep, labels, spec.margin, max_items=spec.max_items, **kw)
+            i, j, _ = pairs_below(prep, labels, spec.margin, max_items=spec.max_items, execution=execution)
         except TooMany as exc:
             raise too_many(spec, exc.count) from None
         touched = np.zeros(n, dtype=bool)
@@ -32,20 +30,21 @@ def mine_exact(prep: Prepared, labels: np.ndarray, spec: MineSpec, rng: np.rando
         touched[j] = True
         return MinedPart(i, j, None, anchors=n, anchors_with_none=int(n - touched.sum()))
     anchors, positives = choose_positives(prep, labels, spec.positives or "random", spec.positives_count, rng,
-                                          max_items=spec.max_items, budget_mib=budget_mib)
+                                          max_items=spec.max_items, budget_mib=execution.budget_mib)
     unique_anchors = np.unique(anchors)
     without = n - len(unique_anchors)
     if spec.strategy in ("hard", "batch-hard"):
         k = negatives_per_anchor(spec, labels, anchors)
-        near_v, near_j, _, _ = nearest_negatives(prep, labels, unique_anchors, k, **kw)
+        near_v, near_j, _, _ = nearest_negatives(prep, labels, unique_anchors, k, execution=execution)
         part = cross_triplets(anchors, positives, unique_anchors, near_j)
         part.anchors_without_positive = without
         if spec.check_recall:
             sample = recall_sample(unique_anchors, spec.check_recall, spec.seed)
-            hits = nearest_negative_recall(prep, labels, unique_anchors, near_j, sample, k, **kw)
+            hits = nearest_negative_recall(prep, labels, unique_anchors, near_j, sample, k,
+                                           execution=execution)
             part.recall_hits, part.recall_anchors = hits, len(sample)
         return part
-    return mine_band(prep, labels, spec, anchors, positives, unique_anchors, without, kw)
+    return mine_band(prep, labels, spec, anchors, positives, unique_anchors, without, execution)
 
 
 def negatives_per_anchor(spec: MineSpec, labels: np.ndarray, anchors: np.ndarray) -> int:
@@ -75,26 +74,27 @@ def cross_triplets(anchors: np.ndarray, positives: np.ndarray, unique_anchors: n
 
 
 def mine_band(prep: Prepared, labels: np.ndarray, spec: MineSpec, anchors: np.ndarray, positives: np.ndarray,
-               unique_anchors: np.ndarray, without: int, kw: dict[str, object]) -> MinedPart:
+               unique_anchors: np.ndarray, without: int, execution: Execution) -> MinedPart:
     band: Band = "farther" if spec.fallback == "tf-addons" else "semi-hard" if spec.strategy == "semi-hard" else "easy"
     slots, order = positive_bands(prep, anchors, positives, band, margin=spec.margin, squared=spec.squared)
     slot_anchor, slot_positive = anchors[order], positives[order]
     if spec.select == "all":
         try:
-            slot, neg, _ = band_all(prep, labels, slots, max_items=spec.max_items, **kw)  # type: ignore[arg-type]
+            slot, neg, _ = band_all(prep, labels, slots, max_items=spec.max_items, execution=execution)
         except TooMany as exc:
             raise too_many(spec, exc.count) from None
         filled = np.zeros(len(slot_anchor), dtype=bool)
         filled[slot] = True
         a, p, c = slot_anchor[slot], slot_positive[slot], neg
     else:
-        _, best_j = band_closest(prep, labels, slots, **kw)  # type: ignore[arg-type]
+        _, best_j = band_closest(prep, labels, slots, execution=execution)
         filled = best_j >= 0
         best_j = best_j.copy()
         fallback_items = 0
         if spec.fallback != "none" and not filled.all():
             need = np.unique(slot_anchor[~filled])
-            _, near_j, _, far_j = nearest_negatives(prep, labels, need, 1, track_far=spec.fallback == "tf-addons", **kw)  # type: ignore[arg-type]
+            _, near_j, _, far_j = nearest_negatives(prep, labels, need, 1, track_far=spec.fallback == "tf-addons",
+                                                    execution=execution)
             pick = far_j if spec.fallback == "tf-addons" else near_j[:, 0]
             missing = np.flatnonzero(~filled)
             best_j[missing] = pick[np.searchsorted(need, slot_anchor[missing])]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from embedkit.execution import Execution
 from embedkit.mining.blocked import nearest_negatives
 from embedkit.mining.keys import Prepared
 
@@ -19,14 +20,14 @@ def recall_sample(anchors: np.ndarray, count: int, seed: int) -> np.ndarray:
 
 
 def nearest_negative_recall(prep: Prepared, labels: np.ndarray, anchors: np.ndarray, found: np.ndarray, sample: np.ndarray,
-            k: int, **kw: object) -> float:
+            k: int, *, execution: Execution = Execution()) -> float:
     """Sum over sampled anchors of (found negatives at least as close as the true k-th) / k.
 
     Both sides' keys come from the same expansion, so an exact search scores exactly 1;
     ties at the k-th distance (within a relative 1e-5 of its squared value) count as hits.
     """
     ids = anchors[sample]
-    true_v, true_j, _, _ = nearest_negatives(prep, labels, ids, k, **kw)  # type: ignore[arg-type]
+    true_v, true_j, _, _ = nearest_negatives(prep, labels, ids, k, execution=execution)
     hits = 0.0
     for row, anchor in enumerate(ids):
         truth = true_j[row][true_j[row] >= 0]

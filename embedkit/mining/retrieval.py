@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from embedkit.choices import DEFAULT_BUDGET_MIB
-from embedkit.engines import Engine, Progress
 from embedkit.errors import InputError, OptionError
+from embedkit.execution import Execution
 from embedkit.mining.retrieval_candidates import (
     ApproximateSearch,
     Candidates,
@@ -185,16 +185,16 @@ def mine_retrieval(
     search: SearchSpec,
     *,
     margins: tuple[float, ...] = (),
-    progress: Progress | None = None,
     qrels_info: dict[str, Any] | None = None,
     keep_positive_similarity: bool = False,
-    engine: Engine | None = None,
+    execution: Execution = Execution(),
 ) -> RetrievalMining:
     """Mine negatives for every query with a positive in ``judged = (query_rows, doc_rows,
     relevance)``; see the module docstring for the search and
     :mod:`embedkit.mining.retrieval_select` for the selection. ``keep_positive_similarity``
     computes each candidate's similarity to the positives even without the filter (for a
-    candidates file that later runs filter with ``--max-positive-similarity``)."""
+    candidates file that later runs filter with ``--max-positive-similarity``). ``execution``
+    runs the exact search and bounds every block."""
     started = time.perf_counter()
     validate_selection(spec)
     if corpus.shape[1] != queries.shape[1]:
@@ -205,18 +205,17 @@ def mine_retrieval(
     deepest = None
     if margins:
         deepest = replace(spec, relative_margin=max(margins, key=lambda r: r))
-    searcher = ApproximateSearch(corpus, search, progress) if search.index != "exact" else None
+    searcher = ApproximateSearch(corpus, search, execution) if search.index != "exact" else None
     cand = find_candidates(queries, corpus, query_rows, ptr, docs, rel, spec, search,
                            with_positive_similarity=(keep_positive_similarity
                                                      or spec.max_positive_similarity is not None),
-                           deepest=deepest,
-                           progress=progress, searcher=searcher, engine=engine)
-    selection = select_from(cand, spec, budget_mib=search.budget_mib)
+                           deepest=deepest, searcher=searcher, execution=execution)
+    selection = select_from(cand, spec, budget_mib=execution.budget_mib)
     described = describe_search(cand, spec, search, searcher)
     if searcher is not None and search.check_recall > 0:
-        described["recall"] = _recall(queries, corpus, cand, spec, search, selection, engine)
+        described["recall"] = _recall(queries, corpus, cand, spec, search, selection, execution.quiet())
     result = summarise(cand, spec, selection, described, qrels={**(qrels_info or {}), **info},
-                       sweep=sweep_margins(cand, spec, margins, budget_mib=search.budget_mib) if margins else None,
+                       sweep=sweep_margins(cand, spec, margins, budget_mib=execution.budget_mib) if margins else None,
                        certainty=certainty(cand, spec, selection))
     return replace(result, seconds=time.perf_counter() - started)
 
@@ -243,7 +242,7 @@ def describe_search(cand: Candidates, spec: SelectionSpec, search: SearchSpec,
 
 
 def _recall(queries: np.ndarray, corpus: np.ndarray, cand: Candidates, spec: SelectionSpec, search: SearchSpec,
-            selection: Selection, engine: Engine | None = None) -> dict[str, Any]:
+            selection: Selection, execution: Execution) -> dict[str, Any]:
     """Share of the exactly selected negatives of ``check_recall`` sampled queries that the
     approximate run selected too."""
     m = cand.queries
@@ -254,8 +253,8 @@ def _recall(queries: np.ndarray, corpus: np.ndarray, cand: Candidates, spec: Sel
     rel = np.concatenate([cand.pos_relevance[cand.pos_ptr[i]:cand.pos_ptr[i + 1]] for i in take])
     exact = find_candidates(queries, corpus, cand.query_rows[take], ptr, pos, rel, spec,
                             replace(search, index="exact"),
-                            with_positive_similarity=spec.max_positive_similarity is not None, engine=engine)
-    truth = select_from(exact, spec, budget_mib=search.budget_mib).rows
+                            with_positive_similarity=spec.max_positive_similarity is not None, execution=execution)
+    truth = select_from(exact, spec, budget_mib=execution.budget_mib).rows
     got = selection.rows[take]
     hits = sum(len(np.intersect1d(t[t >= 0], g[g >= 0])) for t, g in zip(truth, got))
     total = int((truth >= 0).sum())

@@ -22,8 +22,8 @@ import numpy as np
 from embedkit.arrays import l2_normalized
 from embedkit.choices import DEFAULT_BUDGET_MIB
 from embedkit.chunking import blocks, rows_per_block
-from embedkit.engines import Engine, Progress
 from embedkit.errors import OptionError
+from embedkit.execution import Execution
 from embedkit.mining.retrieval_select import Selection, SelectionSpec, select_negatives
 
 RetrievalMetric = Literal["cosine", "dot"]
@@ -46,7 +46,6 @@ class SearchSpec:
     nprobe: int | None = None
     ef_search: int | None = None
     seed: int = 0
-    budget_mib: float = DEFAULT_BUDGET_MIB
 
 
 @dataclass(frozen=True)
@@ -196,29 +195,29 @@ def positive_similarity(
 # -- searching ----------------------------------------------------------------------------------
 
 def _exact_lists(queries: np.ndarray, corpus: np.ndarray, rows: np.ndarray, k: int, search: SearchSpec,
-                 progress: Progress | None, engine: Engine | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 execution: Execution) -> tuple[np.ndarray, np.ndarray]:
     """Top-k lists of ``queries[rows]`` by :func:`embedkit.ranking.top_k`."""
     from embedkit.ranking import top_k
 
     k = min(k, corpus.shape[0])
-    found = top_k(np.asarray(queries[rows]), corpus, k, metric=search.metric, budget_mib=search.budget_mib,
-                  engine=engine, progress=progress)
+    found = top_k(np.asarray(queries[rows]), corpus, k, metric=search.metric, execution=execution)
     return np.asarray(found.indices, dtype=np.int64), np.asarray(found.values, dtype=np.float32)
 
 
 class ApproximateSearch:
     """A FAISS IVF/HNSW index over the corpus; its candidates are re-scored exactly."""
 
-    def __init__(self, corpus: np.ndarray, search: SearchSpec, progress: Progress | None) -> None:
+    def __init__(self, corpus: np.ndarray, search: SearchSpec, execution: Execution) -> None:
         from embedkit.knn import build_index
 
         if search.metric != "cosine":
             raise OptionError("--index ivf/hnsw supports --metric cosine only; use the exact search for dot")
         self.corpus = corpus
         self.search = search
+        self.budget_mib = execution.budget_mib
         self.built = build_index(corpus, search.index, metric="cosine", nlist=search.nlist, nprobe=search.nprobe,
-                                 ef_search=search.ef_search, seed=search.seed, budget_mib=search.budget_mib,
-                                 progress=progress)
+                                 ef_search=search.ef_search, seed=search.seed, budget_mib=execution.budget_mib,
+                                 progress=execution.progress)
 
     def lists(self, queries: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         from embedkit.knn import _search_params
@@ -227,7 +226,7 @@ class ApproximateSearch:
         params = _search_params(self.built, k, None)
         out_rows = np.full((len(rows), k), -1, dtype=np.int64)
         out_scores = np.full((len(rows), k), np.nan, dtype=np.float32)
-        step = rows_per_block(k * 16 + queries.shape[1] * 4, self.search.budget_mib)
+        step = rows_per_block(k * 16 + queries.shape[1] * 4, self.budget_mib)
         for start, stop in blocks(len(rows), step):
             q = _ready(queries[rows[start:stop]], "cosine")
             _, found = self.built.index.search(q, k, params=params)
@@ -290,33 +289,34 @@ def find_candidates(
     *,
     with_positive_similarity: bool = False,
     deepest: SelectionSpec | None = None,
-    progress: Progress | None = None,
     searcher: ApproximateSearch | None = None,
-    engine: Engine | None = None,
+    execution: Execution = Execution(),
 ) -> Candidates:
     """Ranked candidate lists deep enough for ``selection`` and for ``deepest`` (the most
-    demanding margin of a sweep): the ``range_max + P_max`` window, or grown per query."""
+    demanding margin of a sweep): the ``range_max + P_max`` window, or grown per query.
+    ``execution`` runs the exact search and bounds every block."""
+    budget_mib = execution.budget_mib
     n_corpus = int(corpus.shape[0])
     m = len(query_rows)
     counts = np.diff(pos_ptr)
     p_max = int(counts.max()) if m else 0
     owner = np.repeat(np.arange(m, dtype=np.int64), counts)
     pos_scores = pair_scores(queries, corpus, query_rows[owner], pos_rows, metric=search.metric,
-                             budget_mib=search.budget_mib)
+                             budget_mib=budget_mib)
 
     def lists(subset: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Flat top-k lists of the queries ``subset``, searched in query blocks whose
         ``(block, k)`` answers fit the budget."""
         parts = []
-        step = rows_per_block(k * 12, search.budget_mib) if len(subset) > 1 else 1
+        step = rows_per_block(k * 12, budget_mib) if len(subset) > 1 else 1
         for start, stop in blocks(len(subset), step):
             chosen = query_rows[subset[start:stop]]
             if searcher is not None:
                 parts.append(_flatten(*searcher.lists(queries, chosen, k)))
             else:
+                whole = start == 0 and stop == len(subset)  # progress only for a search in one piece
                 parts.append(_flatten(*_exact_lists(queries, corpus, chosen, k, search,
-                                                    progress if start == 0 and stop == len(subset) else None,
-                                                    engine)))
+                                                    execution if whole else execution.quiet())))
         if not parts:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
         return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
@@ -327,7 +327,7 @@ def find_candidates(
         sims = None
         if sims_wanted:
             sims = positive_similarity(corpus, ptr, rows, pos_ptr, pos_rows, metric=search.metric,
-                                       budget_mib=search.budget_mib)
+                                       budget_mib=budget_mib)
         return Candidates(query_rows=query_rows, list_ptr=ptr, rows=rows, scores=scores, depth=depth,
                           pos_ptr=pos_ptr, pos_rows=pos_rows, pos_scores=pos_scores, pos_relevance=pos_relevance,
                           corpus_rows=n_corpus, metric=search.metric, window=window, positive_similarity=sims,
@@ -346,12 +346,12 @@ def find_candidates(
     filtering = selection.max_positive_similarity is not None
     while True:
         cand = build(ptr, rows, scores, depth, None, sims_wanted=filtering)
-        settled = np.logical_and.reduce([select_from(cand, target, budget_mib=search.budget_mib).settled for target in targets])
+        settled = np.logical_and.reduce([select_from(cand, target, budget_mib=budget_mib).settled for target in targets])
         pending = np.flatnonzero(~settled)
         if len(pending) == 0:
             return build(ptr, rows, scores, depth, None) if with_positive_similarity and not filtering else cand
         k = min(n_corpus, int(depth[pending].max()) * GROW_FACTOR)
-        _check_list_memory(len(rows) + len(pending) * k, len(pending), k, search.budget_mib)
+        _check_list_memory(len(rows) + len(pending) * k, len(pending), k, budget_mib)
         new_lengths, new_rows, new_scores = lists(pending, k)
         ptr, rows, scores = _replace_lists(ptr, rows, scores, pending, new_lengths, new_rows, new_scores)
         depth[pending] = k

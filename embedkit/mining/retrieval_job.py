@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from embedkit.engines import Engine, Progress
 from embedkit.errors import InputError, OptionError
+from embedkit.execution import Execution
 from embedkit.mining.retrieval import (
     RetrievalMining,
     SearchSpec,
@@ -98,10 +98,9 @@ def _provenance(job: RetrievalJob, result: RetrievalMining) -> dict[str, Any]:
     }
 
 
-def run_retrieval_mining(job: RetrievalJob, *, engine: Engine | None = None,
-                         progress: Progress | None = None) -> RetrievalRun:
-    """Read, mine, write (the output and ``--save-candidates`` are atomic). ``engine`` runs the
-    exact search's query blocks (default: threads on every core)."""
+def run_retrieval_mining(job: RetrievalJob, *, execution: Execution = Execution()) -> RetrievalRun:
+    """Read, mine, write (the output and ``--save-candidates`` are atomic). ``execution`` runs
+    the exact search's query blocks (default: threads on every core) and bounds every block."""
     from embedkit.io import load_dataset
     from embedkit.output import check_output_path, table_format
 
@@ -140,7 +139,7 @@ def run_retrieval_mining(job: RetrievalJob, *, engine: Engine | None = None,
             raise InputError(f"{job.queries}: {queries.rows} rows but the candidates name query row "
                              f"{mined_queries - 1}; give the queries they were mined with")
         result = mine_from_candidates(cand, job.selection, margins=job.margins, source=job.from_candidates,
-                                      budget_mib=job.search.budget_mib)
+                                      budget_mib=execution.budget_mib)
         n_q = int(max(qid_map)) + 1 if qid_map else 0
         query_ids = _lookup_ids(qid_map, n_q if queries is None else queries.rows)
         doc_ids = _lookup_ids(did_map, cand.corpus_rows)
@@ -160,8 +159,8 @@ def run_retrieval_mining(job: RetrievalJob, *, engine: Engine | None = None,
                                doc_source=corpus.source)
         result = mine_retrieval(corpus.embeddings, queries.embeddings,
                                 (judged.query_rows, judged.doc_rows, judged.relevance), job.selection, job.search,
-                                margins=job.margins, progress=progress,
-                                keep_positive_similarity=job.save_candidates is not None, engine=engine,
+                                margins=job.margins, execution=execution,
+                                keep_positive_similarity=job.save_candidates is not None,
                                 qrels_info={"source": qrels.source, "dropped_missing": judged.dropped})
         query_ids, doc_ids = _ids(queries), _ids(corpus)
         inputs["qrels"] = result.qrels

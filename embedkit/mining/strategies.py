@@ -13,10 +13,9 @@ import time
 
 import numpy as np
 
-from embedkit.chunking import DEFAULT_BUDGET_MIB
 from embedkit.dataset import Dataset
-from embedkit.engines import Engine, Progress
 from embedkit.errors import InputError
+from embedkit.execution import Execution
 from embedkit.mining.approximate import mine_approximate
 from embedkit.mining.batches import mine_batches
 from embedkit.mining.exact import mine_exact, too_many
@@ -46,10 +45,10 @@ __all__ = [
 ]
 
 
-def mine_dataset(dataset: Dataset, spec: MineSpec, **kwargs: object) -> MineResult:
+def mine_dataset(dataset: Dataset, spec: MineSpec, *, execution: Execution = Execution()) -> MineResult:
     """:func:`mine` on a loaded :class:`~embedkit.dataset.Dataset` (labels required)."""
     labels = dataset.require_labels(f"mining ({spec.strategy})")
-    return mine(dataset.embeddings, labels, spec, **kwargs)  # type: ignore[arg-type]
+    return mine(dataset.embeddings, labels, spec, execution=execution)
 
 
 def mine(
@@ -57,12 +56,10 @@ def mine(
     labels: np.ndarray,
     spec: MineSpec,
     *,
-    workers: int | None = None,
-    engine: Engine | None = None,
-    budget_mib: float = DEFAULT_BUDGET_MIB,
-    progress: Progress | None = None,
+    execution: Execution = Execution(),
 ) -> MineResult:
-    """Mine ``spec.strategy`` items from ``embeddings`` (n, dim) with label codes (n,).
+    """Mine ``spec.strategy`` items from ``embeddings`` (n, dim) with label codes (n,);
+    ``execution`` says where the blocked scans run, within which memory budget.
 
     >>> x = np.array([[0.0], [0.1], [0.5], [3.0]])
     >>> r = mine(x, np.array([0, 0, 1, 1]), MineSpec("hard", positives="nearest"))
@@ -88,13 +85,11 @@ def mine(
     description = "exact blocked scan (BLAS tiles + numba kernels)"
     batches = None
     if spec.batch_size is not None:
-        part, batches = mine_batches(prep, codes, spec, workers, budget_mib, progress, engine)
+        part, batches = mine_batches(prep, codes, spec, execution)
     elif index in APPROXIMATE:
-        part, description = mine_approximate(prep, embeddings, codes, spec, index, workers, budget_mib, progress,
-                                              engine)
+        part, description = mine_approximate(prep, embeddings, codes, spec, index, execution)
     else:
-        part = mine_exact(prep, codes, spec, np.random.default_rng(spec.seed), workers, budget_mib, progress,
-                           engine)
+        part = mine_exact(prep, codes, spec, np.random.default_rng(spec.seed), execution)
     if len(part.a) > spec.max_items:  # every strategy, before the output columns are built
         raise too_many(spec, len(part.a))
     items = finish_items(embeddings, codes, spec, part)

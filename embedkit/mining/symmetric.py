@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from embedkit.chunking import DEFAULT_BUDGET_MIB
-from embedkit.engines import Engine, Progress
+from embedkit.engines import Progress
+from embedkit.execution import Execution
 from embedkit.mining.keys import NO_ROW, Emitted, Prepared, Slots, merge_emitted
 from embedkit.sym_kernels import merge_heaps, sym_band_tile, sym_topk_tile
 from embedkit.tiles import (
@@ -63,15 +63,14 @@ class _SymJob:
 
 
 def symmetric_topk(
-    prep: Prepared, codes: np.ndarray, on: np.ndarray, k: int, *, budget_mib: float = DEFAULT_BUDGET_MIB,
-    workers: int | None = None, engine: Engine | None = None, progress: Progress | None = None,
+    prep: Prepared, codes: np.ndarray, on: np.ndarray, k: int, *, execution: Execution = Execution(),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per row with ``on[row]``: the ``k`` smallest keys over the rows with another code, and
     those rows; shapes ``(n, k)``, ascending in (key, row), missing entries ``inf``/``-1``
     (rows not ``on`` are all missing). Pass distinct codes (``arange(n)``) for a plain k-NN
     (a row is never its own neighbour). One symmetric scan: ``n² / 2`` products."""
     n = len(prep.x)
-    block = symmetric_block(prep.x.itemsize, budget_mib=budget_mib)
+    block = symmetric_block(prep.x.itemsize, budget_mib=execution.budget_mib)
     job = _SymJob(prep, np.ascontiguousarray(codes, dtype=np.int64), block, on=np.ascontiguousarray(on, dtype=bool),
                   k=max(1, k))
     keys = np.full((n, job.k), np.inf)
@@ -87,10 +86,11 @@ def symmetric_topk(
     for round_tasks in rounds:
         if not round_tasks:
             continue
+        progress = execution.progress
         shown = None if progress is None else _offset_progress(progress, done_before, total)
         # Fold the partial heaps in task order (any order gives the same heaps: (key, row) is total).
-        results = run_symmetric(_topk_task, job, round_tasks, block=block, engine=engine, workers=workers,
-                                progress=shown)
+        results = run_symmetric(_topk_task, job, round_tasks, block=block,
+                                execution=replace(execution, progress=shown))
         for (r0, r1, c0, c1), (rk, ri, ck, ci) in zip(round_tasks, results):
             merge_heaps(keys[r0:r1], ids[r0:r1], rk, ri)
             if ck is not None:
@@ -134,16 +134,15 @@ def _row_ptr(slots: Slots, n: int) -> np.ndarray:
 
 
 def symmetric_band(
-    prep: Prepared, labels: np.ndarray, slots: Slots, *, emit: bool, max_items: int, budget_mib: float,
-    workers: int | None, engine: Engine | None, progress: Progress | None,
+    prep: Prepared, labels: np.ndarray, slots: Slots, *, emit: bool, max_items: int, execution: Execution,
 ) -> tuple[np.ndarray, ...]:
     """:func:`band_closest` (``emit`` false) or :func:`band_all` on the symmetric schedule."""
     n = len(prep.x)
-    block = symmetric_block(prep.x.itemsize, budget_mib=budget_mib)
+    block = symmetric_block(prep.x.itemsize, budget_mib=execution.budget_mib)
     job = _SymJob(prep, np.ascontiguousarray(labels, dtype=np.int64), block, ptr=_row_ptr(slots, n),
                   low=slots.low, high=slots.high, emit=emit, max_items=max_items)
     tasks = symmetric_tasks(n, block)
-    parts = run_symmetric(_band_task, job, tasks, block=block, engine=engine, workers=workers, progress=progress)
+    parts = run_symmetric(_band_task, job, tasks, block=block, execution=execution)
     if emit:
         return merge_emitted(list(parts), max_items)  # type: ignore[arg-type]
     best_v = np.full(len(slots.low), np.inf)
