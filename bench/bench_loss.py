@@ -89,8 +89,10 @@ def profile(x: np.ndarray, labels: np.ndarray, margin: float) -> None:
     from threadpoolctl import threadpool_limits
 
     import embedkit.losses.allpairs as allpairs
+    from embedkit.execution import Execution
     from embedkit.losses import pair_kernel
 
+    one = Execution.local(1)
     spent = {"gemm+centring": 0.0, "kernel": 0.0}
     kernel = pair_kernel.contrastive_tile
     tiles = allpairs.gram_tiles
@@ -112,13 +114,13 @@ def profile(x: np.ndarray, labels: np.ndarray, margin: float) -> None:
                 spent["gemm+centring"] += time.perf_counter() - start
             yield item
 
-    allpairs.scan_label_pairs(x[:256], labels[:256], form=0, margins=(margin,), workers=1)  # compile/load
+    allpairs.scan_label_pairs(x[:256], labels[:256], form=0, margins=(margin,), execution=one)  # compile/load
     allpairs.contrastive_tile, allpairs.gram_tiles = timed_kernel, timed_tiles
     try:
         with threadpool_limits(1):
             floor = time_floor(x)
             start = time.perf_counter()
-            allpairs.scan_label_pairs(x, labels, form=0, margins=(margin,), workers=1)
+            allpairs.scan_label_pairs(x, labels, form=0, margins=(margin,), execution=one)
             whole = time.perf_counter() - start
     finally:
         allpairs.contrastive_tile, allpairs.gram_tiles = kernel, tiles

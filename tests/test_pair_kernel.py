@@ -174,7 +174,7 @@ def test_centring_once_gives_the_tiles_of_centring_per_tile() -> None:
     x += np.float32(40.0)  # a shared offset: centring matters
     assert x.nbytes > 0.05 * 2**20  # the small budget below cannot hold the centred copy
     once, per_tile = (scan_label_pairs(x, labels, form=pk.FORM_SQUARED, margins=(5.0, 3.0), tile_rows=64,
-                                       tile_cols=100, budget_mib=budget, top=6)
+                                       tile_cols=100, execution=Execution.local(budget_mib=budget), top=6)
                       for budget in (64.0, 0.05))
     np.testing.assert_array_equal(once.totals, per_tile.totals)
     np.testing.assert_array_equal(once.actives, per_tile.actives)

@@ -102,7 +102,7 @@ def scan_label_pairs(
     # Dense int32 codes: the kernels compare 8 labels per AVX2 instruction (equality is kept).
     _, codes = np.unique(np.asarray(labels), return_inverse=True)
     tile_centre = None if centre is None else centre.astype(x.dtype)
-    if tile_centre is not None and x.nbytes <= budget_mib * 2**20:
+    if tile_centre is not None and x.nbytes <= execution.budget_mib * 2**20:
         # Centred once, when the copy fits in the budget: otherwise every stripe centres
         # every later column tile again (~5% of the tile products at 512 rows). The same
         # tile-dtype subtraction, so the same tiles, bit for bit.
