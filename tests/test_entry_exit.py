@@ -23,7 +23,7 @@ PRELUDE = (
 
 def entry(args: list[str], cwd: Path, prelude: str = PRELUDE) -> subprocess.CompletedProcess[str]:
     code = prelude + "from embedkit.cli.entry import main\nmain(sys.argv[1:])\n"
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", code, *args], check=False, cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
 
 

@@ -99,7 +99,8 @@ def scan_label_pairs(
     else:
         coef = np.array([*form_coefficients(form), 2.0, 0.0, 1.0], dtype=x.dtype)
         slack = 2.0 * distance_slack(terms)
-    # Dense int32 codes: the kernels compare 8 labels per AVX2 instruction (equality is kept).
+    # Dense int32 codes (equality is kept): BCE compares 8 per AVX2 instruction, the contrastive
+    # kernel hashes the row codes of a tile.
     _, codes = np.unique(np.asarray(labels), return_inverse=True)
     tile_centre = None if centre is None else centre.astype(x.dtype)
     if tile_centre is not None and x.nbytes <= execution.budget_mib * 2**20:
