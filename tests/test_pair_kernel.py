@@ -140,11 +140,12 @@ def test_similar_counts_match_the_labels() -> None:
     assert scan.similar_active == similar  # distinct rows: every similar pair has D > 0
 
 
-@pytest.mark.parametrize("layout", ["one class", "all distinct", "sorted runs", "random codes"])
+@pytest.mark.parametrize("layout", ["one class", "all distinct", "sorted runs", "random codes", "many classes"])
 def test_similar_pairs_of_any_label_layout_match_the_loop(layout: str) -> None:
     """The contrastive kernel finds a tile's similar pairs through a hash table of the row
-    labels: one class, distinct labels, runs, and 40 random codes (which collide in the
-    table of 256 slots) all give the loop's counts, totals and top pairs."""
+    labels (or, with few classes, evaluates the tile block by block): one class, distinct
+    labels, runs, 40 random codes (which collide in the table of 256 slots) and 150 classes
+    all give the loop's counts, totals and top pairs."""
     g, terms, _ = one_tile(np.float64)
     n = g.shape[1]
     rng = np.random.default_rng(11)
@@ -153,6 +154,7 @@ def test_similar_pairs_of_any_label_layout_match_the_loop(layout: str) -> None:
         "all distinct": rng.permutation(n),
         "sorted runs": np.sort(rng.integers(0, 7, n)),
         "random codes": rng.integers(0, 2**31 - 1, 40)[rng.integers(0, 40, n)],
+        "many classes": rng.integers(0, 150, n),
     }[layout].astype(np.int32)
     sums, actives, counts, (top_loss, top_i, top_j, _) = run_tile(g, terms, codes, (6.0,), pk.FORM_SQUARED)
     i, j = np.triu_indices(g.shape[0], 1, n)

@@ -10,7 +10,10 @@ instructions) counts the pairs with ``D²`` below the widest margin (widened for
 over the whole row, then over its blocks of at most :data:`BLOCK` columns; only a block
 holding such a pair gets the hinge pass (with the square root), whose block sums are added
 to float64 totals. The top list is updated by a float64 scalar pass (0.1's arithmetic),
-only for the pairs past its entry thresholds.
+only for the pairs past its entry thresholds. A tile whose similar pairs may exceed
+1/:data:`DENSE_SIMILAR` of its pairs (few classes) is evaluated block by block instead: one
+vectorised pass per block for the similar pairs' sums and counts and the pairs inside the
+widest margin or past the top list's thresholds, the hinge pass where needed.
 
 Error bound (float32 tiles; float64 tiles run the same code in float64, ``u = 2⁻⁵³``),
 against the float64 evaluation of the same tile values (the rounding of the product
@@ -22,7 +25,8 @@ itself, ``g``, is the same in both), ``u = 2⁻²⁴``:
   ``Δh ≤ ΔD + 2u·m`` and its loss ``h²`` by ``(2h + Δh)·Δh + 2u·h²`` (``½h²``: half
   that; ``h``: ``Δh``);
 - sums: similar pairs' ``D²`` one by one in float64 (``γ·D²``: no further error beyond
-  float64's); hinges: ``Σ`` of at most ``B = BLOCK`` terms in float32, then float64:
+  float64's); hinges, and the similar pairs of a dense tile: ``Σ`` of at most
+  ``B = BLOCK`` terms in float32, then float64:
   ``|Δ Σ| ≤ (B − 1)·u·Σ ℓ`` on top of the per-pair errors (all terms are ≥ 0); BCE: blocks
   of ``B`` float64 terms.
 
@@ -45,6 +49,10 @@ FORM_SQUARED, FORM_HALVED, FORM_LINEAR, FORM_BCE = 0, 1, 2, 3
 
 #: Columns of one row summed in the tile dtype before the float64 accumulation.
 BLOCK = 256
+
+#: A tile whose similar pairs may exceed 1/DENSE_SIMILAR of its pairs (few classes) is
+#: evaluated by the dense per-block passes, not pair by pair through the label table.
+DENSE_SIMILAR = 32
 
 # Fast-math for the vector passes, without the no-Inf assumption (thresholds may be ±inf).
 # No-NaN holds: the rows are checked finite before any scan.
@@ -146,6 +154,50 @@ def _entry_thresholds(worst_loss, m0, gamma, alpha, beta, slack, keep_top, out):
 
 
 @njit(nogil=True, cache=True)
+def _contrastive_top(row, terms, codes, a, label, i, j0, m0, gamma, alpha, beta,  # type: ignore[no-untyped-def]
+                     top_loss, top_i, top_j, top_d, worst):
+    """Offer one block's pairs (similar and dissimilar) to the top list, in float64 as 0.1
+    did (``np.float64``: numba's ``float()`` of a float32 stays float32). Returns the new last."""
+    a64 = np.float64(a)
+    for c in range(row.shape[0]):
+        d2 = max(a64 + np.float64(terms[c]) - 2.0 * np.float64(row[c]), 0.0)
+        loss = gamma * d2 if codes[c] == label else _hinge64(m0, alpha, beta, d2)
+        worst = _offer(loss, i, j0 + c, math.sqrt(d2), top_loss, top_i, top_j, top_d, worst)
+    return worst
+
+
+@njit(nogil=True, fastmath=_TILE_MATH, cache=True)
+def _similar_pass(row, terms, codes, a, label, coef, limits):  # type: ignore[no-untyped-def]
+    """One block of a tile with many similar pairs, branch-free (vectorised): the similar pairs' ``Σ D²``, count and count with
+    ``D² > 0``; the dissimilar pairs inside the widest margin (``D² < limits[2]``); the pairs
+    past the top list's entry thresholds ``limits[0:2]``. Counts are summed in the tile dtype
+    (exact: a block has at most 256 pairs). The loop runs from 0 over slices, so LLVM sees
+    non-negative indices; no min/max reductions (numba's compares carry no fast-math flags,
+    and LLVM would not vectorise them)."""
+    two = coef[3]
+    zero = coef[4]
+    one = coef[5]
+    sim_enter = limits[0]
+    dis_enter = limits[1]
+    reach = limits[2]
+    sim_sum = zero
+    sim_n = zero
+    sim_pos = zero
+    inside = zero
+    enter = zero
+    for c in range(row.shape[0]):
+        d2 = a + terms[c] - two * row[c]
+        d2 = d2 if d2 > zero else zero
+        same = codes[c] == label
+        sim_sum += d2 if same else zero
+        sim_n += one if same else zero
+        sim_pos += one if same & (d2 > zero) else zero
+        inside += zero if same | (d2 >= reach) else one
+        enter += one if (same & (d2 >= sim_enter)) | (~same & (d2 <= dis_enter)) else zero
+    return np.float64(sim_sum), int(sim_n), int(sim_pos), int(inside), int(enter)
+
+
+@njit(nogil=True, cache=True)
 def _dissimilar_top(row, terms, codes, a, label, i, j0, m0, alpha, beta,  # type: ignore[no-untyped-def]
                     top_loss, top_i, top_j, top_d, worst):
     """Offer one block's dissimilar pairs to the top list, in float64 as 0.1 did (``np.float64``:
@@ -165,16 +217,20 @@ def _similar_pairs(g, row_terms, col_terms, row_codes, col_codes, row0, col0, co
     """The tile's similar pairs ``i < j``, found through a hash table of the row labels (one
     probe per column, no pass over the tile): ``(Σ D², count, count with D² > 0, new last)``.
     ``D² = max(a + b − 2g, 0)`` in the tile dtype, summed in float64; pairs with
-    ``D² ≥ limits[0]`` are offered to the top list (float64, as :func:`_dissimilar_top`)."""
+    ``D² ≥ limits[0]`` are offered to the top list (float64, as :func:`_dissimilar_top`).
+    Count ``-1`` (nothing done): the tile may hold more than 1/:data:`DENSE_SIMILAR` similar
+    pairs, for :func:`_dense_rows`."""
     n_rows, n_cols = g.shape
     two = coef[3]
     zero = coef[4]
+    first = max(row0 + 1 - col0, 0)
     bits = 1
     while (1 << bits) < 2 * n_rows:
         bits += 1
     mask = (1 << bits) - 1
     keys = np.full(mask + 1, -1, dtype=np.int64)
     head = np.empty(mask + 1, dtype=np.int64)
+    size = np.zeros(mask + 1, dtype=np.int64)
     chain = np.empty(n_rows, dtype=np.int64)
     # Rows inserted last to first: each label's chain lists its rows in ascending order.
     for r in range(n_rows - 1, -1, -1):
@@ -185,10 +241,22 @@ def _similar_pairs(g, row_terms, col_terms, row_codes, col_codes, row0, col0, co
         chain[r] = head[slot] if keys[slot] == code else -1
         keys[slot] = code
         head[slot] = r
+        size[slot] += 1
+    # At most this many similar pairs (the tile's pairs left of the diagonal included): past
+    # 1/32 of the tile, one vectorised pass per block costs less than a scalar step per pair.
+    bound = 0
+    for c in range(first, n_cols):
+        code = np.int64(col_codes[c])
+        slot = (((code * 2654435761) & 0xFFFFFFFF) >> (32 - bits)) if bits < 32 else code & mask
+        while keys[slot] != -1 and keys[slot] != code:
+            slot = (slot + 1) & mask
+        bound += size[slot] if keys[slot] == code else 0
+    if bound * DENSE_SIMILAR > n_rows * (n_cols - first):
+        return 0.0, -1, 0, worst
     total = 0.0
     similar = 0
     positive = 0
-    for c in range(max(row0 + 1 - col0, 0), n_cols):
+    for c in range(first, n_cols):
         code = np.int64(col_codes[c])
         slot = (((code * 2654435761) & 0xFFFFFFFF) >> (32 - bits)) if bits < 32 else code & mask
         while keys[slot] != -1 and keys[slot] != code:
@@ -255,6 +323,51 @@ def _hinge_pass(row, terms, codes, a, label, coef, margin, enter):  # type: igno
 
 
 @njit(nogil=True, cache=True)
+def _dense_rows(g, row_terms, col_terms, row_codes, col_codes, row0, col0, margins, tile_margins,  # type: ignore[no-untyped-def]
+                coef, slack, limits, sums, actives, counts, top_loss, top_i, top_j, top_d, worst):
+    """A tile with many similar pairs, block by block: one vectorised pass for the similar
+    pairs' sums and counts and the pairs inside the widest margin or past the top list's
+    thresholds, then the hinge pass and the float64 top pass where needed. Returns the new last."""
+    n_rows, n_cols = g.shape
+    n_margins = margins.shape[0]
+    keep_top = top_loss.shape[0] > 0
+    gamma = np.float64(coef[0])
+    alpha = np.float64(coef[1])
+    beta = np.float64(coef[2])
+    m0 = margins[0]
+    for r in range(n_rows):
+        i = row0 + r
+        start = i - col0 + 1 if i >= col0 else 0
+        if start >= n_cols:
+            continue
+        a = row_terms[r]
+        label = row_codes[r]
+        counts[0] += n_cols - start
+        for b0 in range(start, n_cols, BLOCK):
+            b1 = min(b0 + BLOCK, n_cols)
+            row = g[r, b0:b1]
+            terms = col_terms[b0:b1]
+            codes = col_codes[b0:b1]
+            sim_sum, sim_n, sim_pos, inside, enter = _similar_pass(row, terms, codes, a, label, coef, limits)
+            counts[1] += sim_n
+            counts[2] += sim_pos
+            for k in range(n_margins):
+                total = gamma * sim_sum
+                active = sim_pos
+                if inside > 0:  # a dissimilar pair lies inside the widest margin
+                    hinge_sum, hinge_n, _ = _hinge_pass(row, terms, codes, a, label, coef, tile_margins[k], limits[1])
+                    total += hinge_sum
+                    active += hinge_n
+                sums[k] += total
+                actives[k] += active
+            if keep_top and enter > 0:
+                worst = _contrastive_top(row, terms, codes, a, label, i, col0 + b0, m0, gamma, alpha, beta,
+                                         top_loss, top_i, top_j, top_d, worst)
+                _entry_thresholds(top_loss[worst], m0, gamma, alpha, beta, slack, keep_top, limits)
+    return worst
+
+
+@njit(nogil=True, cache=True)
 def contrastive_tile(  # type: ignore[no-untyped-def]
     g, row_terms, col_terms, row_codes, col_codes, row0, col0, margins, tile_margins, coef, slack,
     sums, actives, counts, top_loss, top_i, top_j, top_d,
@@ -272,7 +385,8 @@ def contrastive_tile(  # type: ignore[no-untyped-def]
 
     Similar pairs are found through the row labels (:func:`_similar_pairs`); the rest of a
     row is screened block by block (:func:`_near_count`) and only a block holding a pair
-    within the widest margin (widened for rounding) is evaluated (:func:`_hinge_pass`).
+    within the widest margin (widened for rounding) is evaluated (:func:`_hinge_pass`). A
+    tile with many similar pairs (few classes) runs :func:`_dense_rows` instead.
     """
     n_rows, n_cols = g.shape
     n_margins = margins.shape[0]
@@ -292,6 +406,10 @@ def contrastive_tile(  # type: ignore[no-untyped-def]
     sim_sum, sim_n, sim_pos, worst = _similar_pairs(g, row_terms, col_terms, row_codes, col_codes, row0, col0, coef,
                                                     limits, m0, gamma, alpha, beta, slack, keep_top, top_loss,
                                                     top_i, top_j, top_d, worst)
+    if sim_n < 0:  # few classes: many similar pairs
+        _dense_rows(g, row_terms, col_terms, row_codes, col_codes, row0, col0, margins, tile_margins, coef, slack,
+                    limits, sums, actives, counts, top_loss, top_i, top_j, top_d, worst)
+        return
     counts[1] += sim_n
     counts[2] += sim_pos
     for k in range(n_margins):
