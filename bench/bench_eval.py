@@ -6,11 +6,11 @@ Makes N × D float32 clustered embeddings (C classes, unit-normalised), then:
    neighbours (k = the search width eval uses: the largest class or the largest --k;
    + 1 because the query itself comes back first), index build included;
 2. times :func:`embedkit.metrics.evaluate_retrieval` (the label k-NN of every row on the
-   symmetric tiles: each pair multiplied once and fed to both rows' running top-k; all
-   four metrics);
+   symmetric tiles: each pair multiplied once and fed to both rows' running top-k, for a
+   large k filtered tiles feeding buffered selections; all four metrics);
 3. prints both (best of --repeat, alternating which runs first), the ratio eval / search
-   with PASS/FAIL against the goal (<= 0.7), and the GEMM-only time of the same tiles
-   (where the time goes).
+   with PASS/FAIL against the goal (<= 0.7), the GEMM-only time of the same tiles
+   (where the time goes) and the process's peak memory.
 
     python bench/bench_eval.py                       # 100 000 × 128, 1 000 classes
     python bench/bench_eval.py --rows 20000 --repeat 3
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -97,6 +98,8 @@ def main() -> None:
         gemm = gemm_only(x, available_cores())
         print(f"where the time goes: the same symmetric tiles, GEMM only {gemm:.2f} s ({gemm / best_eval:.0%} of eval; "
               "the rest is the top-k kernels, merges and the metrics)")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory of this process: {peak:,.0f} MiB (the matrix: {x.nbytes / 2**20:,.0f} MiB)")
 
 
 GOAL = 0.7

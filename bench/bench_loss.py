@@ -12,7 +12,10 @@ keeping the best time of each (a shared machine slows them alike):
 3. the library call alone, in this process (`compute_loss`, the tiled kernel).
 
 The acceptance ratio is the whole command's: ratio = command / floor, goal <= 0.75, peak
-memory < 1 GiB. ``--profile`` adds a one-thread breakdown of the scan on the first
+memory < 1 GiB. The warm-up run before the timings fills numba's kernel cache and Python's
+bytecode cache of embedkit (``PYTHONDONTWRITEBYTECODE`` is lifted for that one run: an
+installed wheel ships compiled bytecode, an editable checkout under that variable would
+recompile embedkit's modules on every start, ~0.1 s). ``--profile`` adds a one-thread breakdown of the scan on the first
 ``--profile-rows`` rows: GEMM of the upper-triangle tiles vs the per-tile kernel.
 
     python bench/bench_loss.py                  # 50 000 × 128, the acceptance run
@@ -56,13 +59,15 @@ def time_floor(x: np.ndarray, stripe: int = 4096) -> float:
     return time.perf_counter() - start
 
 
-def time_command(path: Path, margin: float) -> tuple[float, dict, int | None]:
-    """Wall time, JSON result and peak RSS (KiB, from /usr/bin/time when present) of the command."""
+def time_command(path: Path, margin: float, *, write_bytecode: bool = False) -> tuple[float, dict, int | None]:
+    """Wall time, JSON result and peak RSS (KiB, from /usr/bin/time when present) of the command;
+    ``write_bytecode``: let Python write its bytecode cache (the warm-up run)."""
     exe = shutil.which("embedkit") or str(Path(sys.executable).with_name("embedkit"))
     command = [exe, "loss", "--kind", "contrastive", "--margin", str(margin), str(path), "--json", "--quiet"]
     timer = ["/usr/bin/time", "-f", "peak_kib=%M"] if os.path.exists("/usr/bin/time") else []
+    env = {k: v for k, v in os.environ.items() if not (write_bytecode and k == "PYTHONDONTWRITEBYTECODE")}
     start = time.perf_counter()
-    done = subprocess.run(timer + command, check=True, capture_output=True, text=True)
+    done = subprocess.run(timer + command, check=True, capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - start
     peak = [line for line in done.stderr.splitlines() if line.startswith("peak_kib=")]
     return elapsed, json.loads(done.stdout), int(peak[-1].split("=")[1]) if peak else None
@@ -84,8 +89,10 @@ def profile(x: np.ndarray, labels: np.ndarray, margin: float) -> None:
     from threadpoolctl import threadpool_limits
 
     import embedkit.losses.allpairs as allpairs
+    from embedkit.execution import Execution
     from embedkit.losses import pair_kernel
 
+    one = Execution.local(1)
     spent = {"gemm+centring": 0.0, "kernel": 0.0}
     kernel = pair_kernel.contrastive_tile
     tiles = allpairs.gram_tiles
@@ -107,13 +114,13 @@ def profile(x: np.ndarray, labels: np.ndarray, margin: float) -> None:
                 spent["gemm+centring"] += time.perf_counter() - start
             yield item
 
-    allpairs.scan_label_pairs(x[:256], labels[:256], form=0, margins=(margin,), workers=1)  # compile/load
+    allpairs.scan_label_pairs(x[:256], labels[:256], form=0, margins=(margin,), execution=one)  # compile/load
     allpairs.contrastive_tile, allpairs.gram_tiles = timed_kernel, timed_tiles
     try:
         with threadpool_limits(1):
             floor = time_floor(x)
             start = time.perf_counter()
-            allpairs.scan_label_pairs(x, labels, form=0, margins=(margin,), workers=1)
+            allpairs.scan_label_pairs(x, labels, form=0, margins=(margin,), execution=one)
             whole = time.perf_counter() - start
     finally:
         allpairs.contrastive_tile, allpairs.gram_tiles = kernel, tiles
@@ -144,9 +151,10 @@ def main() -> None:
         x = np.load(path)
         labels = np.load(Path(tmp) / "bench.labels.npy")
         # numba compiles the kernel on the very first run after install and caches it:
-        # a small run fills that cache so the timing below is the steady state.
+        # a small run fills that cache (and Python's bytecode cache, as an installed wheel
+        # has it) so the timing below is the steady state.
         warm = make_data(Path(tmp) / "warm", 2_000, args.dim, args.classes, args.seed)
-        cold, _, _ = time_command(warm, args.margin)
+        cold, _, _ = time_command(warm, args.margin, write_bytecode=True)
         time_library(x[:2_000], labels[:2_000], args.margin)
         floors, commands, libraries, peaks = [], [], [], []
         for _ in range(max(1, args.repeats)):
@@ -163,11 +171,13 @@ def main() -> None:
     ratio = command / floor
     print(f"data: {args.rows:,} x {args.dim} float32, {args.classes} classes, {pairs:,} pairs, {os.cpu_count()} cores, "
           f"best of {len(floors)}, load average {os.getloadavg()[0]:.1f}")
-    print(f"warm-up run (2 000 rows):        {cold:7.2f} s   (includes numba's one-time compile if not cached)")
+    print(f"warm-up run (2 000 rows):        {cold:7.2f} s   (numba's one-time compile if not cached; "
+          "writes the bytecode cache)")
     print(f"floor  X·Xᵀ float32 (stripes):  {floor:7.2f} s")
     print(f"library call (compute_loss):    {library:7.2f} s   {pairs / library / 1e6:,.0f} M pairs/s   "
           f"{library / floor:5.2f} x floor")
-    print(f"embedkit loss (whole command):  {command:7.2f} s   {pairs / command / 1e6:,.0f} M pairs/s")
+    print(f"embedkit loss (whole command):  {command:7.2f} s   {pairs / command / 1e6:,.0f} M pairs/s   "
+          f"start-up, reading, exit: {command - library:5.2f} s over the library call")
     print(f"acceptance ratio command / floor: {ratio:5.2f}   goal <= {GOAL_RATIO}   "
           f"{'PASS' if ratio <= GOAL_RATIO else 'FAIL'}")
     if all(p is not None for p in peaks):

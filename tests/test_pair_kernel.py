@@ -138,3 +138,47 @@ def test_similar_counts_match_the_labels() -> None:
     scan = scan_label_pairs(x, labels * 10**12 - 7, form=pk.FORM_SQUARED, margins=(3.0,), tile_rows=50, tile_cols=120)
     assert (scan.similar, scan.count) == (similar, similar + dissimilar)
     assert scan.similar_active == similar  # distinct rows: every similar pair has D > 0
+
+
+@pytest.mark.parametrize("layout", ["one class", "all distinct", "sorted runs", "random codes", "many classes"])
+def test_similar_pairs_of_any_label_layout_match_the_loop(layout: str) -> None:
+    """The contrastive kernel finds a tile's similar pairs through a hash table of the row
+    labels (or, with few classes, evaluates the tile block by block): one class, distinct
+    labels, runs, 40 random codes (which collide in the table of 256 slots) and 150 classes
+    all give the loop's counts, totals and top pairs."""
+    g, terms, _ = one_tile(np.float64)
+    n = g.shape[1]
+    rng = np.random.default_rng(11)
+    codes = {
+        "one class": np.zeros(n),
+        "all distinct": rng.permutation(n),
+        "sorted runs": np.sort(rng.integers(0, 7, n)),
+        "random codes": rng.integers(0, 2**31 - 1, 40)[rng.integers(0, 40, n)],
+        "many classes": rng.integers(0, 150, n),
+    }[layout].astype(np.int32)
+    sums, actives, counts, (top_loss, top_i, top_j, _) = run_tile(g, terms, codes, (6.0,), pk.FORM_SQUARED)
+    i, j = np.triu_indices(g.shape[0], 1, n)
+    losses, bounds, near = loop_oracle(g, terms, codes, 6.0, pk.FORM_SQUARED)
+    assert counts[0] == len(i)
+    assert counts[1] == int((codes[i] == codes[j]).sum())
+    assert abs(sums[0] - losses.sum()) <= bounds.sum() + (pk.BLOCK - 1) * 2.0**-53 * losses.sum() * 1.001
+    assert abs(int(actives[0]) - int((losses > 0).sum())) <= near
+    order = np.lexsort((j, i, -losses))[:5]
+    mine = np.lexsort((top_j, top_i, -top_loss))
+    np.testing.assert_array_equal(top_i[mine], i[order])
+    np.testing.assert_array_equal(top_j[mine], j[order])
+
+
+def test_centring_once_gives_the_tiles_of_centring_per_tile() -> None:
+    """Within the budget the scan centres the rows once instead of every column tile per
+    stripe: the same tile-dtype subtraction, so the same figures bit for bit."""
+    x, labels = clustered(1000, 16, 9, seed=4, spread=0.9)
+    x += np.float32(40.0)  # a shared offset: centring matters
+    assert x.nbytes > 0.05 * 2**20  # the small budget below cannot hold the centred copy
+    once, per_tile = (scan_label_pairs(x, labels, form=pk.FORM_SQUARED, margins=(5.0, 3.0), tile_rows=64,
+                                       tile_cols=100, execution=Execution.local(budget_mib=budget), top=6)
+                      for budget in (64.0, 0.05))
+    np.testing.assert_array_equal(once.totals, per_tile.totals)
+    np.testing.assert_array_equal(once.actives, per_tile.actives)
+    for key in once.top:
+        np.testing.assert_array_equal(once.top[key], per_tile.top[key])

@@ -1,13 +1,19 @@
 """Numba kernels of the all-pairs losses: one GEMM tile ``g = X[rows] · X[cols]ᵀ`` in, the
 tile's pair-loss totals, counts and top pairs out, without any other tile-sized array.
 
-Every row of a tile is cut into blocks of at most :data:`BLOCK` columns. Per block, one
-branch-free pass in the tile dtype (vectorised by LLVM: float32 × 8 lanes with AVX2) gives
-the similar pairs' sum and counts, how many dissimilar pairs lie inside the widest margin
-and how many pairs could enter the top list; a second such pass (with the square root)
-computes the hinges only when some dissimilar pair lies inside a margin. Block sums are
-added to float64 totals. The top list is updated by a float64 scalar pass (0.1's
-arithmetic), only in the blocks holding a pair past its entry thresholds.
+Contrastive: a pair's loss is non-zero only if it is similar or lies inside a margin, both
+usually a small share of the pairs, so the tile is not evaluated pair by pair. The similar
+pairs are found through a hash table of the row labels (one probe per column), then their
+``D²`` summed one by one in float64. The rest of each row is screened: a branch-free pass
+in the tile dtype (vectorised by LLVM: float32 × 8 lanes with AVX2, a handful of
+instructions) counts the pairs with ``D²`` below the widest margin (widened for rounding),
+over the whole row, then over its blocks of at most :data:`BLOCK` columns; only a block
+holding such a pair gets the hinge pass (with the square root), whose block sums are added
+to float64 totals. The top list is updated by a float64 scalar pass (0.1's arithmetic),
+only for the pairs past its entry thresholds. A tile whose similar pairs may exceed
+1/:data:`DENSE_SIMILAR` of its pairs (few classes) is evaluated block by block instead: one
+vectorised pass per block for the similar pairs' sums and counts and the pairs inside the
+widest margin or past the top list's thresholds, the hinge pass where needed.
 
 Error bound (float32 tiles; float64 tiles run the same code in float64, ``u = 2⁻⁵³``),
 against the float64 evaluation of the same tile values (the rounding of the product
@@ -18,8 +24,11 @@ itself, ``g``, is the same in both), ``u = 2⁻²⁴``:
   ``D`` by ``ΔD ≤ min(√δ, δ/D) + u·D``, its hinge ``h = max(m − D, 0)`` by
   ``Δh ≤ ΔD + 2u·m`` and its loss ``h²`` by ``(2h + Δh)·Δh + 2u·h²`` (``½h²``: half
   that; ``h``: ``Δh``);
-- sums: ``Σ`` of at most ``B = BLOCK`` terms in float32, then float64:
-  ``|Δ Σ| ≤ (B − 1)·u·Σ ℓ`` on top of the per-pair errors (all terms are ≥ 0).
+- sums: similar pairs' ``D²`` one by one in float64 (``γ·D²``: no further error beyond
+  float64's); hinges, and the similar pairs of a dense tile: ``Σ`` of at most
+  ``B = BLOCK`` terms in float32, then float64:
+  ``|Δ Σ| ≤ (B − 1)·u·Σ ℓ`` on top of the per-pair errors (all terms are ≥ 0); BCE: blocks
+  of ``B`` float64 terms.
 
 The float32 product ``g`` itself is off by up to ``d·u·‖a‖‖b‖`` (``d`` = dimension) in every
 path, float64 loops included, so these terms add little. ``tests/test_pair_kernel.py``
@@ -40,6 +49,10 @@ FORM_SQUARED, FORM_HALVED, FORM_LINEAR, FORM_BCE = 0, 1, 2, 3
 
 #: Columns of one row summed in the tile dtype before the float64 accumulation.
 BLOCK = 256
+
+#: A tile whose similar pairs may exceed 1/DENSE_SIMILAR of its pairs (few classes) is
+#: evaluated by the dense per-block passes, not pair by pair through the label table.
+DENSE_SIMILAR = 32
 
 # Fast-math for the vector passes, without the no-Inf assumption (thresholds may be ±inf).
 # No-NaN holds: the rows are checked finite before any scan.
@@ -143,8 +156,8 @@ def _entry_thresholds(worst_loss, m0, gamma, alpha, beta, slack, keep_top, out):
 @njit(nogil=True, cache=True)
 def _contrastive_top(row, terms, codes, a, label, i, j0, m0, gamma, alpha, beta,  # type: ignore[no-untyped-def]
                      top_loss, top_i, top_j, top_d, worst):
-    """Offer one block's pairs to the top list, in float64 as 0.1 did (``np.float64``:
-    numba's ``float()`` of a float32 stays float32). Returns the new last."""
+    """Offer one block's pairs (similar and dissimilar) to the top list, in float64 as 0.1
+    did (``np.float64``: numba's ``float()`` of a float32 stays float32). Returns the new last."""
     a64 = np.float64(a)
     for c in range(row.shape[0]):
         d2 = max(a64 + np.float64(terms[c]) - 2.0 * np.float64(row[c]), 0.0)
@@ -155,7 +168,7 @@ def _contrastive_top(row, terms, codes, a, label, i, j0, m0, gamma, alpha, beta,
 
 @njit(nogil=True, fastmath=_TILE_MATH, cache=True)
 def _similar_pass(row, terms, codes, a, label, coef, limits):  # type: ignore[no-untyped-def]
-    """One block, branch-free (vectorised): the similar pairs' ``Σ D²``, count and count with
+    """One block of a tile with many similar pairs, branch-free (vectorised): the similar pairs' ``Σ D²``, count and count with
     ``D² > 0``; the dissimilar pairs inside the widest margin (``D² < limits[2]``); the pairs
     past the top list's entry thresholds ``limits[0:2]``. Counts are summed in the tile dtype
     (exact: a block has at most 256 pairs). The loop runs from 0 over slices, so LLVM sees
@@ -184,10 +197,109 @@ def _similar_pass(row, terms, codes, a, label, coef, limits):  # type: ignore[no
     return np.float64(sim_sum), int(sim_n), int(sim_pos), int(inside), int(enter)
 
 
+@njit(nogil=True, cache=True)
+def _dissimilar_top(row, terms, codes, a, label, i, j0, m0, alpha, beta,  # type: ignore[no-untyped-def]
+                    top_loss, top_i, top_j, top_d, worst):
+    """Offer one block's dissimilar pairs to the top list, in float64 as 0.1 did (``np.float64``:
+    numba's ``float()`` of a float32 stays float32). Returns the new last."""
+    a64 = np.float64(a)
+    for c in range(row.shape[0]):
+        if codes[c] != label:
+            d2 = max(a64 + np.float64(terms[c]) - 2.0 * np.float64(row[c]), 0.0)
+            worst = _offer(_hinge64(m0, alpha, beta, d2), i, j0 + c, math.sqrt(d2), top_loss, top_i, top_j,
+                           top_d, worst)
+    return worst
+
+
+@njit(nogil=True, cache=True)
+def _similar_pairs(g, row_terms, col_terms, row_codes, col_codes, row0, col0, coef, limits,  # type: ignore[no-untyped-def]
+                   m0, gamma, alpha, beta, slack, keep_top, top_loss, top_i, top_j, top_d, worst):
+    """The tile's similar pairs ``i < j``, found through a hash table of the row labels (one
+    probe per column, no pass over the tile): ``(Σ D², count, count with D² > 0, new last)``.
+    ``D² = max(a + b − 2g, 0)`` in the tile dtype, summed in float64; pairs with
+    ``D² ≥ limits[0]`` are offered to the top list (float64, as :func:`_dissimilar_top`).
+    Count ``-1`` (nothing done): the tile may hold more than 1/:data:`DENSE_SIMILAR` similar
+    pairs, for :func:`_dense_rows`."""
+    n_rows, n_cols = g.shape
+    two = coef[3]
+    zero = coef[4]
+    first = max(row0 + 1 - col0, 0)
+    bits = 1
+    while (1 << bits) < 2 * n_rows:
+        bits += 1
+    mask = (1 << bits) - 1
+    keys = np.full(mask + 1, -1, dtype=np.int64)
+    head = np.empty(mask + 1, dtype=np.int64)
+    size = np.zeros(mask + 1, dtype=np.int64)
+    chain = np.empty(n_rows, dtype=np.int64)
+    # Rows inserted last to first: each label's chain lists its rows in ascending order.
+    for r in range(n_rows - 1, -1, -1):
+        code = np.int64(row_codes[r])
+        slot = (((code * 2654435761) & 0xFFFFFFFF) >> (32 - bits)) if bits < 32 else code & mask
+        while keys[slot] != -1 and keys[slot] != code:
+            slot = (slot + 1) & mask
+        chain[r] = head[slot] if keys[slot] == code else -1
+        keys[slot] = code
+        head[slot] = r
+        size[slot] += 1
+    # At most this many similar pairs (the tile's pairs left of the diagonal included): past
+    # 1/32 of the tile, one vectorised pass per block costs less than a scalar step per pair.
+    bound = 0
+    for c in range(first, n_cols):
+        code = np.int64(col_codes[c])
+        slot = (((code * 2654435761) & 0xFFFFFFFF) >> (32 - bits)) if bits < 32 else code & mask
+        while keys[slot] != -1 and keys[slot] != code:
+            slot = (slot + 1) & mask
+        bound += size[slot] if keys[slot] == code else 0
+    if bound * DENSE_SIMILAR > n_rows * (n_cols - first):
+        return 0.0, -1, 0, worst
+    total = 0.0
+    similar = 0
+    positive = 0
+    for c in range(first, n_cols):
+        code = np.int64(col_codes[c])
+        slot = (((code * 2654435761) & 0xFFFFFFFF) >> (32 - bits)) if bits < 32 else code & mask
+        while keys[slot] != -1 and keys[slot] != code:
+            slot = (slot + 1) & mask
+        if keys[slot] != code:
+            continue
+        j = col0 + c
+        r = head[slot]
+        while r >= 0 and row0 + r < j:
+            d2 = row_terms[r] + col_terms[c] - two * g[r, c]
+            d2 = d2 if d2 > zero else zero
+            total += np.float64(d2)
+            similar += 1
+            positive += 1 if d2 > zero else 0
+            if keep_top and d2 >= limits[0]:
+                d64 = max(np.float64(row_terms[r]) + np.float64(col_terms[c]) - 2.0 * np.float64(g[r, c]), 0.0)
+                worst = _offer(gamma * d64, row0 + r, j, math.sqrt(d64), top_loss, top_i, top_j, top_d, worst)
+                _entry_thresholds(top_loss[worst], m0, gamma, alpha, beta, slack, keep_top, limits)
+            r = chain[r]
+    return total, similar, positive, worst
+
+
 @njit(nogil=True, fastmath=_TILE_MATH, cache=True)
-def _hinge_pass(row, terms, codes, a, label, coef, margin):  # type: ignore[no-untyped-def]
+def _near_count(row, terms, a, coef, screen):  # type: ignore[no-untyped-def]
+    """How many pairs of a row slice have ``a + b − 2g <= screen`` (tile dtype; branch-free,
+    vectorised; the count is exact in the tile dtype up to 2²⁴ columns). The loop runs from
+    0 over slices, so LLVM sees non-negative indices; no min/max reduction (numba's compares
+    carry no fast-math flags, and LLVM would not vectorise them)."""
+    two = coef[3]
+    zero = coef[4]
+    one = coef[5]
+    near = zero
+    for c in range(row.shape[0]):
+        d2 = a + terms[c] - two * row[c]
+        near += one if d2 <= screen else zero
+    return near > zero
+
+
+@njit(nogil=True, fastmath=_TILE_MATH, cache=True)
+def _hinge_pass(row, terms, codes, a, label, coef, margin, enter):  # type: ignore[no-untyped-def]
     """One block, branch-free (vectorised): the dissimilar pairs' ``Σ h·(α·h + β)``,
-    ``h = max(m − D, 0)``, and how many are > 0."""
+    ``h = max(m − D, 0)``, how many are > 0, and how many have ``D² <= enter`` (the top
+    list's entry threshold)."""
     alpha = coef[1]
     beta = coef[2]
     two = coef[3]
@@ -195,49 +307,34 @@ def _hinge_pass(row, terms, codes, a, label, coef, margin):  # type: ignore[no-u
     one = coef[5]
     total = zero
     active = zero
+    entering = zero
     for c in range(row.shape[0]):
         d2 = a + terms[c] - two * row[c]
         d2 = d2 if d2 > zero else zero
         h = margin - math.sqrt(d2)
         h = h if h > zero else zero
         loss = h * (alpha * h + beta)
-        loss = zero if codes[c] == label else loss
+        same = codes[c] == label
+        loss = zero if same else loss
         total += loss
         active += one if loss > zero else zero
-    return np.float64(total), int(active)
+        entering += zero if same | (d2 > enter) else one
+    return np.float64(total), int(active), int(entering)
 
 
 @njit(nogil=True, cache=True)
-def contrastive_tile(  # type: ignore[no-untyped-def]
-    g, row_terms, col_terms, row_codes, col_codes, row0, col0, margins, tile_margins, coef, slack,
-    sums, actives, counts, top_loss, top_i, top_j, top_d,
-):
-    """Accumulate the contrastive losses of the tile's pairs ``(row0 + r, col0 + c)``, ``i < j``.
-
-    ``g`` holds ``(a − c)·(b − c)`` and ``*_terms`` ``‖x − c‖²`` (tile dtype), so
-    ``D² = max(‖a‖² + ‖b‖² − 2g, 0)``; ``*_codes`` are int32 label codes (similar: equal).
-    ``margins`` (float64) / ``tile_margins`` (tile dtype): ``m_k``, ``margins[0]`` the main one;
-    ``coef`` (tile dtype): ``[γ, α, β, 2, 0, 1]`` (``γ, α, β`` of :func:`form_coefficients`);
-    ``slack = 2δ``. Adds to ``sums[k]``/``actives[k]`` the loss total and the items with
-    loss > 0 at ``m_k``, to ``counts`` [pairs, similar pairs, similar pairs with loss > 0];
-    keeps the top list (``top_*``, main margin, float64 losses, ``top_d = D``) in
-    :func:`_ranks_before` order.
-    """
+def _dense_rows(g, row_terms, col_terms, row_codes, col_codes, row0, col0, margins, tile_margins,  # type: ignore[no-untyped-def]
+                coef, slack, limits, sums, actives, counts, top_loss, top_i, top_j, top_d, worst):
+    """A tile with many similar pairs, block by block: one vectorised pass for the similar
+    pairs' sums and counts and the pairs inside the widest margin or past the top list's
+    thresholds, then the hinge pass and the float64 top pass where needed. Returns the new last."""
     n_rows, n_cols = g.shape
     n_margins = margins.shape[0]
     keep_top = top_loss.shape[0] > 0
-    worst = _last_ranked(top_loss, top_i, top_j) if keep_top else 0
     gamma = np.float64(coef[0])
     alpha = np.float64(coef[1])
     beta = np.float64(coef[2])
     m0 = margins[0]
-    # Tile-dtype thresholds: [similar entry, dissimilar entry, reach of the widest margin].
-    limits = np.empty(3, dtype=g.dtype)
-    widest = 0.0
-    for k in range(n_margins):
-        widest = max(widest, margins[k] * margins[k])
-    limits[2] = (widest + slack) * (1.0 + 1e-6)
-    _entry_thresholds(top_loss[worst] if keep_top else 0.0, m0, gamma, alpha, beta, slack, keep_top, limits)
     for r in range(n_rows):
         i = row0 + r
         start = i - col0 + 1 if i >= col0 else 0
@@ -258,14 +355,98 @@ def contrastive_tile(  # type: ignore[no-untyped-def]
                 total = gamma * sim_sum
                 active = sim_pos
                 if inside > 0:  # a dissimilar pair lies inside the widest margin
-                    hinge_sum, hinge_n = _hinge_pass(row, terms, codes, a, label, coef, tile_margins[k])
+                    hinge_sum, hinge_n, _ = _hinge_pass(row, terms, codes, a, label, coef, tile_margins[k], limits[1])
                     total += hinge_sum
                     active += hinge_n
                 sums[k] += total
                 actives[k] += active
-            if enter > 0:
+            if keep_top and enter > 0:
                 worst = _contrastive_top(row, terms, codes, a, label, i, col0 + b0, m0, gamma, alpha, beta,
                                          top_loss, top_i, top_j, top_d, worst)
+                _entry_thresholds(top_loss[worst], m0, gamma, alpha, beta, slack, keep_top, limits)
+    return worst
+
+
+@njit(nogil=True, cache=True)
+def contrastive_tile(  # type: ignore[no-untyped-def]
+    g, row_terms, col_terms, row_codes, col_codes, row0, col0, margins, tile_margins, coef, slack,
+    sums, actives, counts, top_loss, top_i, top_j, top_d,
+):
+    """Accumulate the contrastive losses of the tile's pairs ``(row0 + r, col0 + c)``, ``i < j``.
+
+    ``g`` holds ``(a − c)·(b − c)`` and ``*_terms`` ``‖x − c‖²`` (tile dtype), so
+    ``D² = max(‖a‖² + ‖b‖² − 2g, 0)``; ``*_codes`` are int32 label codes (similar: equal).
+    ``margins`` (float64) / ``tile_margins`` (tile dtype): ``m_k``, ``margins[0]`` the main one;
+    ``coef`` (tile dtype): ``[γ, α, β, 2, 0, 1]`` (``γ, α, β`` of :func:`form_coefficients`);
+    ``slack = 2δ``. Adds to ``sums[k]``/``actives[k]`` the loss total and the items with
+    loss > 0 at ``m_k``, to ``counts`` [pairs, similar pairs, similar pairs with loss > 0];
+    keeps the top list (``top_*``, main margin, float64 losses, ``top_d = D``) in
+    :func:`_ranks_before` order.
+
+    Similar pairs are found through the row labels (:func:`_similar_pairs`); the rest of a
+    row is screened block by block (:func:`_near_count`) and only a block holding a pair
+    within the widest margin (widened for rounding) is evaluated (:func:`_hinge_pass`). A
+    tile with many similar pairs (few classes) runs :func:`_dense_rows` instead.
+    """
+    n_rows, n_cols = g.shape
+    n_margins = margins.shape[0]
+    keep_top = top_loss.shape[0] > 0
+    worst = _last_ranked(top_loss, top_i, top_j) if keep_top else 0
+    gamma = np.float64(coef[0])
+    alpha = np.float64(coef[1])
+    beta = np.float64(coef[2])
+    m0 = margins[0]
+    # Tile-dtype thresholds: [similar entry, dissimilar entry, reach of the widest margin].
+    limits = np.empty(3, dtype=g.dtype)
+    widest = 0.0
+    for k in range(n_margins):
+        widest = max(widest, margins[k] * margins[k])
+    limits[2] = (widest + slack) * (1.0 + 1e-6)
+    _entry_thresholds(top_loss[worst] if keep_top else 0.0, m0, gamma, alpha, beta, slack, keep_top, limits)
+    sim_sum, sim_n, sim_pos, worst = _similar_pairs(g, row_terms, col_terms, row_codes, col_codes, row0, col0, coef,
+                                                    limits, m0, gamma, alpha, beta, slack, keep_top, top_loss,
+                                                    top_i, top_j, top_d, worst)
+    if sim_n < 0:  # few classes: many similar pairs
+        _dense_rows(g, row_terms, col_terms, row_codes, col_codes, row0, col0, margins, tile_margins, coef, slack,
+                    limits, sums, actives, counts, top_loss, top_i, top_j, top_d, worst)
+        return
+    counts[1] += sim_n
+    counts[2] += sim_pos
+    for k in range(n_margins):
+        sums[k] += gamma * sim_sum
+        actives[k] += sim_pos
+    # The dissimilar entry threshold never exceeds the reach (m0 <= widest margin), and two
+    # tile-dtype evaluations of a + b − 2g in another order differ by less than 2·slack: a
+    # block with no pair below this screen holds no pair inside a margin nor entering the top.
+    screen = limits[2] + 4.0 * slack
+    for r in range(n_rows):
+        i = row0 + r
+        start = i - col0 + 1 if i >= col0 else 0
+        if start >= n_cols:
+            continue
+        a = row_terms[r]
+        label = row_codes[r]
+        counts[0] += n_cols - start
+        if not _near_count(g[r, start:], col_terms[start:], a, coef, screen):
+            continue
+        for b0 in range(start, n_cols, BLOCK):
+            b1 = min(b0 + BLOCK, n_cols)
+            row = g[r, b0:b1]
+            terms = col_terms[b0:b1]
+            if not _near_count(row, terms, a, coef, screen):
+                continue
+            codes = col_codes[b0:b1]
+            entering = 0
+            for k in range(n_margins):
+                hinge_sum, hinge_n, enter_k = _hinge_pass(row, terms, codes, a, label, coef, tile_margins[k],
+                                                          limits[1])
+                sums[k] += hinge_sum
+                actives[k] += hinge_n
+                if k == 0:
+                    entering = enter_k
+            if keep_top and entering > 0:
+                worst = _dissimilar_top(row, terms, codes, a, label, i, col0 + b0, m0, alpha, beta,
+                                        top_loss, top_i, top_j, top_d, worst)
                 _entry_thresholds(top_loss[worst], m0, gamma, alpha, beta, slack, keep_top, limits)
 
 
