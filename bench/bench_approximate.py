@@ -126,6 +126,7 @@ def comparison(x: np.ndarray, labels: np.ndarray, args: argparse.Namespace) -> d
     """The join and FAISS IVFFlat at the same centroids and nprobe; times and recall."""
     import faiss
 
+    from embedkit.execution import Execution
     from embedkit.ivfjoin import ivf_nearest_negatives, train_centroids
     from embedkit.knn import (
         ApproxIndex,
@@ -148,13 +149,13 @@ def comparison(x: np.ndarray, labels: np.ndarray, args: argparse.Namespace) -> d
     train = time.perf_counter() - started
     anchors = np.arange(n)
     sample = np.sort(np.random.default_rng(2).choice(n, min(args.check_recall, n), replace=False))
-    truth, _, _, _ = nearest_negatives(prep, codes, sample, 1, workers=args.threads)
+    truth, _, _, _ = nearest_negatives(prep, codes, sample, 1, execution=Execution.local(args.threads))
     truth = truth[:, 0]
     out: dict[str, float] = {"nlist": nlist, "nprobe": nprobe, "train": train}
 
     started = time.perf_counter()
     join = ivf_nearest_negatives(prep, codes, anchors, 1, nlist=nlist, nprobe=nprobe, candidates=1 + RERANK_EXTRA,
-                                 workers=args.threads, centroids=centroids)
+                                 execution=Execution.local(args.threads), centroids=centroids)
     out["join"] = time.perf_counter() - started
     found = rerank_exactly(prep, anchors[sample], join.rows[sample])[:, 0]
     out["join_recall"] = hit_rate(prep, codes, sample, found, truth)

@@ -42,8 +42,9 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from embedkit.chunking import DEFAULT_BUDGET_MIB, blocks, rows_per_block
-from embedkit.engines import Engine, LocalEngine, Progress
+from embedkit.chunking import blocks, rows_per_block
+from embedkit.engines import Progress
+from embedkit.execution import Execution
 from embedkit.ivflists import (
     KMEANS_ITERATIONS,
     TRAIN_PER_LIST,
@@ -266,10 +267,7 @@ def ivf_nearest_negatives(
     nprobe: int,
     candidates: int | None = None,
     seed: int = 0,
-    engine: Engine | None = None,
-    workers: int | None = None,
-    budget_mib: float = DEFAULT_BUDGET_MIB,
-    progress: Progress | None = None,
+    execution: Execution = Execution(),
     centroids: np.ndarray | None = None,
 ) -> IvfJoin:
     """Up to ``candidates`` (default ``k``) nearest negatives of each anchor (sorted row ids)
@@ -278,16 +276,17 @@ def ivf_nearest_negatives(
 
     With ``nprobe = nlist`` every pair is compared: the result is the exact scan's. Memory:
     one list-sorted copy of the rows and the O(n) list tables on the driver, and per task
-    its anchors' lists and tiles within ``budget_mib``; ``prep.x`` (memory-mapped or
-    path-backed) is read in row blocks, never gathered row by row.
+    its anchors' lists and tiles within the execution's budget; ``prep.x`` (memory-mapped
+    or path-backed) is read in row blocks, never gathered row by row. k-means runs here on
+    the execution's threads; the assignment and the join run as tasks on its engine.
     """
     anchors = np.asarray(anchors, dtype=np.int64)
     codes = np.ascontiguousarray(labels, dtype=np.int64)
     width = max(k, candidates or k)
-    runner = engine if engine is not None else LocalEngine(workers)
+    runner, budget_mib, progress = execution.engine, execution.budget_mib, execution.progress
     started = time.perf_counter()
     if centroids is None:
-        centroids = train_centroids(prep, nlist, seed=seed, threads=workers)
+        centroids = train_centroids(prep, nlist, seed=seed, threads=execution.threads)
     trained = time.perf_counter()
     nlist = len(centroids)
     nprobe = int(max(1, min(nprobe, nlist)))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import embedkit.ivfjoin as ivfjoin
-from embedkit.engines import LocalEngine
+from embedkit.execution import Execution
 from embedkit.ivfjoin import ivf_nearest_negatives, train_centroids
 from embedkit.mining.blocked import nearest_negatives
 from embedkit.mining.keys import prepare
@@ -83,15 +83,15 @@ def test_the_answer_does_not_depend_on_workers_tiles_or_chunks(small, monkeypatc
     anchors = np.arange(1, len(x), 2)
     centroids = train_centroids(prep, 10, seed=0)
     kw = {"nlist": 10, "nprobe": 4, "candidates": 4, "centroids": centroids}
-    base = ivf_nearest_negatives(prep, labels, anchors, 2, workers=1, **kw)
-    again = ivf_nearest_negatives(prep, labels, anchors, 2, engine=LocalEngine(2), **kw)
+    base = ivf_nearest_negatives(prep, labels, anchors, 2, execution=Execution.local(1), **kw)
+    again = ivf_nearest_negatives(prep, labels, anchors, 2, execution=Execution.local(2), **kw)
     np.testing.assert_array_equal(base.rows, again.rows)  # bit for bit across workers
     np.testing.assert_array_equal(base.keys, again.keys)
     # A tiny budget (query and member chunks of a few rows), fewer list groups, two threads:
     # the same rows; keys may differ in the last bits (BLAS rounds other tile shapes otherwise).
     monkeypatch.setattr(ivfjoin, "MEMBER_CHUNK", 7)
     monkeypatch.setattr(ivfjoin, "GROUP_TASKS", 3)
-    other = ivf_nearest_negatives(prep, labels, anchors, 2, workers=2, budget_mib=0.002, **kw)
+    other = ivf_nearest_negatives(prep, labels, anchors, 2, execution=Execution.local(2, budget_mib=0.002), **kw)
     np.testing.assert_array_equal(base.rows, other.rows)
     np.testing.assert_allclose(base.keys, other.keys, rtol=1e-6)
 
@@ -153,9 +153,9 @@ def test_the_join_on_a_dask_cluster_matches_the_local_engine(small) -> None:  # 
     anchors = np.arange(len(x))
     centroids = train_centroids(prep, 10, seed=0)
     kw = {"nlist": 10, "nprobe": 3, "candidates": 3, "centroids": centroids}
-    local = ivf_nearest_negatives(prep, labels, anchors, 1, engine=LocalEngine(2), **kw)
+    local = ivf_nearest_negatives(prep, labels, anchors, 1, execution=Execution.local(2), **kw)
     with DaskEngine(workers=2) as engine:
-        remote = ivf_nearest_negatives(prep, labels, anchors, 1, engine=engine, **kw)
+        remote = ivf_nearest_negatives(prep, labels, anchors, 1, execution=Execution(engine), **kw)
     np.testing.assert_array_equal(local.rows, remote.rows)
     np.testing.assert_array_equal(local.keys, remote.keys)
 

@@ -82,8 +82,7 @@ def _ivf_join(prep: Prepared, labels: np.ndarray, anchors: np.ndarray, k: int, s
     if spec.nprobe and spec.nprobe > nlist:
         notes.append(f"nprobe capped at {nlist:,} lists; asked {spec.nprobe:,}")
     join = ivf_nearest_negatives(prep, labels, anchors, k, nlist=nlist, nprobe=nprobe, candidates=k + RERANK_EXTRA,
-                                 seed=spec.seed, engine=execution.engine, workers=execution.threads,
-                                 budget_mib=execution.budget_mib, progress=execution.progress)
+                                 seed=spec.seed, execution=execution)
     description = join.description + (f" ({'; '.join(notes)})" if notes else "")
     return join.rows, join.complete, description
 
