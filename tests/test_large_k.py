@@ -12,7 +12,8 @@ from embedkit.execution import Execution
 from embedkit.mining import symmetric
 from embedkit.mining.keys import prepare
 from embedkit.mining.symmetric import symmetric_topk
-from embedkit.sym_kernels import DENSE_K, select_smallest, sort_rows
+from embedkit.sym_kernels import DENSE_K
+from embedkit.sym_select import select_smallest, sort_rows
 
 #: Budgets giving 32-row tiles over several super-tiles, and one tile per super-tile.
 BUDGETS = (0.05, 0.5)

@@ -25,16 +25,8 @@ import numpy as np
 from embedkit.engines import Progress
 from embedkit.execution import Execution
 from embedkit.mining.keys import NO_ROW, Emitted, Prepared, Slots, merge_emitted
-from embedkit.sym_kernels import (
-    DENSE_K,
-    merge_heaps,
-    merge_selections,
-    settle_selections,
-    sort_rows,
-    sym_band_tile,
-    sym_select_tile,
-    sym_topk_tile,
-)
+from embedkit.sym_kernels import DENSE_K, merge_heaps, sym_band_tile, sym_topk_tile
+from embedkit.sym_select import merge_selections, settle_selections, sort_rows, sym_select_tile
 from embedkit.tiles import (
     SymTask,
     run_symmetric,
