@@ -57,6 +57,38 @@ def _before(key_a, id_a, key_b, id_b):  # type: ignore[no-untyped-def]
     return key_a < key_b or (key_a == key_b and id_a < id_b)
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _partition(keys, ids, lo, hi):  # type: ignore[no-untyped-def]
+    """Hoare partition of ``[lo, hi]`` around the median of its first, middle and last
+    entries, in (key, row) order: returns ``(i, j)`` with every entry up to ``j`` not after
+    the pivot, every entry from ``i`` not before it (``j < i``)."""
+    mid = (lo + hi) >> 1
+    if _before(keys[mid], ids[mid], keys[lo], ids[lo]):
+        keys[lo], keys[mid] = keys[mid], keys[lo]
+        ids[lo], ids[mid] = ids[mid], ids[lo]
+    if _before(keys[hi], ids[hi], keys[lo], ids[lo]):
+        keys[lo], keys[hi] = keys[hi], keys[lo]
+        ids[lo], ids[hi] = ids[hi], ids[lo]
+    if _before(keys[hi], ids[hi], keys[mid], ids[mid]):
+        keys[mid], keys[hi] = keys[hi], keys[mid]
+        ids[mid], ids[hi] = ids[hi], ids[mid]
+    pk = keys[mid]
+    pi = ids[mid]
+    i = lo
+    j = hi
+    while i <= j:
+        while _before(keys[i], ids[i], pk, pi):
+            i += 1
+        while _before(pk, pi, keys[j], ids[j]):
+            j -= 1
+        if i <= j:
+            keys[i], keys[j] = keys[j], keys[i]
+            ids[i], ids[j] = ids[j], ids[i]
+            i += 1
+            j -= 1
+    return i, j
+
+
 @njit(nogil=True, cache=True)
 def select_smallest(keys, ids, m, t):  # type: ignore[no-untyped-def]
     """Reorder ``keys[:m]``/``ids[:m]`` (pairs, distinct in (key, row) order) so that the
@@ -66,30 +98,7 @@ def select_smallest(keys, ids, m, t):  # type: ignore[no-untyped-def]
     hi = m - 1
     target = t - 1
     while lo < hi:
-        mid = (lo + hi) >> 1
-        if _before(keys[mid], ids[mid], keys[lo], ids[lo]):
-            keys[lo], keys[mid] = keys[mid], keys[lo]
-            ids[lo], ids[mid] = ids[mid], ids[lo]
-        if _before(keys[hi], ids[hi], keys[lo], ids[lo]):
-            keys[lo], keys[hi] = keys[hi], keys[lo]
-            ids[lo], ids[hi] = ids[hi], ids[lo]
-        if _before(keys[hi], ids[hi], keys[mid], ids[mid]):
-            keys[mid], keys[hi] = keys[hi], keys[mid]
-            ids[mid], ids[hi] = ids[hi], ids[mid]
-        pk = keys[mid]
-        pi = ids[mid]
-        i = lo
-        j = hi
-        while i <= j:
-            while _before(keys[i], ids[i], pk, pi):
-                i += 1
-            while _before(pk, pi, keys[j], ids[j]):
-                j -= 1
-            if i <= j:
-                keys[i], keys[j] = keys[j], keys[i]
-                ids[i], ids[j] = ids[j], ids[i]
-                i += 1
-                j -= 1
+        i, j = _partition(keys, ids, lo, hi)
         if target <= j:
             hi = j
         elif target >= i:
@@ -223,30 +232,7 @@ def _sort_pairs(keys, ids):  # type: ignore[no-untyped-def]
         lo = stack[top - 2]
         top -= 2
         while hi - lo > 16:
-            mid = (lo + hi) >> 1
-            if _before(keys[mid], ids[mid], keys[lo], ids[lo]):
-                keys[lo], keys[mid] = keys[mid], keys[lo]
-                ids[lo], ids[mid] = ids[mid], ids[lo]
-            if _before(keys[hi], ids[hi], keys[lo], ids[lo]):
-                keys[lo], keys[hi] = keys[hi], keys[lo]
-                ids[lo], ids[hi] = ids[hi], ids[lo]
-            if _before(keys[hi], ids[hi], keys[mid], ids[mid]):
-                keys[mid], keys[hi] = keys[hi], keys[mid]
-                ids[mid], ids[hi] = ids[hi], ids[mid]
-            pk = keys[mid]
-            pi = ids[mid]
-            i = lo
-            j = hi
-            while i <= j:
-                while _before(keys[i], ids[i], pk, pi):
-                    i += 1
-                while _before(pk, pi, keys[j], ids[j]):
-                    j -= 1
-                if i <= j:
-                    keys[i], keys[j] = keys[j], keys[i]
-                    ids[i], ids[j] = ids[j], ids[i]
-                    i += 1
-                    j -= 1
+            i, j = _partition(keys, ids, lo, hi)
             if j - lo < hi - i:
                 if i < hi:
                     stack[top] = i
