@@ -53,9 +53,6 @@ class Execution:
         ``None`` (every core) on a distributed engine."""
         return self.engine.workers if isinstance(self.engine, LocalEngine) else None
 
-    def with_budget(self, budget_mib: float) -> Execution:
-        return replace(self, budget_mib=budget_mib)
-
     def quiet(self) -> Execution:
         """The same run without progress reports (for a step nested in a reported one)."""
         return replace(self, progress=None)

@@ -176,7 +176,26 @@ def is_path_backed(array: object) -> bool:
     return isinstance(array, PathArray) and array.path_source is not None
 
 
-class ShardedRows:
+class _RowMatrix:
+    """What a row matrix that is not an ndarray shows the tile code: ``dtype``, ``shape``
+    (rows, columns) and, derived from them, ``itemsize``, ``ndim`` and ``len``."""
+
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+    @property
+    def itemsize(self) -> int:
+        return self.dtype.itemsize
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
+class ShardedRows(_RowMatrix):
     """NPY shard files read as one ``(n, d)`` matrix, each file memory-mapped when first read:
     what a :class:`ShardedArray` becomes where it is unpickled (a worker).
 
@@ -190,17 +209,6 @@ class ShardedRows:
         self.shape = tuple(int(n) for n in shape)
         self._starts = np.array([start for _, start, _ in self.files] + [self.shape[0]], dtype=np.int64)
         self._maps: list[PathArray | None] = [None] * len(self.files)
-
-    @property
-    def itemsize(self) -> int:
-        return self.dtype.itemsize
-
-    @property
-    def ndim(self) -> int:
-        return 2
-
-    def __len__(self) -> int:
-        return self.shape[0]
 
     def _file(self, k: int) -> PathArray:
         mapped = self._maps[k]
@@ -301,7 +309,7 @@ def sharded_array(rows: np.ndarray, files: list[tuple[str, int, int]]) -> np.nda
     return out
 
 
-class LazyRows:
+class LazyRows(_RowMatrix):
     """Rows of a :class:`PathArray` read as the work dtype, L2-normalised when ``normalise``.
 
     Behaves as a read-only ``(n, d)`` matrix for what tile tasks do: ``len``, ``shape``,
@@ -317,17 +325,6 @@ class LazyRows:
         self.normalise = normalise
         self.dtype = work_dtype(source.dtype)
         self.shape = tuple(source.shape)
-
-    @property
-    def itemsize(self) -> int:
-        return self.dtype.itemsize
-
-    @property
-    def ndim(self) -> int:
-        return 2
-
-    def __len__(self) -> int:
-        return self.shape[0]
 
     def __getitem__(self, index: Any) -> np.ndarray:
         block = self.source[index]
